@@ -1,0 +1,24 @@
+//! The default filter: keeps every event it receives and writes it in the
+//! pipeline's format (`raw` or `envelope`), with the pipeline's partition key.
+
+use filter_sdk::{Config, Context, Event, Filter, Output};
+
+/// Keeps everything.
+struct Passthrough;
+
+impl Filter for Passthrough {
+    fn new(_context: &Context, config: &Config) -> Result<Self, String> {
+        config.reject_unknown(&[])?;
+        Ok(Passthrough)
+    }
+
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
+        for event in events {
+            let data = out.format(event);
+            out.push(data);
+        }
+        Ok(())
+    }
+}
+
+filter_sdk::export_filter!(Passthrough);

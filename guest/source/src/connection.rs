@@ -1,0 +1,185 @@
+//! One connection attempt: request, response checks, then the body.
+
+use crate::bindings::sse_ingest::pipeline::source_host::{
+    ConnectionEvent, DisconnectCause, SourceConfig, report,
+};
+use crate::bindings::wasi::clocks::monotonic_clock;
+use crate::bindings::wasi::http::outgoing_handler;
+use crate::bindings::wasi::http::types::{ErrorCode, IncomingResponse};
+use crate::bindings::wasi::io::poll::{Pollable, poll};
+use crate::bindings::wasi::io::streams::StreamError;
+use crate::request::{self, Target};
+use crate::stream;
+use sse_parser::Parser;
+
+/// How much of an error response's body goes into the message.
+const BODY_START_BYTES: usize = 256;
+/// How long to wait for that body before giving up on it.
+const BODY_START_WAIT_NS: u64 = 2_000_000_000;
+
+/// How a connection attempt ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The host asked the source to stop.
+    Stopped,
+    /// HTTP 204: the server says to stop reconnecting.
+    NoContent,
+    /// Reconnecting cannot help; the message is for an operator.
+    Fatal(String),
+    /// Try again later.
+    Retry {
+        cause: DisconnectCause,
+        retry_after_ms: Option<u64>,
+    },
+}
+
+/// Connects once and streams until the connection ends.
+pub fn connect_and_stream(
+    config: &SourceConfig,
+    target: &Target,
+    parser: &mut Parser,
+    stop: &Pollable,
+) -> Outcome {
+    let request = match request::build(config, target, parser.last_event_id()) {
+        Ok(request) => request,
+        Err(message) => return Outcome::Fatal(message),
+    };
+    let pending = match outgoing_handler::handle(request, None) {
+        Ok(pending) => pending,
+        Err(code) => return transport_failure(config, &code),
+    };
+    let response = loop {
+        if let Some(result) = pending.get() {
+            break result;
+        }
+        let ready = pending.subscribe();
+        if poll(&[&ready, stop]).contains(&1) {
+            return Outcome::Stopped;
+        }
+    };
+    let response = match response {
+        Ok(Ok(response)) => response,
+        Ok(Err(code)) => return transport_failure(config, &code),
+        Err(()) => return Outcome::Fatal("the HTTP response was taken twice".to_string()),
+    };
+    drop(pending);
+
+    if let Some(outcome) = check_response(config, &response) {
+        return outcome;
+    }
+    report(&ConnectionEvent::Connected);
+    stream::pump(config, response, parser, stop)
+}
+
+/// Turns a transport error into an outcome: a denied request is a
+/// configuration error, anything else is worth another try.
+fn transport_failure(config: &SourceConfig, code: &ErrorCode) -> Outcome {
+    if matches!(code, ErrorCode::HttpRequestDenied) {
+        return Outcome::Fatal(format!(
+            "the host refused the request to {}: only the pipeline's configured origin may be reached",
+            config.url
+        ));
+    }
+    Outcome::Retry {
+        cause: DisconnectCause::Network(format!("{code:?}")),
+        retry_after_ms: None,
+    }
+}
+
+/// Checks status and content type (HTML §9.2.4: only `200` with
+/// `text/event-stream` announces the connection). `None` means "stream it".
+fn check_response(config: &SourceConfig, response: &IncomingResponse) -> Option<Outcome> {
+    let status = response.status();
+    if status == 204 {
+        return Some(Outcome::NoContent);
+    }
+    if status != 200 {
+        let fatal = !config.reconnect || config.fatal_statuses.contains(&status);
+        if fatal {
+            return Some(Outcome::Fatal(format!(
+                "the server answered HTTP {status}{}",
+                body_start(response)
+            )));
+        }
+        let retry_after_ms = if status == 429 || status == 503 {
+            retry_after_ms(response)
+        } else {
+            None
+        };
+        return Some(Outcome::Retry {
+            cause: DisconnectCause::HttpStatus(status),
+            retry_after_ms,
+        });
+    }
+    let content_type = header(response, "content-type").unwrap_or_default();
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    if !essence.eq_ignore_ascii_case("text/event-stream") {
+        let shown = if content_type.is_empty() {
+            "none"
+        } else {
+            content_type.as_str()
+        };
+        if !config.reconnect || config.fatal_content_type {
+            return Some(Outcome::Fatal(format!(
+                "the server answered with content type `{shown}`, not text/event-stream{}",
+                body_start(response)
+            )));
+        }
+        return Some(Outcome::Retry {
+            cause: DisconnectCause::ContentType(shown.to_string()),
+            retry_after_ms: None,
+        });
+    }
+    None
+}
+
+/// The first value of a response header, as text.
+fn header(response: &IncomingResponse, name: &str) -> Option<String> {
+    let headers = response.headers();
+    let values = headers.get(name);
+    values
+        .first()
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+}
+
+/// `Retry-After` in milliseconds, when given as delay-seconds (the HTTP-date
+/// form would need a calendar; it is treated as absent).
+fn retry_after_ms(response: &IncomingResponse) -> Option<u64> {
+    let value = header(response, "retry-after")?;
+    let seconds: u64 = value.trim().parse().ok()?;
+    Some(seconds.saturating_mul(1000))
+}
+
+/// `": <first bytes of the body>"` for an error message, or `""`.
+fn body_start(response: &IncomingResponse) -> String {
+    let Ok(body) = response.consume() else {
+        return String::new();
+    };
+    let Ok(input) = body.stream() else {
+        return String::new();
+    };
+    let deadline = monotonic_clock::now().saturating_add(BODY_START_WAIT_NS);
+    let mut collected = Vec::new();
+    while collected.len() < BODY_START_BYTES {
+        match input.read((BODY_START_BYTES - collected.len()) as u64) {
+            Ok(bytes) if bytes.is_empty() => {
+                let now = monotonic_clock::now();
+                if now >= deadline {
+                    break;
+                }
+                let readable = input.subscribe();
+                let timer = monotonic_clock::subscribe_instant(deadline);
+                poll(&[&readable, &timer]);
+            }
+            Ok(bytes) => collected.extend_from_slice(&bytes),
+            Err(StreamError::Closed | StreamError::LastOperationFailed(_)) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&collected);
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!(": {text}")
+    }
+}

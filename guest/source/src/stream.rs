@@ -1,0 +1,143 @@
+//! Reading the body: parse as bytes arrive, deliver in batches.
+//!
+//! A batch goes to the host when it is full or when no more bytes are
+//! immediately available, so latency stays low on a slow stream and host calls
+//! stay few on a fast one. The stop pollable is checked after every chunk, so
+//! a stream that never pauses still stops promptly.
+
+use crate::bindings::sse_ingest::pipeline::source_host::{
+    DisconnectCause, SourceConfig, deliver, oversized_event,
+};
+use crate::bindings::sse_ingest::pipeline::types::{Event, Level};
+use crate::bindings::wasi::clocks::wall_clock;
+use crate::bindings::wasi::http::types::IncomingResponse;
+use crate::bindings::wasi::io::poll::{Pollable, poll};
+use crate::bindings::wasi::io::streams::StreamError;
+use crate::connection::Outcome;
+use sse_parser::{Item, Parser};
+
+/// Bytes asked for per read: large reads keep host calls and copies few.
+const READ_CHUNK: u64 = 64 * 1024;
+
+/// Events parsed but not yet delivered, and the id the host last heard of.
+struct Batch<'a> {
+    config: &'a SourceConfig,
+    events: Vec<Event>,
+    delivered_id: String,
+}
+
+impl Batch<'_> {
+    /// Queues an event unless the pipeline's `types` filter drops it.
+    fn push(&mut self, event: sse_parser::Event, received_at_ms: u64) {
+        if !self.config.types.is_empty() && !self.config.types.contains(&event.event_type) {
+            return;
+        }
+        let id = event.id;
+        self.events.push(Event {
+            event_type: event.event_type,
+            data: event.data,
+            id,
+            received_at_ms,
+        });
+        if self.events.len() >= self.config.batch_max_events as usize {
+            let last_id = self.events.last().map(|e| e.id.clone()).unwrap_or_default();
+            self.flush(&last_id);
+        }
+    }
+
+    /// Delivers what is queued; with nothing queued, tells the host only when
+    /// the last event id moved (so its checkpoint follows filtered-out events).
+    fn flush(&mut self, last_event_id: &str) {
+        if self.events.is_empty() && self.delivered_id == last_event_id {
+            return;
+        }
+        deliver(&self.events, last_event_id);
+        self.events.clear();
+        if self.delivered_id != last_event_id {
+            self.delivered_id = last_event_id.to_string();
+        }
+    }
+}
+
+/// Streams the response body through the parser until it ends or the host says stop.
+pub fn pump(
+    config: &SourceConfig,
+    response: IncomingResponse,
+    parser: &mut Parser,
+    stop: &Pollable,
+) -> Outcome {
+    let Ok(body) = response.consume() else {
+        return network("the response body was already consumed");
+    };
+    let Ok(input) = body.stream() else {
+        return network("the response body stream was already taken");
+    };
+    let readable = input.subscribe();
+    let mut batch = Batch {
+        config,
+        events: Vec::with_capacity(config.batch_max_events as usize),
+        delivered_id: parser.last_event_id().to_string(),
+    };
+    let outcome = loop {
+        match input.read(READ_CHUNK) {
+            Ok(bytes) if bytes.is_empty() => {
+                batch.flush(parser.last_event_id());
+                if poll(&[&readable, stop]).contains(&1) {
+                    break Outcome::Stopped;
+                }
+            }
+            Ok(bytes) => {
+                let now = wall_clock_ms();
+                parser.feed(&bytes, &mut |item| handle(&mut batch, item, now));
+                if stop.ready() {
+                    break Outcome::Stopped;
+                }
+            }
+            Err(StreamError::Closed) => {
+                break Outcome::Retry {
+                    cause: DisconnectCause::EndOfStream,
+                    retry_after_ms: None,
+                };
+            }
+            Err(StreamError::LastOperationFailed(error)) => {
+                break network(&error.to_debug_string());
+            }
+        }
+    };
+    // End of stream or not, an event without its blank line is incomplete
+    // (HTML §9.2.6: "discard" at end of file); `finish` drops it.
+    let now = wall_clock_ms();
+    parser.finish(&mut |item| handle(&mut batch, item, now));
+    batch.flush(parser.last_event_id());
+    outcome
+}
+
+fn handle(batch: &mut Batch<'_>, item: Item, received_at_ms: u64) {
+    match item {
+        Item::Event(event) => batch.push(event, received_at_ms),
+        Item::Oversized { discarded_bytes } => {
+            crate::say(
+                Level::Warn,
+                &format!(
+                    "dropped an event larger than max-event-bytes ({} bytes): {discarded_bytes} bytes discarded",
+                    batch.config.max_event_bytes
+                ),
+            );
+            oversized_event(discarded_bytes as u64);
+        }
+    }
+}
+
+fn network(reason: &str) -> Outcome {
+    Outcome::Retry {
+        cause: DisconnectCause::Network(reason.to_string()),
+        retry_after_ms: None,
+    }
+}
+
+fn wall_clock_ms() -> u64 {
+    let now = wall_clock::now();
+    now.seconds
+        .saturating_mul(1000)
+        .saturating_add(u64::from(now.nanoseconds / 1_000_000))
+}
