@@ -1,0 +1,87 @@
+//! The command line. Every flag states its default in its doc comment.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogArgs;
+
+/// Keeps live Server-Sent-Events streams flowing into Kinesis, files or stdout,
+/// shaped by WebAssembly filter components.
+#[derive(Debug, Parser)]
+#[command(name = "sse-ingest", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Stream events from an SSE endpoint into a sink until stopped.
+    Run(RunArgs),
+}
+
+/// Flags of `sse-ingest run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The SSE endpoint (http or https).
+    #[arg(
+        long,
+        default_value = "https://stream.wikimedia.org/v2/stream/recentchange"
+    )]
+    pub url: String,
+    /// An extra request header, `Name: value`; repeat for more.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    pub headers: Vec<String>,
+    /// Keep only these SSE event types (comma-separated); default: all.
+    #[arg(long, value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Record format: `raw` (the event's data) or `envelope` (a JSON object with event, id, data, source, received_at).
+    #[arg(long, value_enum, default_value_t = Format::Raw)]
+    pub format: Format,
+    /// Where records go: `file:DIR` or `stdout`. Default: `file:./sse-ingest-out`.
+    #[arg(long, default_value = "file:./sse-ingest-out")]
+    pub sink: String,
+    /// Do not reconnect: when the stream ends, write everything received and exit 0.
+    #[arg(long)]
+    pub once: bool,
+    /// Largest event the parser buffers; a larger one is dropped with a warning. Default: 4 MiB.
+    #[arg(long, default_value_t = 4 * 1024 * 1024)]
+    pub max_event_bytes: u64,
+    /// Reconnect when no byte (not even a comment) arrives for this long. Default: 60000.
+    #[arg(long, default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+    /// Give up a connection attempt (TCP and TLS, then the response head) after this long. Default: 10000.
+    #[arg(long, default_value_t = 10_000)]
+    pub connect_timeout_ms: u64,
+    /// The filter component: a built-in name (`passthrough`) or a `.wasm` file. Default: passthrough.
+    #[arg(long, default_value = "passthrough")]
+    pub filter: String,
+    /// A `key=value` setting for the filter; repeat for more.
+    #[arg(long = "filter-config", value_name = "KEY=VALUE")]
+    pub filter_config: Vec<String>,
+    /// The pipeline's name (in logs, metrics, file names and the state directory). Default: default.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Where checkpoints and the compiled-component cache live. Default: ./sse-ingest-state.
+    #[arg(long, default_value = "./sse-ingest-state")]
+    pub state_dir: PathBuf,
+    /// Where compiled components are cached. Default: STATE_DIR/component-cache.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Most events per batch handed from the source to the filter. Default: 512.
+    #[arg(long, default_value_t = 512)]
+    pub batch_max_events: u32,
+}
+
+/// The record format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The event's data as UTF-8 bytes.
+    Raw,
+    /// One JSON object: `{"event","id","data","source","received_at"}`.
+    Envelope,
+}

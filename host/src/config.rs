@@ -1,0 +1,252 @@
+//! A pipeline's validated configuration: what the CLI (or a config file)
+//! says, checked once, so the rest of the host never sees a bad value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use thiserror::Error;
+use url::Url;
+
+use crate::cli::{Format, RunArgs};
+
+/// A configuration value that cannot be used, with the flag it came from.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("invalid --url `{url}`: {reason}")]
+    Url { url: String, reason: String },
+    #[error("invalid --header `{0}`: expected `Name: value`")]
+    Header(String),
+    #[error("invalid --sink `{0}`: expected `file:DIR` or `stdout`")]
+    Sink(String),
+    #[error("invalid --filter-config `{0}`: expected `key=value`")]
+    FilterConfig(String),
+    #[error("invalid --name `{0}`: use letters, digits, `-` and `_` only")]
+    Name(String),
+    #[error("invalid --{flag}: {reason}")]
+    Value { flag: &'static str, reason: String },
+}
+
+/// Where records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkSpec {
+    /// Newline-delimited files under a directory (the embedded default).
+    File(PathBuf),
+    /// Newline-delimited records on standard output.
+    Stdout,
+}
+
+/// Which filter component runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterSpec {
+    /// One of the components embedded in the binary.
+    Builtin(String),
+    /// A component file.
+    File(PathBuf),
+}
+
+/// When and how the source reconnects (see `guest/source/src/reconnect.rs`).
+#[derive(Debug, Clone)]
+pub struct ReconnectPolicy {
+    /// Whether to reconnect at all (`false` with `--once`).
+    pub enabled: bool,
+    /// First delay when the server sent no `retry:`.
+    pub initial_delay: Duration,
+    /// Floor for every delay (guards against `retry: 0`).
+    pub min_delay: Duration,
+    /// Cap of the exponential backoff.
+    pub max_delay: Duration,
+    /// A connection up this long resets the backoff.
+    pub reset_after: Duration,
+    /// Statuses that end the pipeline instead of reconnecting.
+    pub fatal_statuses: Vec<u16>,
+    /// Whether a wrong content type ends the pipeline.
+    pub fatal_content_type: bool,
+}
+
+/// Everything one pipeline needs.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub name: String,
+    pub url: Url,
+    pub headers: Vec<(String, String)>,
+    pub types: Vec<String>,
+    pub format: Format,
+    pub sink: SinkSpec,
+    pub max_event_bytes: u64,
+    pub idle_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub filter: FilterSpec,
+    pub filter_config: Vec<(String, String)>,
+    pub state_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub batch_max_events: u32,
+    pub reconnect: ReconnectPolicy,
+}
+
+impl PipelineConfig {
+    /// Validates the flags of `sse-ingest run`.
+    pub fn from_run_args(args: &RunArgs) -> Result<Self, ConfigError> {
+        let url = parse_url(&args.url)?;
+        let headers = args
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let filter_config = args
+            .filter_config
+            .iter()
+            .map(|kv| {
+                kv.split_once('=')
+                    .filter(|(k, _)| !k.trim().is_empty())
+                    .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                    .ok_or_else(|| ConfigError::FilterConfig(kv.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if args.name.is_empty()
+            || !args
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::Name(args.name.clone()));
+        }
+        if args.max_event_bytes < 1024 {
+            return Err(ConfigError::Value {
+                flag: "max-event-bytes",
+                reason: "must be at least 1024".into(),
+            });
+        }
+        if args.idle_timeout_ms == 0 || args.connect_timeout_ms == 0 {
+            return Err(ConfigError::Value {
+                flag: "idle-timeout-ms / --connect-timeout-ms",
+                reason: "must be greater than 0".into(),
+            });
+        }
+        if args.batch_max_events == 0 {
+            return Err(ConfigError::Value {
+                flag: "batch-max-events",
+                reason: "must be greater than 0".into(),
+            });
+        }
+        let filter = if args.filter.ends_with(".wasm") || args.filter.contains('/') {
+            FilterSpec::File(PathBuf::from(&args.filter))
+        } else {
+            FilterSpec::Builtin(args.filter.clone())
+        };
+        Ok(Self {
+            name: args.name.clone(),
+            url,
+            headers,
+            types: args
+                .types
+                .iter()
+                .filter(|t| !t.is_empty())
+                .cloned()
+                .collect(),
+            format: args.format,
+            sink: parse_sink(&args.sink)?,
+            max_event_bytes: args.max_event_bytes,
+            idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+            connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+            filter,
+            filter_config,
+            state_dir: args.state_dir.clone(),
+            cache_dir: args
+                .cache_dir
+                .clone()
+                .unwrap_or_else(|| args.state_dir.join("component-cache")),
+            batch_max_events: args.batch_max_events,
+            reconnect: ReconnectPolicy {
+                enabled: !args.once,
+                initial_delay: Duration::from_millis(1000),
+                min_delay: Duration::from_millis(100),
+                max_delay: Duration::from_secs(30),
+                reset_after: Duration::from_secs(30),
+                fatal_statuses: vec![401, 403, 404, 410],
+                fatal_content_type: true,
+            },
+        })
+    }
+}
+
+/// An absolute http(s) URL with a host.
+pub fn parse_url(text: &str) -> Result<Url, ConfigError> {
+    let invalid = |reason: String| ConfigError::Url {
+        url: text.to_string(),
+        reason,
+    };
+    let url = Url::parse(text).map_err(|e| invalid(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "scheme `{}` is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host".to_string()));
+    }
+    Ok(url)
+}
+
+fn parse_header(text: &str) -> Result<(String, String), ConfigError> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| ConfigError::Header(text.to_string()))?;
+    let name = name.trim();
+    let valid_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid_name {
+        return Err(ConfigError::Header(text.to_string()));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+fn parse_sink(text: &str) -> Result<SinkSpec, ConfigError> {
+    if text == "stdout" {
+        return Ok(SinkSpec::Stdout);
+    }
+    match text.strip_prefix("file:") {
+        Some(dir) if !dir.is_empty() => Ok(SinkSpec::File(PathBuf::from(dir))),
+        _ => Err(ConfigError::Sink(text.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_url_is_refused() {
+        assert!(matches!(
+            parse_url("/v2/stream"),
+            Err(ConfigError::Url { .. })
+        ));
+    }
+
+    #[test]
+    fn an_ftp_url_is_refused() {
+        assert!(parse_url("ftp://example.org/").is_err());
+    }
+
+    #[test]
+    fn a_header_needs_a_colon() {
+        assert!(parse_header("Authorization Bearer x").is_err());
+        assert_eq!(
+            parse_header("User-Agent:  sse-ingest ").ok(),
+            Some(("User-Agent".to_string(), "sse-ingest".to_string()))
+        );
+    }
+
+    #[test]
+    fn sinks_are_file_or_stdout() {
+        assert_eq!(parse_sink("stdout").ok(), Some(SinkSpec::Stdout));
+        assert_eq!(
+            parse_sink("file:out").ok(),
+            Some(SinkSpec::File("out".into()))
+        );
+        assert!(parse_sink("file:").is_err());
+        assert!(parse_sink("s3://bucket").is_err());
+    }
+}

@@ -1,0 +1,198 @@
+//! The host side of the `filter` world: a sandboxed, swappable event handler.
+//!
+//! A filter imports only `kinesis` (its output) and `log`. Records it puts
+//! during a `handle` call are collected in the store and handed to the
+//! pipeline when the call returns, so one batch's records are one unit.
+
+use bytes::Bytes;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::cli::Format;
+use crate::record::Record;
+use crate::source::bindings::sse_ingest::pipeline::types::Level;
+use crate::source::{Event, log_from_guest};
+
+/// Generated bindings of the `filter` world; shares the event type with the source's.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "filter",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        require_store_data_send: true,
+        with: {
+            "sse-ingest:pipeline/types": crate::source::bindings::sse_ingest::pipeline::types,
+            "sse-ingest:pipeline/log": crate::source::bindings::sse_ingest::pipeline::log,
+        },
+    });
+}
+
+use bindings::sse_ingest::pipeline::filter_types::{OutputFormat, PipelineContext};
+use bindings::sse_ingest::pipeline::kinesis::OutputRecord;
+use bindings::{Filter, FilterPre};
+
+/// Memory a filter instance may use.
+const FILTER_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Why a filter could not be used or failed on a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum FilterError {
+    /// The component does not link or instantiate as a filter.
+    #[error("not a usable filter component: {0:#}")]
+    Load(anyhow::Error),
+    /// `init` refused the configuration.
+    #[error("the filter refused its configuration: {0}")]
+    Init(String),
+    /// `handle` returned an error for a batch.
+    #[error("the filter failed on a batch: {0}")]
+    Batch(String),
+    /// The filter trapped.
+    #[error("the filter trapped: {0:#}")]
+    Trap(anyhow::Error),
+}
+
+/// Store data of a filter instance.
+struct FilterState {
+    pipeline: String,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+    records: Vec<Record>,
+}
+
+impl WasiView for FilterState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::sse_ingest::pipeline::kinesis::Host for FilterState {
+    async fn put_records(&mut self, records: Vec<OutputRecord>) -> wasmtime::Result<()> {
+        self.records.extend(records.into_iter().map(|r| Record {
+            data: Bytes::from(r.data),
+            partition_key: r.partition_key,
+            stream: r.stream,
+        }));
+        Ok(())
+    }
+}
+
+impl crate::source::bindings::sse_ingest::pipeline::log::Host for FilterState {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        log_from_guest(&self.pipeline, "filter", level, &message);
+        Ok(())
+    }
+}
+
+impl crate::source::bindings::sse_ingest::pipeline::types::Host for FilterState {}
+impl bindings::sse_ingest::pipeline::filter_types::Host for FilterState {}
+
+/// A filter component linked and ready to instantiate.
+#[derive(Clone)]
+pub struct FilterComponent {
+    pre: FilterPre<FilterState>,
+}
+
+impl std::fmt::Debug for FilterComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilterComponent").finish_non_exhaustive()
+    }
+}
+
+impl FilterComponent {
+    /// Links a compiled component as a filter. Fails if it is of another world.
+    pub fn new(engine: &Engine, component: &Component) -> Result<Self, FilterError> {
+        let mut linker: Linker<FilterState> = Linker::new(engine);
+        // Rust's std for wasm32-wasip2 imports a few wasi interfaces; they are
+        // linked against an empty context: no files, no sockets, no env.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| FilterError::Load(e.into()))?;
+        bindings::sse_ingest::pipeline::kinesis::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| FilterError::Load(e.into()))?;
+        crate::source::bindings::sse_ingest::pipeline::log::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| FilterError::Load(e.into()))?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| FilterError::Load(e.into()))?;
+        let pre = FilterPre::new(pre).map_err(|e| FilterError::Load(e.into()))?;
+        Ok(Self { pre })
+    }
+
+    /// Instantiates the filter and runs its `init`.
+    pub async fn instantiate(
+        &self,
+        context: &FilterContext,
+        config: &[(String, String)],
+    ) -> Result<FilterInstance, FilterError> {
+        let state = FilterState {
+            pipeline: context.pipeline.clone(),
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(FILTER_MEMORY_LIMIT)
+                .trap_on_grow_failure(true)
+                .build(),
+            records: Vec::new(),
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        let filter = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| FilterError::Load(e.into()))?;
+        let wit_context = PipelineContext {
+            name: context.pipeline.clone(),
+            source_url: context.source_url.clone(),
+            format: match context.format {
+                Format::Raw => OutputFormat::Raw,
+                Format::Envelope => OutputFormat::Envelope,
+            },
+        };
+        match filter.call_init(&mut store, &wit_context, config).await {
+            Ok(Ok(())) => Ok(FilterInstance { store, filter }),
+            Ok(Err(message)) => Err(FilterError::Init(message)),
+            Err(trap) => Err(FilterError::Trap(trap.into())),
+        }
+    }
+}
+
+/// What a filter is told about its pipeline.
+#[derive(Debug, Clone)]
+pub struct FilterContext {
+    pub pipeline: String,
+    pub source_url: String,
+    pub format: Format,
+}
+
+/// A running filter.
+pub struct FilterInstance {
+    store: Store<FilterState>,
+    filter: Filter,
+}
+
+impl std::fmt::Debug for FilterInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilterInstance").finish_non_exhaustive()
+    }
+}
+
+impl FilterInstance {
+    /// Runs the filter over one batch; returns the records it put, in order.
+    pub async fn handle(&mut self, events: &[Event]) -> Result<Vec<Record>, FilterError> {
+        self.store.data_mut().records.clear();
+        match self.filter.call_handle(&mut self.store, events).await {
+            Ok(Ok(())) => Ok(std::mem::take(&mut self.store.data_mut().records)),
+            Ok(Err(message)) => Err(FilterError::Batch(message)),
+            Err(trap) => Err(FilterError::Trap(trap.into())),
+        }
+    }
+}

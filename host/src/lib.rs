@@ -1,0 +1,21 @@
+//! The sse-ingest host: wasmtime embedding, outbound HTTP policy, pipeline,
+//! sinks, checkpoints and the CLI's commands.
+//!
+//! Data flows `source component → pipeline → filter component → sink`; see
+//! `docs/architecture.md` for the why of each seam.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod commands;
+pub mod components;
+pub mod config;
+pub mod engine;
+pub mod exit;
+pub mod filter;
+pub mod logging;
+pub mod metrics;
+pub mod outbound;
+pub mod pipeline;
+pub mod record;
+pub mod sink;
+pub mod source;

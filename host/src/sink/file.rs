@@ -1,0 +1,329 @@
+//! The file sink: newline-delimited records laid out like Firehose's S3 keys.
+//!
+//! `DIR/PIPELINE/YYYY/MM/DD/HH/PIPELINE-YYYY-MM-DD-HH-MM-SS-mmm-SEQ.ndjson`
+//! (UTC). The date folders and the time-then-sequence file names make a plain
+//! sort of the paths give delivery order. A file is written as
+//! `….ndjson.inprogress` and renamed when it is rolled (by size, age, or a new
+//! hour) or the sink closes, so a reader that only takes `.ndjson` files never
+//! sees a half-written one. After a crash, `open` repairs leftover
+//! `.inprogress` files: it cuts a torn last line and renames them.
+//!
+//! Each batch is one `write` of whole lines; it is acknowledged once the
+//! kernel has it (which survives the process being killed), and files are
+//! `fsync`ed when they are finished.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use super::{SinkError, encode_lines};
+use crate::record::Record;
+
+const IN_PROGRESS: &str = "inprogress";
+
+/// How the file sink lays out and rolls files.
+#[derive(Debug, Clone)]
+pub struct FileSinkOptions {
+    /// The sink's directory.
+    pub dir: PathBuf,
+    /// The prefix folder and file name start (the pipeline's name).
+    pub prefix: String,
+    /// Roll a file once it holds this many bytes. Default: 64 MiB.
+    pub max_file_bytes: u64,
+    /// Roll a file once it is this old. Default: 60 s.
+    pub max_file_age: Duration,
+}
+
+impl FileSinkOptions {
+    /// Defaults for a pipeline writing under `dir`.
+    pub fn new(dir: &Path, pipeline: &str) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            prefix: pipeline.to_string(),
+            max_file_bytes: 64 * 1024 * 1024,
+            max_file_age: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct OpenFile {
+    file: File,
+    path: PathBuf,
+    bytes: u64,
+    opened: Instant,
+    hour: (i32, u8, u8, u8),
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct FileSink {
+    options: FileSinkOptions,
+    current: Option<OpenFile>,
+    sequence: u64,
+    buffer: Vec<u8>,
+}
+
+impl FileSink {
+    /// Opens the sink, repairing files a crashed run left in progress.
+    pub fn open(options: FileSinkOptions) -> Result<Self, SinkError> {
+        let root = options.dir.join(&options.prefix);
+        fs::create_dir_all(&root).map_err(|source| SinkError::File {
+            action: "create",
+            path: root.clone(),
+            source,
+        })?;
+        recover_in_progress(&root)?;
+        Ok(Self {
+            options,
+            current: None,
+            sequence: 0,
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Appends the records as whole lines; returns once the kernel has them.
+    pub fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        encode_lines(records, &mut self.buffer);
+        let now = OffsetDateTime::now_utc();
+        if self.should_roll(now) {
+            self.finish_current()?;
+        }
+        if self.current.is_none() {
+            self.current = Some(self.create_file(now)?);
+        }
+        let Some(open) = self.current.as_mut() else {
+            return Ok(());
+        };
+        open.file
+            .write_all(&self.buffer)
+            .map_err(|source| SinkError::File {
+                action: "write",
+                path: open.path.clone(),
+                source,
+            })?;
+        open.bytes += self.buffer.len() as u64;
+        Ok(())
+    }
+
+    /// Finishes the current file.
+    pub fn close(&mut self) -> Result<(), SinkError> {
+        self.finish_current()
+    }
+
+    fn should_roll(&self, now: OffsetDateTime) -> bool {
+        self.current.as_ref().is_some_and(|open| {
+            open.bytes >= self.options.max_file_bytes
+                || open.opened.elapsed() >= self.options.max_file_age
+                || open.hour != hour_of(now)
+        })
+    }
+
+    fn create_file(&mut self, now: OffsetDateTime) -> Result<OpenFile, SinkError> {
+        let (year, month, day, hour) = hour_of(now);
+        let dir = self
+            .options
+            .dir
+            .join(&self.options.prefix)
+            .join(format!("{year:04}"))
+            .join(format!("{month:02}"))
+            .join(format!("{day:02}"))
+            .join(format!("{hour:02}"));
+        fs::create_dir_all(&dir).map_err(|source| SinkError::File {
+            action: "create",
+            path: dir.clone(),
+            source,
+        })?;
+        let stamp = now
+            .format(format_description!(
+                "[year]-[month]-[day]-[hour]-[minute]-[second]-[subsecond digits:3]"
+            ))
+            .unwrap_or_default();
+        self.sequence += 1;
+        let name = format!(
+            "{}-{stamp}-{:06}.ndjson.{IN_PROGRESS}",
+            self.options.prefix, self.sequence
+        );
+        let path = dir.join(name);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| SinkError::File {
+                action: "create",
+                path: path.clone(),
+                source,
+            })?;
+        Ok(OpenFile {
+            file,
+            path,
+            bytes: 0,
+            opened: Instant::now(),
+            hour: (year, month, day, hour),
+        })
+    }
+
+    fn finish_current(&mut self) -> Result<(), SinkError> {
+        let Some(open) = self.current.take() else {
+            return Ok(());
+        };
+        open.file.sync_all().map_err(|source| SinkError::File {
+            action: "sync",
+            path: open.path.clone(),
+            source,
+        })?;
+        drop(open.file);
+        let finished = open.path.with_extension("");
+        fs::rename(&open.path, &finished).map_err(|source| SinkError::File {
+            action: "rename",
+            path: open.path.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        if let Err(error) = self.finish_current() {
+            tracing::error!(%error, "could not finish the last file");
+        }
+    }
+}
+
+fn hour_of(now: OffsetDateTime) -> (i32, u8, u8, u8) {
+    (now.year(), now.month() as u8, now.day(), now.hour())
+}
+
+/// Cuts a torn last line from each `.inprogress` file and renames it.
+fn recover_in_progress(root: &Path) -> Result<(), SinkError> {
+    for entry in walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(IN_PROGRESS) {
+            continue;
+        }
+        let io = |action, source| SinkError::File {
+            action,
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| io("open", e))?;
+        let mut content = Vec::new();
+        file.read_to_end(&mut content).map_err(|e| io("read", e))?;
+        let keep = content
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        if keep < content.len() {
+            tracing::warn!(
+                path = %path.display(),
+                torn_bytes = content.len() - keep,
+                "cut a torn last record left by an interrupted run"
+            );
+            file.set_len(keep as u64).map_err(|e| io("truncate", e))?;
+            file.seek(SeekFrom::End(0)).map_err(|e| io("seek", e))?;
+        }
+        file.sync_all().map_err(|e| io("sync", e))?;
+        drop(file);
+        if keep == 0 {
+            fs::remove_file(path).map_err(|e| io("remove", e))?;
+        } else {
+            fs::rename(path, path.with_extension("")).map_err(|e| io("rename", e))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn record(text: &str) -> Record {
+        Record {
+            data: Bytes::copy_from_slice(text.as_bytes()),
+            partition_key: None,
+            stream: None,
+        }
+    }
+
+    fn finished_files(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.path().to_path_buf())
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn records_are_lines_in_a_finished_file_after_close() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let mut sink = FileSink::open(FileSinkOptions::new(dir.path(), "p"))?;
+        sink.write(&[record("a"), record("b")])?;
+        sink.write(&[record("c")])?;
+        sink.close()?;
+        let files = finished_files(dir.path());
+        assert_eq!(files.len(), 1);
+        assert!(files[0].to_string_lossy().ends_with(".ndjson"));
+        assert_eq!(fs::read_to_string(&files[0])?, "a\nb\nc\n");
+        Ok(())
+    }
+
+    #[test]
+    fn sorting_paths_gives_delivery_order_across_rolled_files()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut options = FileSinkOptions::new(dir.path(), "p");
+        options.max_file_bytes = 4;
+        let mut sink = FileSink::open(options)?;
+        for i in 0..30 {
+            sink.write(&[record(&format!("{i:03}"))])?;
+        }
+        sink.close()?;
+        let files = finished_files(dir.path());
+        assert!(
+            files.len() >= 15,
+            "expected many rolled files, got {}",
+            files.len()
+        );
+        let mut all = String::new();
+        for file in files {
+            all.push_str(&fs::read_to_string(file)?);
+        }
+        let expected: String = (0..30).map(|i| format!("{i:03}\n")).collect();
+        assert_eq!(all, expected);
+        Ok(())
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_when_the_sink_reopens() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let torn = dir
+            .path()
+            .join("p/2026/01/01/00/p-x-000001.ndjson.inprogress");
+        fs::create_dir_all(torn.parent().ok_or("no parent")?)?;
+        fs::write(&torn, "whole\nto")?;
+        let _sink = FileSink::open(FileSinkOptions::new(dir.path(), "p"))?;
+        let repaired = torn.with_extension("");
+        assert_eq!(fs::read_to_string(repaired)?, "whole\n");
+        assert!(!torn.exists());
+        Ok(())
+    }
+}

@@ -1,0 +1,32 @@
+//! Records on standard output, one per line (logs go to stderr).
+
+use std::io::Write as _;
+
+use super::{SinkError, encode_lines};
+use crate::record::Record;
+
+/// Writes each batch with one `write_all` and flushes it.
+#[derive(Debug, Default)]
+pub struct StdoutSink {
+    buffer: Vec<u8>,
+}
+
+impl StdoutSink {
+    /// A sink on this process's stdout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes and flushes; a closed stdout (e.g. a finished `head`) is an error.
+    pub fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        encode_lines(records, &mut self.buffer);
+        let mut out = std::io::stdout().lock();
+        out.write_all(&self.buffer).map_err(SinkError::Stdout)?;
+        out.flush().map_err(SinkError::Stdout)
+    }
+
+    /// Flushes stdout.
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        std::io::stdout().lock().flush().map_err(SinkError::Stdout)
+    }
+}

@@ -1,0 +1,298 @@
+//! The host side of the `source` world: one source component per pipeline.
+//!
+//! The component talks HTTP only through wasmtime-wasi-http with the
+//! pipeline's [`OutboundPolicy`]; it hands batches over with `deliver`, which
+//! waits while the pipeline's bounded queue is full — that wait is what makes
+//! the guest stop reading and TCP push back on the server.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::{DynPollable, Pollable, subscribe};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::config::PipelineConfig;
+use crate::metrics::Metrics;
+use crate::outbound::OutboundPolicy;
+
+/// Generated bindings of the `source` world.
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "source",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        require_store_data_send: true,
+        with: {
+            "wasi:io": wasmtime_wasi::p2::bindings::io,
+            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+            "wasi:random": wasmtime_wasi::p2::bindings::random,
+        },
+    });
+}
+
+pub use bindings::sse_ingest::pipeline::source_host::{
+    ConnectionEvent, DisconnectCause, SourceConfig,
+};
+pub use bindings::sse_ingest::pipeline::source_types::Finish;
+pub use bindings::sse_ingest::pipeline::types::{Event, Level};
+use bindings::{Source, SourcePre};
+
+/// A batch as the source delivered it.
+#[derive(Debug)]
+pub struct SourceBatch {
+    /// Events, in stream order, after the `types` filter.
+    pub events: Vec<Event>,
+    /// The stream's last-event-ID string after these events.
+    pub last_event_id: String,
+}
+
+/// The store data of a source instance.
+struct SourceState {
+    pipeline: String,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    policy: OutboundPolicy,
+    limits: StoreLimits,
+    batches: mpsc::Sender<SourceBatch>,
+    stop: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+}
+
+impl WasiView for SourceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for SourceState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.policy,
+        }
+    }
+}
+
+/// A pollable that becomes ready when the host asks the source to stop.
+struct StopSignal(watch::Receiver<bool>);
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for StopSignal {
+    async fn ready(&mut self) {
+        // A dropped sender means the host is gone: that is a stop too.
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+impl bindings::sse_ingest::pipeline::source_host::Host for SourceState {
+    async fn deliver(&mut self, events: Vec<Event>, last_event_id: String) -> wasmtime::Result<()> {
+        self.metrics.events_received.add(events.len() as u64);
+        let batch = SourceBatch {
+            events,
+            last_event_id,
+        };
+        if self.batches.send(batch).await.is_err() {
+            wasmtime::bail!("the pipeline stopped accepting events");
+        }
+        Ok(())
+    }
+
+    async fn report(&mut self, happening: ConnectionEvent) -> wasmtime::Result<()> {
+        match happening {
+            ConnectionEvent::Connected => {
+                self.metrics.connections.inc();
+                tracing::info!(pipeline = %self.pipeline, "connected");
+            }
+            ConnectionEvent::Reconnecting(info) => {
+                let cause = cause_label(&info.cause);
+                self.metrics.reconnects.inc_label(cause);
+                if let DisconnectCause::HttpStatus(status) = info.cause {
+                    self.metrics.http_statuses.inc_label(&status.to_string());
+                }
+                tracing::warn!(
+                    pipeline = %self.pipeline,
+                    cause,
+                    detail = %cause_detail(&info.cause),
+                    attempt = info.attempt,
+                    delay_ms = info.delay_ms,
+                    "reconnecting"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop_requested(&mut self) -> wasmtime::Result<Resource<DynPollable>> {
+        let signal = self.table.push(StopSignal(self.stop.clone()))?;
+        subscribe(&mut self.table, signal)
+    }
+
+    async fn oversized_event(&mut self, discarded_bytes: u64) -> wasmtime::Result<()> {
+        self.metrics.oversized_events.inc();
+        tracing::warn!(pipeline = %self.pipeline, discarded_bytes, "dropped an oversized event");
+        Ok(())
+    }
+}
+
+impl bindings::sse_ingest::pipeline::log::Host for SourceState {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        log_from_guest(&self.pipeline, "source", level, &message);
+        Ok(())
+    }
+}
+
+impl bindings::sse_ingest::pipeline::types::Host for SourceState {}
+impl bindings::sse_ingest::pipeline::source_types::Host for SourceState {}
+
+/// Writes a guest's log line with the host's logger.
+pub fn log_from_guest(pipeline: &str, component: &str, level: Level, message: &str) {
+    match level {
+        Level::Trace => tracing::trace!(pipeline, component, "{message}"),
+        Level::Debug => tracing::debug!(pipeline, component, "{message}"),
+        Level::Info => tracing::info!(pipeline, component, "{message}"),
+        Level::Warn => tracing::warn!(pipeline, component, "{message}"),
+        Level::Error => tracing::error!(pipeline, component, "{message}"),
+    }
+}
+
+/// A stable metric label for a disconnect cause.
+pub fn cause_label(cause: &DisconnectCause) -> &'static str {
+    match cause {
+        DisconnectCause::EndOfStream => "end_of_stream",
+        DisconnectCause::Network(_) => "network",
+        DisconnectCause::HttpStatus(_) => "http_status",
+        DisconnectCause::ContentType(_) => "content_type",
+    }
+}
+
+fn cause_detail(cause: &DisconnectCause) -> String {
+    match cause {
+        DisconnectCause::EndOfStream => "the server closed the stream".to_string(),
+        DisconnectCause::Network(reason) => reason.clone(),
+        DisconnectCause::HttpStatus(status) => format!("HTTP {status}"),
+        DisconnectCause::ContentType(found) => format!("content type {found}"),
+    }
+}
+
+/// The source component, linked and ready to instantiate per pipeline.
+#[derive(Clone)]
+pub struct SourceComponent {
+    pre: SourcePre<SourceState>,
+}
+
+impl std::fmt::Debug for SourceComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceComponent").finish_non_exhaustive()
+    }
+}
+
+/// How a source run ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The component returned an error meant for the operator.
+    #[error("{0}")]
+    Stream(String),
+    /// The component trapped or could not be instantiated.
+    #[error("the source component failed: {0:#}")]
+    Component(anyhow::Error),
+}
+
+impl SourceComponent {
+    /// Links the component against wasi (empty capabilities), wasi-http and our interfaces.
+    pub fn new(
+        engine: &Engine,
+        component: &wasmtime::component::Component,
+    ) -> anyhow::Result<Self> {
+        let mut linker: Linker<SourceState> = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)?;
+        bindings::sse_ingest::pipeline::source_host::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(anyhow::Error::from)?;
+        bindings::sse_ingest::pipeline::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(anyhow::Error::from)?;
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)?;
+        let pre = SourcePre::new(pre).map_err(anyhow::Error::from)?;
+        Ok(Self { pre })
+    }
+
+    /// Runs the source until the stream ends, it is stopped, or it fails.
+    pub async fn run(
+        &self,
+        config: &PipelineConfig,
+        last_event_id: Option<String>,
+        batches: mpsc::Sender<SourceBatch>,
+        stop: watch::Receiver<bool>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Finish, SourceError> {
+        // Room for the parser's largest event several times over (partial
+        // line, data buffer, decoded string, the batch) plus the runtime.
+        let memory_limit = 64 * 1024 * 1024 + 4 * config.max_event_bytes as usize;
+        let state = SourceState {
+            pipeline: config.name.clone(),
+            wasi: WasiCtx::builder().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            policy: OutboundPolicy::for_origin(
+                &config.url,
+                config.connect_timeout,
+                config.idle_timeout,
+            ),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .trap_on_grow_failure(true)
+                .build(),
+            batches,
+            stop,
+            metrics,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        let source: Source = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| SourceError::Component(e.into()))?;
+        let guest_config = guest_config(config, last_event_id);
+        match source.call_run(&mut store, &guest_config).await {
+            Ok(Ok(finish)) => Ok(finish),
+            Ok(Err(message)) => Err(SourceError::Stream(message)),
+            Err(trap) => Err(SourceError::Component(trap.into())),
+        }
+    }
+}
+
+fn guest_config(config: &PipelineConfig, last_event_id: Option<String>) -> SourceConfig {
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let policy = &config.reconnect;
+    SourceConfig {
+        url: config.url.to_string(),
+        headers: config.headers.clone(),
+        types: config.types.clone(),
+        last_event_id,
+        max_event_bytes: config.max_event_bytes,
+        batch_max_events: config.batch_max_events,
+        reconnect: policy.enabled,
+        initial_delay_ms: ms(policy.initial_delay),
+        min_delay_ms: ms(policy.min_delay),
+        max_delay_ms: ms(policy.max_delay),
+        reset_after_ms: ms(policy.reset_after),
+        fatal_statuses: policy.fatal_statuses.clone(),
+        fatal_content_type: policy.fatal_content_type,
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs what is missing, then
+# checks formatting and lints, and runs every test (unit, conformance,
+# end to end against real servers on 127.0.0.1).
+#
+#   scripts/test.sh            everything
+#   SKIP_LINT=1 scripts/test.sh  tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+if [ "${SKIP_LINT:-0}" != 1 ]; then
+  echo "== cargo fmt --check"
+  cargo fmt --all --check
+  echo "== cargo clippy (host workspace)"
+  cargo clippy --locked --all-targets -- -D warnings
+  echo "== cargo clippy (guest components, wasm32-wasip2)"
+  cargo clippy --locked --target wasm32-wasip2 --target-dir target/guests \
+    -p source-component -p passthrough-filter -p filter-sdk -- -D warnings
+fi
+
+echo "== cargo test"
+cargo test --locked --workspace --exclude source-component --exclude passthrough-filter

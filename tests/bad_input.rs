@@ -1,0 +1,154 @@
+//! Bad input gets a defined outcome and a clear message, never a hang.
+
+// In tests a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::sse_server::{Answer, End, Response, SseServer, Step};
+use support::{isolated, run_with_limit, sse_ingest, stderr_of};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn run_once(url: &str, extra: &[&str]) -> std::process::Output {
+    let state = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command
+        .args(["run", "--once", "--url", url, "--sink", "stdout"])
+        .args(extra);
+    isolated(&mut command, state.path());
+    run_with_limit(&mut command, LIMIT)
+}
+
+#[test]
+fn http_404_fails_with_the_status_and_the_start_of_the_body() {
+    let server = SseServer::always(Response::plain(404, "text/plain", "no such stream: /nope"));
+    let output = run_once(&server.url("/nope"), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("HTTP 404") && stderr.contains("no such stream"),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn http_500_with_once_fails_with_the_status() {
+    let server = SseServer::always(Response::plain(500, "text/plain", "boom"));
+    let output = run_once(&server.url("/s"), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr_of(&output).contains("HTTP 500"),
+        "{}",
+        stderr_of(&output)
+    );
+}
+
+#[test]
+fn an_html_page_with_status_200_is_refused_for_its_content_type() {
+    let server = SseServer::always(Response::plain(
+        200,
+        "text/html",
+        "<html><body>Login</body></html>",
+    ));
+    let output = run_once(&server.url("/s"), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("content type `text/html`") && stderr.contains("Login"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_server_that_closes_before_any_byte_is_a_network_error() {
+    let server = SseServer::start(|_, _| Answer::CloseImmediately);
+    let output = run_once(&server.url("/s"), &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr_of(&output).contains("network error"),
+        "{}",
+        stderr_of(&output)
+    );
+}
+
+#[test]
+fn invalid_utf8_becomes_replacement_characters() {
+    let body = b"data: caf\xC3\n\ndata: ok \xFF\xFE end\n\n".to_vec();
+    let server = SseServer::always(Response::stream(vec![Step::Bytes(body)]));
+    let output = run_once(&server.url("/s"), &[]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "caf\u{FFFD}\nok \u{FFFD}\u{FFFD} end\n"
+    );
+}
+
+#[test]
+fn an_over_long_line_drops_that_event_only_and_says_so() {
+    let huge = "x".repeat(300 * 1024);
+    let body = format!("data: before\n\ndata: {huge}\n\ndata: after\n\n");
+    let steps = body
+        .as_bytes()
+        .chunks(16 * 1024)
+        .map(|c| Step::Bytes(c.to_vec()))
+        .collect();
+    let server = SseServer::always(Response::stream(steps));
+    let output = run_once(&server.url("/s"), &["--max-event-bytes", "65536"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "before\nafter\n");
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("oversized") || stderr.contains("larger than max-event-bytes"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_stream_that_stalls_is_cut_by_the_idle_timeout() {
+    let server = SseServer::always(
+        Response::text("data: one\n\n").ending(End::Stall(Duration::from_secs(20))),
+    );
+    let started = std::time::Instant::now();
+    let output = run_once(&server.url("/s"), &["--idle-timeout-ms", "500"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    // With --once a timed-out stream is a failure, but what arrived was written.
+    assert_eq!(output.status.code(), Some(1), "{}", stderr_of(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "one\n");
+}
+
+#[test]
+fn a_bad_flag_is_a_one_line_usage_error() {
+    let output = run_with_limit(sse_ingest().args(["run", "--no-such-flag"]), LIMIT);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--no-such-flag"), "{stderr}");
+}
+
+#[test]
+fn a_bad_url_is_a_one_line_usage_error() {
+    let output = run_with_limit(sse_ingest().args(["run", "--url", "not a url"]), LIMIT);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = stderr_of(&output);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("invalid --url"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_builtin_filter_is_a_usage_error() {
+    let output = run_with_limit(sse_ingest().args(["run", "--filter", "nope"]), LIMIT);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("unknown filter `nope`"),
+        "{}",
+        stderr_of(&output)
+    );
+}

@@ -1,0 +1,151 @@
+//! The whole path through the real binary: an SSE server on 127.0.0.1 →
+//! source component → filter component → sink.
+
+// In tests a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::sse_server::{Response, SseServer, Step};
+use support::{
+    file_sink_lines, isolated, run_with_limit, sse_ingest, stderr_of, wikimedia_events,
+    wikimedia_frame, wikimedia_id,
+};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The Wikimedia sample in the live stream's framing, split into uneven chunks.
+fn wikimedia_body() -> Vec<Step> {
+    let stream: String = wikimedia_events()
+        .iter()
+        .enumerate()
+        .map(|(n, data)| wikimedia_frame(n, data))
+        .collect();
+    stream
+        .as_bytes()
+        .chunks(7_919)
+        .map(|chunk| Step::Bytes(chunk.to_vec()))
+        .collect()
+}
+
+#[test]
+fn wikimedia_sample_reaches_the_file_sink_exactly_and_in_order() {
+    let server = SseServer::always(Response::stream(wikimedia_body()));
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command
+        .args([
+            "run",
+            "--once",
+            "--url",
+            &server.url("/v2/stream/recentchange"),
+        ])
+        .arg("--sink")
+        .arg(format!("file:{}", out.path().display()));
+    isolated(&mut command, state.path());
+    let output = run_with_limit(&mut command, LIMIT);
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        stderr_of(&output)
+    );
+    assert_eq!(file_sink_lines(out.path()), wikimedia_events());
+    let request = &server.requests()[0];
+    assert_eq!(request.header("accept"), Some("text/event-stream"));
+    assert_eq!(request.header("cache-control"), Some("no-cache"));
+    assert_eq!(request.header("last-event-id"), None);
+}
+
+#[test]
+fn wikimedia_sample_reaches_stdout_as_envelopes() {
+    let server = SseServer::always(Response::stream(wikimedia_body()));
+    let state = tempfile::tempdir().unwrap();
+    let url = server.url("/v2/stream/recentchange");
+    let mut command = sse_ingest();
+    command.args([
+        "run", "--once", "--url", &url, "--sink", "stdout", "--format", "envelope",
+    ]);
+    isolated(&mut command, state.path());
+    let output = run_with_limit(&mut command, LIMIT);
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        stderr_of(&output)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let envelopes: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let events = wikimedia_events();
+    assert_eq!(envelopes.len(), events.len());
+    for (n, (envelope, data)) in envelopes.iter().zip(&events).enumerate() {
+        assert_eq!(envelope["event"], "message");
+        assert_eq!(envelope["id"], wikimedia_id(n));
+        assert_eq!(envelope["data"], data.as_str());
+        assert_eq!(envelope["source"], url.as_str());
+        let received_at = envelope["received_at"].as_str().unwrap();
+        assert!(
+            received_at.ends_with('Z') && received_at.len() == 24,
+            "{received_at}"
+        );
+    }
+}
+
+#[test]
+fn user_headers_are_sent_and_types_filter_drops_other_event_types() {
+    let body = "event: edit\ndata: 1\n\nevent: log\ndata: 2\n\ndata: 3\n\nevent: edit\ndata: 4\n\n";
+    let server = SseServer::always(Response::text(body));
+    let state = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command.args([
+        "run",
+        "--once",
+        "--url",
+        &server.url("/s"),
+        "--sink",
+        "stdout",
+    ]);
+    command.args([
+        "--types",
+        "edit,message",
+        "--header",
+        "User-Agent: sse-ingest-test/1",
+    ]);
+    isolated(&mut command, state.path());
+    let output = run_with_limit(&mut command, LIMIT);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "1\n3\n4\n");
+    assert_eq!(
+        server.requests()[0].header("user-agent"),
+        Some("sse-ingest-test/1")
+    );
+}
+
+#[test]
+fn a_restart_resumes_with_the_checkpointed_last_event_id() {
+    let server = SseServer::always(Response::text("id: 7\ndata: a\n\nid: 8\ndata: b\n\n"));
+    let state = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let mut command = sse_ingest();
+        command.args([
+            "run",
+            "--once",
+            "--url",
+            &server.url("/s"),
+            "--sink",
+            "stdout",
+        ]);
+        isolated(&mut command, state.path());
+        let output = run_with_limit(&mut command, LIMIT);
+        assert!(output.status.success(), "{}", stderr_of(&output));
+    }
+    let requests = server.requests();
+    assert_eq!(requests[0].header("last-event-id"), None);
+    assert_eq!(requests[1].header("last-event-id"), Some("8"));
+}

@@ -1,0 +1,119 @@
+//! Test support: a real SSE server on 127.0.0.1 and a runner for the real binary.
+//!
+//! The server speaks HTTP/1.1 over TCP with chunked bodies, so a test can
+//! say exactly which bytes arrive in which chunk, pause, end the stream
+//! cleanly, or drop the connection mid-event. Every loop is bounded.
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod sse_server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The fixture folder.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+/// The 100 Wikimedia events (one JSON data payload per line).
+pub fn wikimedia_events() -> Vec<String> {
+    let text =
+        std::fs::read_to_string(fixtures().join("wikimedia-recentchange-sample.ndjson")).unwrap();
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// A Wikimedia-style id for the n-th event: a JSON array of Kafka positions.
+pub fn wikimedia_id(n: usize) -> String {
+    format!(
+        r#"[{{"topic":"eqiad.mediawiki.recentchange","partition":0,"offset":{}}},{{"topic":"codfw.mediawiki.recentchange","partition":0,"offset":-1}}]"#,
+        4_820_784_717u64 + n as u64
+    )
+}
+
+/// The live stream's framing of the n-th event.
+pub fn wikimedia_frame(n: usize, data: &str) -> String {
+    format!("event: message\nid: {}\ndata: {data}\n\n", wikimedia_id(n))
+}
+
+/// `sse-ingest` with a shared component cache, so tests do not recompile components.
+pub fn sse_ingest() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sse-ingest"));
+    command
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Flags every test run needs: a private state dir and the shared cache.
+pub fn isolated(command: &mut Command, state_dir: &Path) {
+    command
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--cache-dir")
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
+}
+
+/// Runs a command to completion, killing it after `limit`.
+pub fn run_with_limit(command: &mut Command, limit: Duration) -> Output {
+    let child = command.spawn().expect("the sse-ingest binary starts");
+    let pid = child.id();
+    let deadline = Instant::now() + limit;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(output) => return output.expect("waiting for sse-ingest"),
+            Err(_) if Instant::now() >= deadline => {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+                panic!("sse-ingest did not finish within {limit:?}");
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Every `.ndjson` file under `dir`, sorted by path (= delivery order), concatenated.
+pub fn file_sink_lines(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files);
+    files.retain(|p| p.extension().is_some_and(|e| e == "ndjson"));
+    files.sort();
+    let mut lines = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.is_empty() || text.ends_with('\n'),
+            "{} ends with a torn line",
+            file.display()
+        );
+        lines.extend(text.lines().map(str::to_string));
+    }
+    lines
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// Standard error as text, for assertions and failure messages.
+pub fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
