@@ -1,11 +1,13 @@
 //! Checkpoints: per pipeline, the last event id whose records the sink has
 //! acknowledged. A restart sends it as `Last-Event-ID`.
 //!
-//! Written atomically (temporary file, fsync, rename), so a crash leaves
-//! either the old or the new checkpoint, never a torn one. Writes are
-//! throttled: at most one per `min_interval`, plus one at shutdown; a crash
-//! between two writes replays at most that interval's events, which the
-//! duplicate window drops.
+//! Written atomically (temporary file, then rename), so a crash leaves either
+//! the old or the new checkpoint, never a torn one. A write follows every
+//! acknowledged batch, at most one per `min_interval` (20 ms; the pipeline
+//! writes a pending one on its next tick), so a `kill -9` repeats at most the
+//! records acknowledged in that interval. Like the file sink's data, these
+//! writes reach the kernel, which survives the process; `fsync` happens at
+//! shutdown (`flush`), not per batch.
 
 use std::fs;
 use std::io::Write as _;
@@ -56,7 +58,7 @@ impl Checkpoints {
             pending: None,
             written: None,
             last_write: None,
-            min_interval: Duration::from_millis(200),
+            min_interval: Duration::from_millis(20),
         })
     }
 
@@ -93,13 +95,22 @@ impl Checkpoints {
             .last_write
             .is_none_or(|t| t.elapsed() >= self.min_interval)
         {
-            self.flush()?;
+            self.write(false)?;
         }
         Ok(())
     }
 
-    /// Writes the newest acknowledged id, if not written yet.
+    /// Writes a pending checkpoint, if any (called on the pipeline's tick).
+    pub fn write_pending(&mut self) -> Result<(), CheckpointError> {
+        self.write(false)
+    }
+
+    /// Writes a pending checkpoint and syncs it to disk (at shutdown).
     pub fn flush(&mut self) -> Result<(), CheckpointError> {
+        self.write(true)
+    }
+
+    fn write(&mut self, sync: bool) -> Result<(), CheckpointError> {
         let Some(id) = self.pending.take() else {
             return Ok(());
         };
@@ -115,7 +126,9 @@ impl Checkpoints {
         .unwrap_or_default();
         let mut file = fs::File::create(&temporary).map_err(|e| io("create", e))?;
         file.write_all(&body).map_err(|e| io("write", e))?;
-        file.sync_all().map_err(|e| io("sync", e))?;
+        if sync {
+            file.sync_all().map_err(|e| io("sync", e))?;
+        }
         drop(file);
         fs::rename(&temporary, &self.path).map_err(|e| io("replace", e))?;
         self.last_write = Some(Instant::now());

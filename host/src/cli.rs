@@ -69,6 +69,24 @@ pub struct RunArgs {
     /// Where checkpoints and the compiled-component cache live. Default: ./sse-ingest-state.
     #[arg(long, default_value = "./sse-ingest-state")]
     pub state_dir: PathBuf,
+    /// First reconnect delay when the server sent no `retry:`. Default: 1000.
+    #[arg(long, default_value_t = 1000)]
+    pub reconnect_initial_ms: u64,
+    /// Floor for every reconnect delay, including a server's `retry: 0`. Default: 100.
+    #[arg(long, default_value_t = 100)]
+    pub reconnect_min_ms: u64,
+    /// Cap of the exponential reconnect backoff. Default: 30000.
+    #[arg(long, default_value_t = 30_000)]
+    pub reconnect_max_ms: u64,
+    /// HTTP statuses that end the pipeline instead of reconnecting (comma-separated). Default: 401,403,404,410.
+    #[arg(long, value_delimiter = ',', default_value = "401,403,404,410")]
+    pub fatal_statuses: Vec<u16>,
+    /// Reconnect (instead of failing) when the server answers with a content type other than text/event-stream.
+    #[arg(long)]
+    pub retry_wrong_content_type: bool,
+    /// How many recent event ids are remembered to drop events a server replays twice. Default: 10000.
+    #[arg(long, default_value_t = 10_000)]
+    pub dedupe_window: usize,
     /// Where compiled components are cached. Default: STATE_DIR/component-cache.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,

@@ -81,6 +81,8 @@ pub struct PipelineConfig {
     pub cache_dir: PathBuf,
     pub batch_max_events: u32,
     pub reconnect: ReconnectPolicy,
+    /// Recent event ids remembered for dropping replays (0 disables).
+    pub dedupe_window: usize,
 }
 
 impl PipelineConfig {
@@ -122,6 +124,12 @@ impl PipelineConfig {
                 reason: "must be greater than 0".into(),
             });
         }
+        if args.reconnect_min_ms < 10 {
+            return Err(ConfigError::Value {
+                flag: "reconnect-min-ms",
+                reason: "must be at least 10, or a server's `retry: 0` becomes a tight loop".into(),
+            });
+        }
         if args.batch_max_events == 0 {
             return Err(ConfigError::Value {
                 flag: "batch-max-events",
@@ -158,13 +166,14 @@ impl PipelineConfig {
             batch_max_events: args.batch_max_events,
             reconnect: ReconnectPolicy {
                 enabled: !args.once,
-                initial_delay: Duration::from_millis(1000),
-                min_delay: Duration::from_millis(100),
-                max_delay: Duration::from_secs(30),
+                initial_delay: Duration::from_millis(args.reconnect_initial_ms),
+                min_delay: Duration::from_millis(args.reconnect_min_ms),
+                max_delay: Duration::from_millis(args.reconnect_max_ms.max(args.reconnect_min_ms)),
                 reset_after: Duration::from_secs(30),
-                fatal_statuses: vec![401, 403, 404, 410],
-                fatal_content_type: true,
+                fatal_statuses: args.fatal_statuses.clone(),
+                fatal_content_type: !args.retry_wrong_content_type,
             },
+            dedupe_window: args.dedupe_window,
         })
     }
 }

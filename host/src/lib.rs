@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod components;
 pub mod config;
+pub mod dedupe;
 pub mod engine;
 pub mod exit;
 pub mod filter;

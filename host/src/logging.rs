@@ -1,5 +1,7 @@
 //! Logs go to stderr, so that `--sink stdout` carries records and nothing else.
 
+use std::io::IsTerminal as _;
+
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
@@ -22,6 +24,7 @@ pub fn init(args: &LogArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     if args.log_json {
         builder.json().init();

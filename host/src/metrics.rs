@@ -9,6 +9,7 @@ use std::sync::Arc;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter as PromCounter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge as PromGauge;
 use prometheus_client::registry::Registry;
 
 /// A monotonically increasing count.
@@ -26,6 +27,21 @@ impl Counter {
     }
     /// The current value.
     pub fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Clone, Default)]
+pub struct Gauge(PromGauge);
+
+impl Gauge {
+    /// Sets the value.
+    pub fn set(&self, value: i64) {
+        self.0.set(value);
+    }
+    /// The current value.
+    pub fn get(&self) -> i64 {
         self.0.get()
     }
 }
@@ -76,6 +92,10 @@ pub struct Metrics {
     pub http_statuses: LabeledCounter,
     /// Batches a filter failed on.
     pub filter_errors: Counter,
+    /// Events dropped because their id was seen recently (a server replay).
+    pub duplicates_dropped: Counter,
+    /// Unix time (seconds) of the last event received; "time since the last event" is now minus this.
+    pub last_event_unix_seconds: Gauge,
 }
 
 impl Metrics {
@@ -93,6 +113,8 @@ impl Metrics {
         let filter_errors = Counter::default();
         let reconnects = LabeledCounter::new("cause");
         let http_statuses = LabeledCounter::new("status");
+        let duplicates_dropped = Counter::default();
+        let last_event_unix_seconds = Gauge::default();
         registry.register(
             "events_received",
             "Events delivered by the source",
@@ -137,6 +159,8 @@ impl Metrics {
             reconnects,
             http_statuses,
             filter_errors,
+            duplicates_dropped,
+            last_event_unix_seconds,
         })
     }
 

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::config::PipelineConfig;
+use crate::dedupe::ReplayWindow;
 use crate::filter::{FilterComponent, FilterContext, FilterError};
 use crate::metrics::Metrics;
 use crate::sink::{Sink, SinkError};
@@ -18,6 +19,8 @@ use crate::source::{Finish, SourceBatch, SourceComponent, SourceError};
 
 /// Batches the source may have queued ahead of the filter.
 const QUEUE_BATCHES: usize = 4;
+/// How often a pending checkpoint is written when no batch comes.
+const CHECKPOINT_TICK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// How a pipeline ended without failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,14 +85,28 @@ impl Pipeline {
                 .await
         });
 
+        let mut replays = ReplayWindow::new(config.dedupe_window);
+        let mut tick = tokio::time::interval(CHECKPOINT_TICK);
         let consumed: Result<(), PipelineError> = async {
-            while let Some(batch) = batches_rx.recv().await {
-                let records = filter.handle(&batch.events).await.inspect_err(|_| {
-                    self.metrics.filter_errors.inc();
-                })?;
-                sink.write(&records).await?;
-                self.metrics.records_written.add(records.len() as u64);
-                checkpoints.acknowledge(&batch.last_event_id)?;
+            loop {
+                let batch = tokio::select! {
+                    batch = batches_rx.recv() => match batch {
+                        Some(batch) => batch,
+                        None => break,
+                    },
+                    _ = tick.tick() => {
+                        checkpoints.write_pending()?;
+                        continue;
+                    }
+                };
+                self.process(
+                    batch,
+                    &mut replays,
+                    &mut filter,
+                    &mut sink,
+                    &mut checkpoints,
+                )
+                .await?;
             }
             Ok(())
         }
@@ -115,5 +132,35 @@ impl Pipeline {
             Finish::StopRequested => PipelineEnd::Stopped,
             Finish::NoContent => PipelineEnd::NoContent,
         })
+    }
+
+    /// One batch: drop replays, filter, write, acknowledge.
+    async fn process(
+        &self,
+        mut batch: SourceBatch,
+        replays: &mut ReplayWindow,
+        filter: &mut crate::filter::FilterInstance,
+        sink: &mut Sink,
+        checkpoints: &mut Checkpoints,
+    ) -> Result<(), PipelineError> {
+        if let Some(last) = batch.events.last() {
+            let seconds = i64::try_from(last.received_at_ms / 1000).unwrap_or(i64::MAX);
+            self.metrics.last_event_unix_seconds.set(seconds);
+        }
+        let before = batch.events.len();
+        batch.events.retain(|event| !replays.is_replay(&event.id));
+        let dropped = before - batch.events.len();
+        if dropped > 0 {
+            self.metrics.duplicates_dropped.add(dropped as u64);
+            tracing::info!(pipeline = %self.config.name, dropped, "dropped events the server replayed");
+        }
+        let records = filter
+            .handle(&batch.events)
+            .await
+            .inspect_err(|_| self.metrics.filter_errors.inc())?;
+        sink.write(&records).await?;
+        self.metrics.records_written.add(records.len() as u64);
+        checkpoints.acknowledge(&batch.last_event_id)?;
+        Ok(())
     }
 }

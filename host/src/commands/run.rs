@@ -71,6 +71,7 @@ async fn run(config: PipelineConfig) -> Result<u8, Failure> {
         records_written = metrics.records_written.get(),
         oversized_events = metrics.oversized_events.get(),
         connections = metrics.connections.get(),
+        duplicates_dropped = metrics.duplicates_dropped.get(),
         "finished"
     );
     match result {

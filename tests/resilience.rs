@@ -1,0 +1,372 @@
+//! Never stall, never lose: reconnects, Last-Event-ID resume, checkpoints and
+//! crash safety, against a misbehaving SSE server on 127.0.0.1.
+
+// In tests a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use support::sse_server::{Answer, End, Response, SseServer, Step};
+use support::{file_sink_lines, isolated, run_with_limit, sse_ingest, stderr_of};
+
+/// A small deterministic generator, so a failing run can be replayed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn frame(n: u64) -> String {
+    format!("id: {n}\ndata: {{\"n\":{n}}}\n\n")
+}
+
+/// Where a resumed stream starts: after the `Last-Event-ID`, if any.
+fn resume_point(request: &support::sse_server::Request) -> u64 {
+    request
+        .header("last-event-id")
+        .and_then(|id| id.parse::<u64>().ok())
+        .map_or(0, |n| n + 1)
+}
+
+fn numbers(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("torn or corrupt record {line:?}: {e}"));
+            value["n"].as_u64().unwrap()
+        })
+        .collect()
+}
+
+/// The number of `key=value` field `key` in the final summary log line.
+fn summary_field(stderr: &str, key: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("finished"))
+        .unwrap_or_default();
+    let prefix = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in summary: {stderr}"))
+}
+
+#[test]
+fn fifty_thousand_events_survive_a_misbehaving_server_in_order() {
+    const TOTAL: u64 = 50_000;
+    let rng = Arc::new(Mutex::new(XorShift(0x5EED_1234_ABCD_0001)));
+    let replays_sent = Arc::new(AtomicUsize::new(0));
+    let server = {
+        let rng = Arc::clone(&rng);
+        let replays_sent = Arc::clone(&replays_sent);
+        SseServer::start(move |index, request| {
+            let mut rng = rng.lock().unwrap();
+            let resume = resume_point(request);
+            if resume >= TOTAL {
+                return Answer::Respond(Response::plain(204, "text/plain", ""));
+            }
+            // Every few connections, an error status instead of a stream.
+            match index % 9 {
+                2 => return Answer::Respond(Response::plain(500, "text/plain", "overloaded")),
+                5 if index < 20 => {
+                    return Answer::Respond(
+                        Response::plain(503, "text/plain", "later").with_header("Retry-After", "1"),
+                    );
+                }
+                7 => return Answer::Respond(Response::plain(429, "text/plain", "slow down")),
+                _ => {}
+            }
+            // Sometimes replay a few events the client already has.
+            let start = if index % 4 == 1 && resume >= 5 {
+                resume - 5
+            } else {
+                resume
+            };
+            let count = 800 + rng.below(3_000);
+            let end = (start + count).min(TOTAL);
+            let mut text = format!(
+                "retry: {}\n: a comment is a heartbeat\n",
+                [0, 10, 50][rng.below(3) as usize]
+            );
+            for n in start..end {
+                text.push_str(&frame(n));
+            }
+            let replayed = resume.saturating_sub(start).min(end - start);
+            // How this connection ends: clean, dropped mid-line, mid-event or
+            // between events, or a stall with no bytes at all.
+            let bytes = text.into_bytes();
+            let (body, end_kind, complete_replays) = match rng.below(5) {
+                0 => (bytes, End::Clean, replayed),
+                1 => {
+                    let cut = bytes.len() - 7; // inside the last data line
+                    (
+                        bytes[..cut].to_vec(),
+                        End::Drop,
+                        replayed.min(end - start - 1),
+                    )
+                }
+                2 => {
+                    let cut = bytes.len() - 1; // after the data line, before the blank line
+                    (
+                        bytes[..cut].to_vec(),
+                        End::Drop,
+                        replayed.min(end - start - 1),
+                    )
+                }
+                3 => (bytes, End::Drop, replayed),
+                _ => (bytes, End::Stall(Duration::from_secs(2)), replayed),
+            };
+            replays_sent.fetch_add(complete_replays as usize, Ordering::SeqCst);
+            let mut steps = Vec::new();
+            let mut offset = 0;
+            while offset < body.len() {
+                let size = (1 + rng.below(16 * 1024) as usize).min(body.len() - offset);
+                steps.push(Step::Bytes(body[offset..offset + size].to_vec()));
+                offset += size;
+            }
+            Answer::Respond(Response::stream(steps).ending(end_kind))
+        })
+    };
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command.args(["run", "--url", &server.url("/stream")]);
+    command
+        .arg("--sink")
+        .arg(format!("file:{}", out.path().display()));
+    command.args([
+        "--idle-timeout-ms",
+        "300",
+        "--reconnect-min-ms",
+        "10",
+        "--reconnect-initial-ms",
+        "20",
+    ]);
+    command.args(["--reconnect-max-ms", "200"]);
+    isolated(&mut command, state.path());
+    let output = run_with_limit(&mut command, Duration::from_secs(240));
+    let stderr = stderr_of(&output);
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "expected the 204 stop: {stderr}"
+    );
+    assert!(stderr.contains("204"), "{stderr}");
+
+    let delivered = numbers(&file_sink_lines(out.path()));
+    assert_eq!(
+        delivered.len() as u64,
+        TOTAL,
+        "missing or duplicated events"
+    );
+    assert!(
+        delivered.iter().copied().eq(0..TOTAL),
+        "events out of order"
+    );
+
+    let requests = server.requests();
+    assert!(
+        requests.len() > 20,
+        "the server should have been reconnected to many times"
+    );
+    for (previous, request) in requests.iter().zip(requests.iter().skip(1)) {
+        let _ = previous;
+        assert!(
+            request.header("last-event-id").is_some(),
+            "a reconnect without Last-Event-ID"
+        );
+    }
+    let replays = replays_sent.load(Ordering::SeqCst) as u64;
+    assert!(replays > 0, "the scenario should replay events");
+    assert_eq!(
+        summary_field(&stderr, "duplicates_dropped"),
+        replays,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("reconnecting"),
+        "every reconnect is logged: {stderr}"
+    );
+}
+
+#[test]
+fn sigkill_at_any_moment_loses_nothing_and_tears_no_record() {
+    const TOTAL: u64 = 20_000;
+    const BATCH: u64 = 100;
+    let server = SseServer::start(|_, request| {
+        let start = resume_point(request);
+        let mut steps = Vec::new();
+        let mut n = start;
+        while n < TOTAL {
+            let end = (n + 50).min(TOTAL);
+            let text: String = (n..end).map(frame).collect();
+            steps.push(Step::Bytes(text.into_bytes()));
+            steps.push(Step::Pause(Duration::from_millis(4)));
+            n = end;
+        }
+        Answer::Respond(Response::stream(steps))
+    });
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let command = || {
+        let mut command = sse_ingest();
+        command.args([
+            "run",
+            "--once",
+            "--url",
+            &server.url("/stream"),
+            "--batch-max-events",
+            &BATCH.to_string(),
+        ]);
+        command
+            .arg("--sink")
+            .arg(format!("file:{}", out.path().display()));
+        isolated(&mut command, state.path());
+        command
+    };
+    let kills = [350u64, 500, 650];
+    for delay in kills {
+        let mut child = command().spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+    }
+    let output = run_with_limit(&mut command(), Duration::from_secs(120));
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("resuming from checkpoint"),
+        "{}",
+        stderr_of(&output)
+    );
+
+    let delivered = numbers(&file_sink_lines(out.path()));
+    let mut first_seen = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for &n in &delivered {
+        if seen.insert(n) {
+            first_seen.push(n);
+        }
+    }
+    assert!(
+        first_seen.iter().copied().eq(0..TOTAL),
+        "an event is missing or out of order"
+    );
+    let duplicates = delivered.len() as u64 - TOTAL;
+    // What a kill can repeat: records acknowledged since the last checkpoint
+    // write (at most 20 ms of them) plus one batch between write and checkpoint.
+    let bound = kills.len() as u64 * (4 * BATCH + 250);
+    eprintln!(
+        "duplicates after {} kills: {duplicates} (bound {bound})",
+        kills.len()
+    );
+    assert!(
+        duplicates <= bound,
+        "{duplicates} duplicates exceed the in-flight bound {bound}"
+    );
+}
+
+#[test]
+fn http_204_stops_the_pipeline_with_its_own_exit_code_and_no_retry() {
+    let server = SseServer::always(Response::plain(204, "text/plain", ""));
+    let state = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command.args(["run", "--url", &server.url("/s"), "--sink", "stdout"]);
+    isolated(&mut command, state.path());
+    let output = run_with_limit(&mut command, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(3), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("204 No Content"),
+        "{}",
+        stderr_of(&output)
+    );
+    assert_eq!(server.connections(), 1, "a 204 must not be retried");
+}
+
+#[test]
+fn http_401_is_fatal_with_the_status_and_does_not_spin() {
+    let server = SseServer::always(Response::plain(
+        401,
+        "application/json",
+        r#"{"error":"bad token"}"#,
+    ));
+    let state = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command.args(["run", "--url", &server.url("/s"), "--sink", "stdout"]);
+    isolated(&mut command, state.path());
+    let output = run_with_limit(&mut command, Duration::from_secs(30));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("HTTP 401") && stderr.contains("bad token"),
+        "{stderr}"
+    );
+    assert_eq!(
+        server.connections(),
+        1,
+        "a fatal status must not be retried"
+    );
+}
+
+#[test]
+fn sigterm_while_data_keeps_arriving_stops_promptly_and_writes_whole_records() {
+    // An endless stream: the source must notice the stop between chunks.
+    let server = SseServer::start(|_, _| {
+        let steps = (0..20_000u64)
+            .flat_map(|n| {
+                [
+                    Step::Bytes(frame(n).into_bytes()),
+                    Step::Pause(Duration::from_millis(1)),
+                ]
+            })
+            .collect();
+        Answer::Respond(Response::stream(steps))
+    });
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command.args(["run", "--url", &server.url("/s")]);
+    command
+        .arg("--sink")
+        .arg(format!("file:{}", out.path().display()));
+    isolated(&mut command, state.path());
+    let child = command.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let delivered = numbers(&file_sink_lines(out.path()));
+    assert!(!delivered.is_empty());
+    assert!(delivered.iter().copied().eq(0..delivered.len() as u64));
+    assert_eq!(
+        summary_field(&stderr_of(&output), "records_written"),
+        delivered.len() as u64
+    );
+}
