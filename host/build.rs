@@ -23,6 +23,30 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "passthrough_filter",
         "SSE_INGEST_FILTER_PASSTHROUGH_WASM",
     ),
+    (
+        "types-filter",
+        "types_filter",
+        "SSE_INGEST_FILTER_TYPES_WASM",
+    ),
+    (
+        "json-match-filter",
+        "json_match_filter",
+        "SSE_INGEST_FILTER_JSON_MATCH_WASM",
+    ),
+    (
+        "wikimedia-filter",
+        "wikimedia_filter",
+        "SSE_INGEST_FILTER_WIKIMEDIA_WASM",
+    ),
+    // Misbehaving filters for the sandbox tests: located by path, never embedded
+    // (see `components::testing_filter_path`).
+    ("trap-filter", "trap_filter", "SSE_INGEST_TESTING_TRAP_WASM"),
+    ("spin-filter", "spin_filter", "SSE_INGEST_TESTING_SPIN_WASM"),
+    (
+        "memory-hog-filter",
+        "memory_hog_filter",
+        "SSE_INGEST_TESTING_MEMORY_HOG_WASM",
+    ),
 ];
 
 fn main() {

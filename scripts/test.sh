@@ -17,8 +17,10 @@ if [ "${SKIP_LINT:-0}" != 1 ]; then
   cargo clippy --locked --all-targets -- -D warnings
   echo "== cargo clippy (guest components, wasm32-wasip2)"
   cargo clippy --locked --target wasm32-wasip2 --target-dir target/guests \
-    -p source-component -p passthrough-filter -p filter-sdk -- -D warnings
+    -p source-component -p filter-sdk -p passthrough-filter -p types-filter -p json-match-filter \
+    -p wikimedia-filter -p trap-filter -p spin-filter -p memory-hog-filter -- -D warnings
 fi
 
 echo "== cargo test"
+# Every crate but the two components without native tests (their bindings target wasm32).
 cargo test --locked --workspace --exclude source-component --exclude passthrough-filter

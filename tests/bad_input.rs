@@ -144,7 +144,11 @@ fn a_bad_url_is_a_one_line_usage_error() {
 
 #[test]
 fn an_unknown_builtin_filter_is_a_usage_error() {
-    let output = run_with_limit(sse_ingest().args(["run", "--filter", "nope"]), LIMIT);
+    let state = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command.args(["run", "--filter", "nope"]);
+    isolated(&mut command, state.path());
+    let output = run_with_limit(&mut command, LIMIT);
     assert_eq!(output.status.code(), Some(2));
     assert!(
         stderr_of(&output).contains("unknown filter `nope`"),

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::filter_stage::OnFilterError;
 use crate::logging::LogArgs;
 
 /// Keeps live Server-Sent-Events streams flowing into Kinesis, files or stdout,
@@ -21,7 +22,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Stream events from an SSE endpoint into a sink until stopped.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Run a filter component on recorded events and print or check its records.
+    TestFilter(TestFilterArgs),
+    /// The built-in filter components.
+    #[command(subcommand)]
+    Filters(FiltersCommand),
+    /// Replace a running pipeline's filter, through its admin API, without dropping a connection or an event.
+    Swap(SwapArgs),
 }
 
 /// Flags of `sse-ingest run`.
@@ -57,7 +65,7 @@ pub struct RunArgs {
     /// Give up a connection attempt (TCP and TLS, then the response head) after this long. Default: 10000.
     #[arg(long, default_value_t = 10_000)]
     pub connect_timeout_ms: u64,
-    /// The filter component: a built-in name (`passthrough`) or a `.wasm` file. Default: passthrough.
+    /// The filter component: a built-in name (`passthrough`, `types`, `json-match`, `wikimedia`) or a `.wasm` file. Default: passthrough.
     #[arg(long, default_value = "passthrough")]
     pub filter: String,
     /// A `key=value` setting for the filter; repeat for more.
@@ -87,6 +95,27 @@ pub struct RunArgs {
     /// How many recent event ids are remembered to drop events a server replays twice. Default: 10000.
     #[arg(long, default_value_t = 10_000)]
     pub dedupe_window: usize,
+    /// Where undeliverable events and records go, with the reason: `file:DIR`. Default: file:STATE_DIR/dead-letters.
+    #[arg(long)]
+    pub dead_letter: Option<String>,
+    /// What happens to a batch the filter fails on. Default: dead-letter.
+    #[arg(long, value_enum, default_value_t = OnFilterError::DeadLetter)]
+    pub on_filter_error: OnFilterError,
+    /// A swapped-in filter that fails within this many batches is rolled back. Default: 10.
+    #[arg(long, default_value_t = 10)]
+    pub rollback_batches: u32,
+    /// CPU time a filter may spend on one batch before it is stopped. Default: 500.
+    #[arg(long, default_value_t = 500)]
+    pub filter_cpu_budget_ms: u64,
+    /// Memory a filter instance may use, in MiB. Default: 64.
+    #[arg(long, default_value_t = 64)]
+    pub filter_memory_mib: usize,
+    /// Serve the admin HTTP API (metrics, status, filter swaps) on this address, e.g. 127.0.0.1:9090.
+    #[arg(long)]
+    pub admin: Option<std::net::SocketAddr>,
+    /// Watch the `--filter` file and swap it in whenever it changes.
+    #[arg(long)]
+    pub watch: bool,
     /// Where compiled components are cached. Default: STATE_DIR/component-cache.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
@@ -102,4 +131,52 @@ pub enum Format {
     Raw,
     /// One JSON object: `{"event","id","data","source","received_at"}`.
     Envelope,
+}
+
+/// Flags of `sse-ingest swap`.
+#[derive(Debug, Clone, Args)]
+pub struct SwapArgs {
+    /// The admin address the pipeline was started with (`run --admin`).
+    #[arg(long)]
+    pub admin: String,
+    /// The pipeline's name. Default: default.
+    #[arg(long, default_value = "default")]
+    pub pipeline: String,
+    /// The new filter: a `.wasm` file or a built-in name.
+    #[arg(long)]
+    pub filter: String,
+    /// A `key=value` setting for the new filter; repeat for more.
+    #[arg(long = "filter-config", value_name = "KEY=VALUE")]
+    pub filter_config: Vec<String>,
+}
+
+/// Flags of `sse-ingest test-filter`.
+#[derive(Debug, Clone, Args)]
+pub struct TestFilterArgs {
+    /// The filter: a `.wasm` file or a built-in name.
+    pub filter: String,
+    /// Recorded events: an `.sse` capture, or JSON lines (`{"event","id","data"}` or a string of data).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// A `key=value` setting for the filter; repeat for more.
+    #[arg(long = "config", value_name = "KEY=VALUE")]
+    pub config: Vec<String>,
+    /// Expected records as JSON lines (`{"data", "partition_key"?, "stream"?}`); exit 1 on the first difference.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    /// The pipeline format the filter sees. Default: raw.
+    #[arg(long, value_enum, default_value_t = Format::Raw)]
+    pub format: Format,
+}
+
+/// Subcommands of `sse-ingest filters`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum FiltersCommand {
+    /// List the built-in filters.
+    List,
+    /// Write the built-in filters to DIR as NAME.wasm.
+    Export {
+        /// The folder to write to (created if missing).
+        dir: PathBuf,
+    },
 }

@@ -4,10 +4,42 @@
 pub const SOURCE: &[u8] = include_bytes!(env!("SSE_INGEST_SOURCE_WASM"));
 
 /// Built-in filters by name.
-pub const FILTERS: &[(&str, &[u8])] = &[(
-    "passthrough",
-    include_bytes!(env!("SSE_INGEST_FILTER_PASSTHROUGH_WASM")),
-)];
+pub const FILTERS: &[(&str, &[u8])] = &[
+    (
+        "passthrough",
+        include_bytes!(env!("SSE_INGEST_FILTER_PASSTHROUGH_WASM")),
+    ),
+    (
+        "types",
+        include_bytes!(env!("SSE_INGEST_FILTER_TYPES_WASM")),
+    ),
+    (
+        "json-match",
+        include_bytes!(env!("SSE_INGEST_FILTER_JSON_MATCH_WASM")),
+    ),
+    (
+        "wikimedia",
+        include_bytes!(env!("SSE_INGEST_FILTER_WIKIMEDIA_WASM")),
+    ),
+];
+
+/// For tests only: misbehaving filters (`guest/filters/testing`) by name, with
+/// the path of the `.wasm` the build script produced. They are not built-ins
+/// (no user can pick them by name) and are not embedded in the binary.
+const TESTING_FILTERS: &[(&str, &str)] = &[
+    ("trap", env!("SSE_INGEST_TESTING_TRAP_WASM")),
+    ("spin", env!("SSE_INGEST_TESTING_SPIN_WASM")),
+    ("memory-hog", env!("SSE_INGEST_TESTING_MEMORY_HOG_WASM")),
+];
+
+/// For tests only: the path on disk of a misbehaving test filter (`trap`,
+/// `spin` or `memory-hog`), to pass as `--filter FILE.wasm`.
+pub fn testing_filter_path(name: &str) -> Option<&'static str> {
+    TESTING_FILTERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, path)| *path)
+}
 
 /// The bytes of a built-in filter.
 pub fn builtin_filter(name: &str) -> Option<&'static [u8]> {

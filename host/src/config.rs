@@ -8,6 +8,8 @@ use thiserror::Error;
 use url::Url;
 
 use crate::cli::{Format, RunArgs};
+use crate::filter::FilterLimits;
+use crate::filter_stage::OnFilterError;
 
 /// A configuration value that cannot be used, with the flag it came from.
 #[derive(Debug, Error)]
@@ -83,6 +85,18 @@ pub struct PipelineConfig {
     pub reconnect: ReconnectPolicy,
     /// Recent event ids remembered for dropping replays (0 disables).
     pub dedupe_window: usize,
+    /// Where dead letters are written.
+    pub dead_letter_dir: PathBuf,
+    /// What happens to a batch the filter fails on.
+    pub on_filter_error: OnFilterError,
+    /// Batches a swapped-in filter is on probation.
+    pub rollback_batches: u32,
+    /// The filter's sandbox.
+    pub filter_limits: FilterLimits,
+    /// Swap the filter file in whenever it changes.
+    pub watch: bool,
+    /// Where the admin API listens, if anywhere.
+    pub admin: Option<std::net::SocketAddr>,
 }
 
 impl PipelineConfig {
@@ -104,6 +118,11 @@ impl PipelineConfig {
                     .ok_or_else(|| ConfigError::FilterConfig(kv.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let filter = if args.filter.ends_with(".wasm") || args.filter.contains('/') {
+            FilterSpec::File(PathBuf::from(&args.filter))
+        } else {
+            FilterSpec::Builtin(args.filter.clone())
+        };
         if args.name.is_empty()
             || !args
                 .name
@@ -130,17 +149,24 @@ impl PipelineConfig {
                 reason: "must be at least 10, or a server's `retry: 0` becomes a tight loop".into(),
             });
         }
+        if args.watch && !matches!(filter, FilterSpec::File(_)) {
+            return Err(ConfigError::Value {
+                flag: "watch",
+                reason: "needs --filter FILE.wasm".into(),
+            });
+        }
+        if args.filter_memory_mib < 2 || args.filter_cpu_budget_ms == 0 {
+            return Err(ConfigError::Value {
+                flag: "filter-memory-mib / --filter-cpu-budget-ms",
+                reason: "a filter needs at least 2 MiB and 1 ms".into(),
+            });
+        }
         if args.batch_max_events == 0 {
             return Err(ConfigError::Value {
                 flag: "batch-max-events",
                 reason: "must be greater than 0".into(),
             });
         }
-        let filter = if args.filter.ends_with(".wasm") || args.filter.contains('/') {
-            FilterSpec::File(PathBuf::from(&args.filter))
-        } else {
-            FilterSpec::Builtin(args.filter.clone())
-        };
         Ok(Self {
             name: args.name.clone(),
             url,
@@ -174,6 +200,26 @@ impl PipelineConfig {
                 fatal_content_type: !args.retry_wrong_content_type,
             },
             dedupe_window: args.dedupe_window,
+            dead_letter_dir: match &args.dead_letter {
+                None => args.state_dir.join("dead-letters"),
+                Some(spec) => match parse_sink(spec)? {
+                    SinkSpec::File(dir) => dir,
+                    SinkSpec::Stdout => {
+                        return Err(ConfigError::Value {
+                            flag: "dead-letter",
+                            reason: "dead letters go to files: use `file:DIR`".into(),
+                        });
+                    }
+                },
+            },
+            on_filter_error: args.on_filter_error,
+            rollback_batches: args.rollback_batches,
+            filter_limits: FilterLimits {
+                memory_bytes: args.filter_memory_mib.saturating_mul(1024 * 1024),
+                cpu_budget: Duration::from_millis(args.filter_cpu_budget_ms),
+            },
+            watch: args.watch,
+            admin: args.admin,
         })
     }
 }

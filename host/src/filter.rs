@@ -33,8 +33,23 @@ use bindings::sse_ingest::pipeline::filter_types::{OutputFormat, PipelineContext
 use bindings::sse_ingest::pipeline::kinesis::OutputRecord;
 use bindings::{Filter, FilterPre};
 
-/// Memory a filter instance may use.
-const FILTER_MEMORY_LIMIT: usize = 64 * 1024 * 1024;
+/// The sandbox a filter runs in.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterLimits {
+    /// Linear memory a filter instance may grow to.
+    pub memory_bytes: usize,
+    /// CPU time one call (`init` or one batch) may take before it traps.
+    pub cpu_budget: std::time::Duration,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 * 1024 * 1024,
+            cpu_budget: std::time::Duration::from_millis(500),
+        }
+    }
+}
 
 /// Why a filter could not be used or failed on a batch.
 #[derive(Debug, thiserror::Error)]
@@ -48,9 +63,26 @@ pub enum FilterError {
     /// `handle` returned an error for a batch.
     #[error("the filter failed on a batch: {0}")]
     Batch(String),
-    /// The filter trapped.
-    #[error("the filter trapped: {0:#}")]
+    /// The filter failed on the probe batch of a swap.
+    #[error("the filter failed on its probe batch: {0}")]
+    Probe(Box<FilterError>),
+    /// The filter trapped (a panic, its CPU budget, its memory limit).
+    #[error("the filter trapped: {}", describe_trap(.0))]
     Trap(anyhow::Error),
+}
+
+/// Names the common traps in words an operator understands.
+fn describe_trap(error: &anyhow::Error) -> String {
+    match error.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => "it exceeded its CPU budget per call".to_string(),
+        Some(wasmtime::Trap::UnreachableCodeReached) => {
+            format!("it panicked or hit `unreachable` ({error:#})")
+        }
+        _ if format!("{error:#}").contains("memory") => {
+            format!("it exceeded its memory limit or failed to allocate ({error:#})")
+        }
+        _ => format!("{error:#}"),
+    }
 }
 
 /// Store data of a filter instance.
@@ -60,6 +92,7 @@ struct FilterState {
     table: ResourceTable,
     limits: StoreLimits,
     records: Vec<Record>,
+    budget_ticks: u64,
 }
 
 impl WasiView for FilterState {
@@ -131,19 +164,24 @@ impl FilterComponent {
         &self,
         context: &FilterContext,
         config: &[(String, String)],
+        limits: FilterLimits,
     ) -> Result<FilterInstance, FilterError> {
         let state = FilterState {
             pipeline: context.pipeline.clone(),
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
-                .memory_size(FILTER_MEMORY_LIMIT)
+                .memory_size(limits.memory_bytes)
                 .trap_on_grow_failure(true)
                 .build(),
             records: Vec::new(),
+            budget_ticks: crate::engine::ticks(limits.cpu_budget),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
+        // Past its budget a call traps; the deadline is renewed before each call.
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(crate::engine::ticks(limits.cpu_budget));
         let filter = self
             .pre
             .instantiate_async(&mut store)
@@ -189,6 +227,8 @@ impl FilterInstance {
     /// Runs the filter over one batch; returns the records it put, in order.
     pub async fn handle(&mut self, events: &[Event]) -> Result<Vec<Record>, FilterError> {
         self.store.data_mut().records.clear();
+        let ticks = self.store.data().budget_ticks;
+        self.store.set_epoch_deadline(ticks);
         match self.filter.call_handle(&mut self.store, events).await {
             Ok(Ok(())) => Ok(std::mem::take(&mut self.store.data_mut().records)),
             Ok(Err(message)) => Err(FilterError::Batch(message)),

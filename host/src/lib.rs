@@ -4,15 +4,19 @@
 //! Data flows `source component → pipeline → filter component → sink`; see
 //! `docs/architecture.md` for the why of each seam.
 
+pub mod admin;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod components;
 pub mod config;
+pub mod dead_letter;
 pub mod dedupe;
 pub mod engine;
 pub mod exit;
 pub mod filter;
+pub mod filter_harness;
+pub mod filter_stage;
 pub mod logging;
 pub mod metrics;
 pub mod outbound;
@@ -20,3 +24,4 @@ pub mod pipeline;
 pub mod record;
 pub mod sink;
 pub mod source;
+pub mod watch;

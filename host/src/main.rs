@@ -24,7 +24,10 @@ fn main() -> ExitCode {
     };
     sse_ingest::logging::init(&cli.log);
     let result = match cli.command {
-        Command::Run(args) => sse_ingest::commands::run::execute(args),
+        Command::Run(args) => sse_ingest::commands::run::execute(*args),
+        Command::Swap(args) => sse_ingest::commands::swap::execute(args),
+        Command::TestFilter(args) => sse_ingest::commands::test_filter::execute(args),
+        Command::Filters(command) => sse_ingest::commands::filters::execute(command),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -92,6 +92,12 @@ pub struct Metrics {
     pub http_statuses: LabeledCounter,
     /// Batches a filter failed on.
     pub filter_errors: Counter,
+    /// Events or records written to the dead-letter output.
+    pub dead_letters: Counter,
+    /// Filter versions rolled back after failing on probation.
+    pub filter_rollbacks: Counter,
+    /// Filter swaps that went live.
+    pub filter_swaps: Counter,
     /// Events dropped because their id was seen recently (a server replay).
     pub duplicates_dropped: Counter,
     /// Unix time (seconds) of the last event received; "time since the last event" is now minus this.
@@ -114,6 +120,9 @@ impl Metrics {
         let reconnects = LabeledCounter::new("cause");
         let http_statuses = LabeledCounter::new("status");
         let duplicates_dropped = Counter::default();
+        let dead_letters = Counter::default();
+        let filter_rollbacks = Counter::default();
+        let filter_swaps = Counter::default();
         let last_event_unix_seconds = Gauge::default();
         registry.register(
             "events_received",
@@ -160,6 +169,9 @@ impl Metrics {
             http_statuses,
             filter_errors,
             duplicates_dropped,
+            dead_letters,
+            filter_rollbacks,
+            filter_swaps,
             last_event_unix_seconds,
         })
     }

@@ -3,16 +3,21 @@
 //! The queue between source and filter holds a few batches. When the sink is
 //! slow the queue fills, the source's `deliver` waits, the source stops
 //! reading, and TCP pushes back on the server: memory stays bounded and
-//! nothing is dropped to make room.
+//! nothing is dropped to make room. Filter swaps arrive on their own channel
+//! and are installed between two batches.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+use wasmtime::Engine;
 
 use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::config::PipelineConfig;
+use crate::dead_letter::DeadLetters;
 use crate::dedupe::ReplayWindow;
-use crate::filter::{FilterComponent, FilterContext, FilterError};
+use crate::filter::{FilterComponent, FilterContext, FilterError, FilterLimits};
+use crate::filter_stage::{FilterStage, PreparedFilter, ProbeSample};
 use crate::metrics::Metrics;
 use crate::sink::{Sink, SinkError};
 use crate::source::{Finish, SourceBatch, SourceComponent, SourceError};
@@ -20,7 +25,7 @@ use crate::source::{Finish, SourceBatch, SourceComponent, SourceError};
 /// Batches the source may have queued ahead of the filter.
 const QUEUE_BATCHES: usize = 4;
 /// How often a pending checkpoint is written when no batch comes.
-const CHECKPOINT_TICK: std::time::Duration = std::time::Duration::from_millis(100);
+const CHECKPOINT_TICK: Duration = Duration::from_millis(100);
 
 /// How a pipeline ended without failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,18 +51,60 @@ pub enum PipelineError {
     Checkpoint(#[from] CheckpointError),
 }
 
+/// A request to put a prepared filter live; answered with its version.
+#[derive(Debug)]
+pub struct SwapRequest {
+    pub filter: PreparedFilter,
+    pub reply: oneshot::Sender<u64>,
+}
+
+/// What the admin API needs to reach a running pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineHandle {
+    pub name: String,
+    pub engine: Engine,
+    pub context: FilterContext,
+    pub limits: FilterLimits,
+    pub probe: ProbeSample,
+    pub swaps: mpsc::Sender<SwapRequest>,
+    pub metrics: Arc<Metrics>,
+    pub version: watch::Receiver<u64>,
+}
+
+/// The filter a pipeline starts with.
+#[derive(Debug)]
+pub struct InitialFilter {
+    pub label: String,
+    pub component: FilterComponent,
+}
+
 /// The parts a pipeline runs with.
 #[derive(Debug)]
 pub struct Pipeline {
     pub config: PipelineConfig,
+    pub engine: Engine,
     pub source: SourceComponent,
-    pub filter: FilterComponent,
+    pub filter: InitialFilter,
     pub metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
+    /// The filter context of this pipeline.
+    pub fn filter_context(&self) -> FilterContext {
+        FilterContext {
+            pipeline: self.config.name.clone(),
+            source_url: self.config.url.to_string(),
+            format: self.config.format,
+        }
+    }
+
     /// Runs until the stream ends (`--once`), `stop` turns true, or a failure.
-    pub async fn run(&self, stop: watch::Receiver<bool>) -> Result<PipelineEnd, PipelineError> {
+    /// `ready` receives the handle for swaps once the pipeline runs.
+    pub async fn run(
+        self,
+        stop: watch::Receiver<bool>,
+        ready: oneshot::Sender<PipelineHandle>,
+    ) -> Result<PipelineEnd, PipelineError> {
         let config = &self.config;
         let mut checkpoints = Checkpoints::open(&config.state_dir, &config.name)?;
         let resume_from = checkpoints.load()?;
@@ -65,15 +112,32 @@ impl Pipeline {
             tracing::info!(pipeline = %config.name, last_event_id = %id, "resuming from checkpoint");
         }
         let mut sink = Sink::open(&config.sink, &config.name)?;
-        let context = FilterContext {
-            pipeline: config.name.clone(),
-            source_url: config.url.to_string(),
-            format: config.format,
-        };
-        let mut filter = self
-            .filter
-            .instantiate(&context, &config.filter_config)
-            .await?;
+        let mut dead_letters = DeadLetters::open(&config.dead_letter_dir, &config.name)?;
+        let context = self.filter_context();
+        let mut stage = FilterStage::start(
+            self.filter.label.clone(),
+            self.filter.component.clone(),
+            config.filter_config.clone(),
+            context.clone(),
+            config.filter_limits,
+            config.on_filter_error,
+            config.rollback_batches,
+            Arc::clone(&self.metrics),
+        )
+        .await?;
+
+        let (swaps_tx, mut swaps_rx) = mpsc::channel::<SwapRequest>(4);
+        let (version_tx, version_rx) = watch::channel(stage.version());
+        let _ = ready.send(PipelineHandle {
+            name: config.name.clone(),
+            engine: self.engine.clone(),
+            context,
+            limits: config.filter_limits,
+            probe: stage.probe_sample(),
+            swaps: swaps_tx,
+            metrics: Arc::clone(&self.metrics),
+            version: version_rx,
+        });
 
         let (batches_tx, mut batches_rx) = mpsc::channel::<SourceBatch>(QUEUE_BATCHES);
         let source = self.source.clone();
@@ -89,24 +153,23 @@ impl Pipeline {
         let mut tick = tokio::time::interval(CHECKPOINT_TICK);
         let consumed: Result<(), PipelineError> = async {
             loop {
-                let batch = tokio::select! {
+                tokio::select! {
+                    // Swaps first: a swap requested before a batch applies to it.
+                    biased;
+                    Some(swap) = swaps_rx.recv() => {
+                        let version = stage.install(swap.filter);
+                        let _ = version_tx.send(version);
+                        let _ = swap.reply.send(version);
+                    }
                     batch = batches_rx.recv() => match batch {
-                        Some(batch) => batch,
+                        Some(batch) => {
+                            self.process(batch, &mut replays, &mut stage, &mut sink, &mut dead_letters, &mut checkpoints)
+                                .await?;
+                        }
                         None => break,
                     },
-                    _ = tick.tick() => {
-                        checkpoints.write_pending()?;
-                        continue;
-                    }
-                };
-                self.process(
-                    batch,
-                    &mut replays,
-                    &mut filter,
-                    &mut sink,
-                    &mut checkpoints,
-                )
-                .await?;
+                    _ = tick.tick() => checkpoints.write_pending()?,
+                }
             }
             Ok(())
         }
@@ -117,6 +180,7 @@ impl Pipeline {
         let source_result = source_task.await;
         consumed?;
         sink.close().await?;
+        dead_letters.close()?;
         checkpoints.flush()?;
         let finish = match source_result {
             Ok(result) => result?,
@@ -134,13 +198,14 @@ impl Pipeline {
         })
     }
 
-    /// One batch: drop replays, filter, write, acknowledge.
+    /// One batch: drop replays, filter, write (or dead-letter), acknowledge.
     async fn process(
         &self,
         mut batch: SourceBatch,
         replays: &mut ReplayWindow,
-        filter: &mut crate::filter::FilterInstance,
+        stage: &mut FilterStage,
         sink: &mut Sink,
+        dead_letters: &mut DeadLetters,
         checkpoints: &mut Checkpoints,
     ) -> Result<(), PipelineError> {
         if let Some(last) = batch.events.last() {
@@ -154,12 +219,14 @@ impl Pipeline {
             self.metrics.duplicates_dropped.add(dropped as u64);
             tracing::info!(pipeline = %self.config.name, dropped, "dropped events the server replayed");
         }
-        let records = filter
-            .handle(&batch.events)
-            .await
-            .inspect_err(|_| self.metrics.filter_errors.inc())?;
-        sink.write(&records).await?;
-        self.metrics.records_written.add(records.len() as u64);
+        let handled = stage.handle(&batch.events).await?;
+        if let Some(reason) = &handled.dead_letter_reason {
+            dead_letters.write_events(&batch.events, reason, &self.metrics)?;
+        }
+        sink.write(&handled.records).await?;
+        self.metrics
+            .records_written
+            .add(handled.records.len() as u64);
         checkpoints.acknowledge(&batch.last_event_id)?;
         Ok(())
     }

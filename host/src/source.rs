@@ -263,6 +263,9 @@ impl SourceComponent {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
+        // The source is trusted to loop (it streams forever); at every epoch
+        // tick it yields so that it never holds a worker thread for long.
+        store.epoch_deadline_async_yield_and_update(1);
         let source: Source = self
             .pre
             .instantiate_async(&mut store)

@@ -117,3 +117,71 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
 pub fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the binary to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A minimal HTTP/1.1 request to 127.0.0.1:port; returns (status, body).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// Waits until the admin API on `port` answers, or panics after `limit`.
+pub fn wait_for_admin(port: u16, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok((200, body)) = http_request(port, "GET", "/pipelines", b"")
+            && body.contains("filter_version")
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the admin API on port {port} did not come up within {limit:?}");
+}
+
+/// The built-in filter component's bytes, as the binary would export them.
+pub fn builtin_filter(name: &str) -> Vec<u8> {
+    sse_ingest::components::builtin_filter(name)
+        .unwrap_or_else(|| panic!("no built-in filter {name}"))
+        .to_vec()
+}
+
+/// Every dead-letter line under `dir`, parsed.
+pub fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
+    file_sink_lines(dir)
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("a dead letter is JSON"))
+        .collect()
+}

@@ -2,16 +2,18 @@
 
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
+use crate::admin::{self, Pipelines};
 use crate::cli::RunArgs;
 use crate::components;
 use crate::config::{FilterSpec, PipelineConfig};
 use crate::engine;
 use crate::exit::{self, Failure};
 use crate::filter::FilterComponent;
+use crate::filter::FilterError;
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, PipelineEnd};
+use crate::pipeline::{InitialFilter, Pipeline, PipelineEnd, PipelineError};
 use crate::source::SourceComponent;
 
 /// Runs the pipeline the flags describe; returns the exit code.
@@ -54,24 +56,54 @@ async fn run(config: PipelineConfig) -> Result<u8, Failure> {
         })?;
 
     let metrics = Metrics::new(&config.name);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pipelines = Pipelines::default();
+    if let Some(addr) = config.admin {
+        admin::bind(addr, pipelines.clone(), stop_rx.clone())
+            .await
+            .map_err(|e| Failure::usage(format!("cannot serve the admin API on {addr}: {e}")))?;
+    }
+    let watch_file = match (&config.filter, config.watch) {
+        (FilterSpec::File(path), true) => Some((path.clone(), config.filter_config.clone())),
+        _ => None,
+    };
+    let name = config.name.clone();
+    let url = config.url.clone();
     let pipeline = Pipeline {
         config,
+        engine: engine.clone(),
         source,
-        filter,
+        filter: InitialFilter {
+            label: filter_name,
+            component: filter,
+        },
         metrics: Arc::clone(&metrics),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(stop_on_signal(stop_tx));
+    let (ready_tx, ready_rx) = oneshot::channel::<crate::pipeline::PipelineHandle>();
+    tokio::spawn(async move {
+        if let Ok(handle) = ready_rx.await {
+            if let Some((path, filter_config)) = watch_file
+                && let Err(error) = crate::watch::spawn(path, filter_config, handle.clone())
+            {
+                tracing::error!(%error, "cannot watch the filter file");
+            }
+            pipelines.add(handle);
+        }
+    });
 
-    tracing::info!(pipeline = %pipeline.config.name, url = %pipeline.config.url, "starting");
-    let result = pipeline.run(stop_rx).await;
+    tracing::info!(pipeline = %name, %url, "starting");
+    let result = pipeline.run(stop_rx, ready_tx).await;
     tracing::info!(
-        pipeline = %pipeline.config.name,
+        pipeline = %name,
         events_received = metrics.events_received.get(),
         records_written = metrics.records_written.get(),
         oversized_events = metrics.oversized_events.get(),
         connections = metrics.connections.get(),
         duplicates_dropped = metrics.duplicates_dropped.get(),
+        dead_letters = metrics.dead_letters.get(),
+        filter_swaps = metrics.filter_swaps.get(),
+        filter_rollbacks = metrics.filter_rollbacks.get(),
         "finished"
     );
     match result {
@@ -82,6 +114,8 @@ async fn run(config: PipelineConfig) -> Result<u8, Failure> {
                 "the server answered 204 No Content, which means \"stop reconnecting\"; stopped"
                     .to_string(),
         }),
+        // A filter that refuses its configuration at start is a configuration error.
+        Err(error @ PipelineError::Filter(FilterError::Init(_))) => Err(Failure::usage(error)),
         Err(error) => Err(Failure::failed(error)),
     }
 }

@@ -1,0 +1,51 @@
+//! For tests only (not a built-in): a filter that never returns, to check that
+//! the host interrupts a component stuck in a loop.
+//!
+//! `when=always` spins in every `handle` call, the first (probe) batch
+//! included; `when=data` (the default) spins in a batch that has an event
+//! whose data is exactly `spin`, and otherwise passes events through like
+//! `passthrough`.
+
+use std::hint::black_box;
+
+use filter_sdk::{Config, Context, Event, Filter, Output};
+
+/// Passes events through until told to spin.
+#[derive(Debug)]
+struct Spin {
+    always: bool,
+}
+
+impl Filter for Spin {
+    fn new(_context: &Context, config: &Config) -> Result<Self, String> {
+        config.reject_unknown(&["when"])?;
+        let always = match config.get("when").unwrap_or("data") {
+            "always" => true,
+            "data" => false,
+            other => {
+                return Err(format!(
+                    "spin filter: `when={other}`: use `always` or `data`"
+                ));
+            }
+        };
+        Ok(Self { always })
+    }
+
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
+        if self.always || events.iter().any(|event| event.data == "spin") {
+            // `black_box` keeps the optimiser from proving anything about the
+            // counter, so the loop stays a real busy loop.
+            let mut turns = 0u64;
+            loop {
+                turns = black_box(turns.wrapping_add(1));
+            }
+        }
+        for event in events {
+            let data = out.format(event);
+            out.push(data);
+        }
+        Ok(())
+    }
+}
+
+filter_sdk::export_filter!(Spin);

@@ -1,0 +1,45 @@
+//! For tests only (not a built-in): a filter that traps, to check that the host
+//! survives a misbehaving component.
+//!
+//! `when=always` traps in every `handle` call, the first (probe) batch
+//! included; `when=data` (the default) traps in a batch that has an event
+//! whose data is exactly `trap`, and otherwise passes events through like
+//! `passthrough`. The trap is a panic, which a guest build (`panic = "abort"`)
+//! turns into a WebAssembly `unreachable`.
+
+use filter_sdk::{Config, Context, Event, Filter, Output};
+
+/// Passes events through until told to trap.
+#[derive(Debug)]
+struct Trap {
+    always: bool,
+}
+
+impl Filter for Trap {
+    fn new(_context: &Context, config: &Config) -> Result<Self, String> {
+        config.reject_unknown(&["when"])?;
+        let always = match config.get("when").unwrap_or("data") {
+            "always" => true,
+            "data" => false,
+            other => {
+                return Err(format!(
+                    "trap filter: `when={other}`: use `always` or `data`"
+                ));
+            }
+        };
+        Ok(Self { always })
+    }
+
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
+        if self.always || events.iter().any(|event| event.data == "trap") {
+            panic!("trap filter: trapping as configured");
+        }
+        for event in events {
+            let data = out.format(event);
+            out.push(data);
+        }
+        Ok(())
+    }
+}
+
+filter_sdk::export_filter!(Trap);

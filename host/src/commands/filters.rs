@@ -1,0 +1,28 @@
+//! `sse-ingest filters`: the built-in filter components.
+
+use crate::cli::FiltersCommand;
+use crate::components;
+use crate::exit::{self, Failure};
+
+/// Lists the built-ins or writes them out as `NAME.wasm` files.
+pub fn execute(command: FiltersCommand) -> Result<u8, Failure> {
+    match command {
+        FiltersCommand::List => {
+            for (name, bytes) in components::FILTERS {
+                println!("{name}\t{} bytes", bytes.len());
+            }
+        }
+        FiltersCommand::Export { dir } => {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Failure::failed(format!("cannot create {}: {e}", dir.display())))?;
+            for (name, bytes) in components::FILTERS {
+                let path = dir.join(format!("{name}.wasm"));
+                std::fs::write(&path, bytes).map_err(|e| {
+                    Failure::failed(format!("cannot write {}: {e}", path.display()))
+                })?;
+                println!("{}", path.display());
+            }
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,312 @@
+//! The filter stage of a pipeline: the running filter version, live swaps,
+//! rollback, and the failure policy.
+//!
+//! A swap is prepared away from the event path ([`prepare`]: compile, link
+//! as the `filter` world, instantiate within the limits, run `init`, handle a
+//! probe batch) and installed by the pipeline between two batches
+//! ([`FilterStage::install`]), so every event goes through exactly one
+//! version and the SSE connection never notices. For its first
+//! `rollback_window` batches a new version is on probation: if it fails, the
+//! previous version comes back and re-runs the batch.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::Engine;
+
+use crate::filter::{FilterComponent, FilterContext, FilterError, FilterInstance, FilterLimits};
+use crate::metrics::Metrics;
+use crate::record::Record;
+use crate::source::Event;
+
+/// What happens to a batch a filter fails on (outside a swap's probation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnFilterError {
+    /// Write the batch's events to the dead-letter output with the error; go on.
+    DeadLetter,
+    /// Restore the previous filter version if there is one, else dead-letter.
+    Rollback,
+    /// Stop the pipeline with the error (exit code 1).
+    Stop,
+}
+
+/// A validated filter, ready to go live.
+#[derive(Debug)]
+pub struct PreparedFilter {
+    /// Where it came from, for logs (`built-in passthrough`, a file path).
+    pub label: String,
+    component: FilterComponent,
+    config: Vec<(String, String)>,
+    instance: FilterInstance,
+    /// When the swap was requested, to measure swap latency.
+    pub requested_at: Instant,
+}
+
+/// Events a prepared filter is probed with; refreshed from live traffic.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeSample(Arc<Mutex<Vec<Event>>>);
+
+impl ProbeSample {
+    const SIZE: usize = 8;
+
+    fn events(&self) -> Vec<Event> {
+        let mut events = self.0.lock().map(|e| e.clone()).unwrap_or_default();
+        // Always include one plain event, so an empty sample still probes.
+        events.push(Event {
+            event_type: "message".into(),
+            data: "{}".into(),
+            id: String::new(),
+            received_at_ms: 0,
+        });
+        events
+    }
+
+    fn refresh(&self, events: &[Event]) {
+        if let Ok(mut sample) = self.0.lock() {
+            sample.clear();
+            sample.extend(events.iter().take(Self::SIZE).cloned());
+        }
+    }
+}
+
+/// Compiles and validates a filter; nothing running is touched.
+pub async fn prepare(
+    engine: &Engine,
+    label: String,
+    bytes: Vec<u8>,
+    config: Vec<(String, String)>,
+    context: &FilterContext,
+    limits: FilterLimits,
+    probe: &ProbeSample,
+) -> Result<PreparedFilter, FilterError> {
+    let requested_at = Instant::now();
+    let compile_engine = engine.clone();
+    let compiled = tokio::task::spawn_blocking(move || {
+        crate::engine::compile(&compile_engine, &bytes, "the new filter")
+    })
+    .await
+    .map_err(|e| FilterError::Load(anyhow::anyhow!("compilation task failed: {e}")))?
+    .map_err(FilterError::Load)?;
+    let component = FilterComponent::new(engine, &compiled)?;
+    let mut instance = component.instantiate(context, &config, limits).await?;
+    instance
+        .handle(&probe.events())
+        .await
+        .map_err(|e| FilterError::Probe(Box::new(e)))?;
+    // The probe's state must not leak into live traffic: start fresh.
+    let instance = component.instantiate(context, &config, limits).await?;
+    Ok(PreparedFilter {
+        label,
+        component,
+        config,
+        instance,
+        requested_at,
+    })
+}
+
+/// One running version.
+#[derive(Debug)]
+struct Version {
+    number: u64,
+    label: String,
+    component: FilterComponent,
+    config: Vec<(String, String)>,
+    instance: FilterInstance,
+}
+
+/// What a batch became.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Records for the sink, in order.
+    pub records: Vec<Record>,
+    /// Set when the batch goes to the dead-letter output instead: the reason.
+    pub dead_letter_reason: Option<String>,
+}
+
+/// The pipeline's filter state.
+#[derive(Debug)]
+pub struct FilterStage {
+    context: FilterContext,
+    limits: FilterLimits,
+    policy: OnFilterError,
+    rollback_window: u32,
+    current: Version,
+    previous: Option<Version>,
+    probation_left: u32,
+    next_number: u64,
+    probe: ProbeSample,
+    last_probe_refresh: Option<Instant>,
+    first_batch_pending: Option<Instant>,
+    metrics: Arc<Metrics>,
+}
+
+impl FilterStage {
+    /// Starts with the pipeline's configured filter as version 1.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start(
+        label: String,
+        component: FilterComponent,
+        config: Vec<(String, String)>,
+        context: FilterContext,
+        limits: FilterLimits,
+        policy: OnFilterError,
+        rollback_window: u32,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, FilterError> {
+        let instance = component.instantiate(&context, &config, limits).await?;
+        Ok(Self {
+            context,
+            limits,
+            policy,
+            rollback_window,
+            current: Version {
+                number: 1,
+                label,
+                component,
+                config,
+                instance,
+            },
+            previous: None,
+            probation_left: 0,
+            next_number: 2,
+            probe: ProbeSample::default(),
+            last_probe_refresh: None,
+            first_batch_pending: None,
+            metrics,
+        })
+    }
+
+    /// The events new filters are probed with (shared with whoever prepares swaps).
+    pub fn probe_sample(&self) -> ProbeSample {
+        self.probe.clone()
+    }
+
+    /// The running version's number.
+    pub fn version(&self) -> u64 {
+        self.current.number
+    }
+
+    /// Puts a prepared filter live, keeping the old one for rollback. Returns its version.
+    pub fn install(&mut self, prepared: PreparedFilter) -> u64 {
+        let number = self.next_number;
+        self.next_number += 1;
+        let old = std::mem::replace(
+            &mut self.current,
+            Version {
+                number,
+                label: prepared.label,
+                component: prepared.component,
+                config: prepared.config,
+                instance: prepared.instance,
+            },
+        );
+        tracing::info!(
+            pipeline = %self.context.pipeline,
+            from_version = old.number,
+            to_version = number,
+            filter = %self.current.label,
+            prepared_in_ms = prepared.requested_at.elapsed().as_millis() as u64,
+            "filter swapped"
+        );
+        self.previous = Some(old);
+        self.probation_left = self.rollback_window;
+        self.first_batch_pending = Some(prepared.requested_at);
+        self.metrics.filter_swaps.inc();
+        number
+    }
+
+    /// Runs the current version over a batch, applying rollback and the policy.
+    pub async fn handle(&mut self, events: &[Event]) -> Result<Handled, FilterError> {
+        if self
+            .last_probe_refresh
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.probe.refresh(events);
+            self.last_probe_refresh = Some(Instant::now());
+        }
+        match self.current.instance.handle(events).await {
+            Ok(records) => {
+                self.after_success();
+                Ok(Handled {
+                    records,
+                    dead_letter_reason: None,
+                })
+            }
+            Err(error) => self.recover(events, error).await,
+        }
+    }
+
+    fn after_success(&mut self) {
+        if let Some(requested_at) = self.first_batch_pending.take() {
+            tracing::info!(
+                pipeline = %self.context.pipeline,
+                version = self.current.number,
+                swap_latency_us = requested_at.elapsed().as_micros() as u64,
+                "first batch on the new filter"
+            );
+        }
+        if self.probation_left > 0 {
+            self.probation_left -= 1;
+            if self.probation_left == 0 {
+                self.previous = None;
+            }
+        }
+    }
+
+    async fn recover(
+        &mut self,
+        events: &[Event],
+        error: FilterError,
+    ) -> Result<Handled, FilterError> {
+        self.metrics.filter_errors.inc();
+        tracing::error!(
+            pipeline = %self.context.pipeline,
+            version = self.current.number,
+            filter = %self.current.label,
+            events = events.len(),
+            %error,
+            "filter failed on a batch"
+        );
+        let on_probation = self.probation_left > 0;
+        let may_roll_back = on_probation || self.policy == OnFilterError::Rollback;
+        if may_roll_back && let Some(previous) = self.previous.take() {
+            let failed = std::mem::replace(&mut self.current, previous);
+            self.probation_left = 0;
+            self.first_batch_pending = None;
+            self.metrics.filter_rollbacks.inc();
+            tracing::warn!(
+                pipeline = %self.context.pipeline,
+                failed_version = failed.number,
+                restored_version = self.current.number,
+                "rolled back to the previous filter; re-running the batch on it"
+            );
+            return match self.current.instance.handle(events).await {
+                Ok(records) => Ok(Handled {
+                    records,
+                    dead_letter_reason: None,
+                }),
+                Err(again) => self.apply_policy(again).await,
+            };
+        }
+        self.apply_policy(error).await
+    }
+
+    async fn apply_policy(&mut self, error: FilterError) -> Result<Handled, FilterError> {
+        if self.policy == OnFilterError::Stop {
+            return Err(error);
+        }
+        // After a trap an instance must not be entered again: rebuild it.
+        self.current.instance = self
+            .current
+            .component
+            .instantiate(&self.context, &self.current.config, self.limits)
+            .await?;
+        Ok(Handled {
+            records: Vec::new(),
+            dead_letter_reason: Some(format!(
+                "filter version {} ({}) failed: {error}",
+                self.current.number, self.current.label
+            )),
+        })
+    }
+}

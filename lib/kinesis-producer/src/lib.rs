@@ -1,0 +1,1 @@
+//! Kinesis producer (work in progress: the host does not use it yet).

@@ -1,0 +1,496 @@
+//! Filter components: live swaps with zero loss, refusals, rollback, the
+//! sandbox, `--watch`, `test-filter` and `filters export`, through the real binary.
+
+// In tests a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::sse_server::{Response, SseServer, Step};
+use support::{
+    builtin_filter, dead_letters, file_sink_lines, free_port, http_request, isolated,
+    run_with_limit, sse_ingest, stderr_of, wait_for_admin,
+};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// A recentchange-shaped event whose `id` field is its number.
+fn wiki_event(n: u64) -> String {
+    format!(
+        r#"{{"id":{n},"type":"edit","wiki":"enwiki","title":"Page {n}","user":"u{}","bot":false,"timestamp":1690000000,"length":{{"old":100,"new":{}}}}}"#,
+        n % 7,
+        100 + n % 13
+    )
+}
+
+/// `count` events in chunks of `per_chunk`, pausing `pause` between chunks.
+fn numbered_stream(count: u64, per_chunk: u64, pause: Duration) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut n = 0;
+    while n < count {
+        let end = (n + per_chunk).min(count);
+        let text: String = (n..end)
+            .map(|i| format!("id: {i}\ndata: {}\n\n", wiki_event(i)))
+            .collect();
+        steps.push(Step::Bytes(text.into_bytes()));
+        if !pause.is_zero() {
+            steps.push(Step::Pause(pause));
+        }
+        n = end;
+    }
+    steps
+}
+
+fn start_run(
+    server: &SseServer,
+    state: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> Child {
+    let mut command = sse_ingest();
+    command.args(["run", "--once", "--url", &server.url("/stream")]);
+    command.arg("--sink").arg(format!("file:{}", out.display()));
+    command.args(extra);
+    isolated(&mut command, state);
+    command.spawn().unwrap()
+}
+
+fn swap(port: u16, filter: &[u8], query: &str) -> (u16, String) {
+    http_request(
+        port,
+        "POST",
+        &format!("/pipelines/default/filter?{query}"),
+        filter,
+    )
+    .unwrap()
+}
+
+#[test]
+fn swap_during_stream_loses_no_event() {
+    const TOTAL: u64 = 100_000;
+    let server = SseServer::always(Response::stream(numbered_stream(
+        TOTAL,
+        1_000,
+        Duration::from_millis(3),
+    )));
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let admin = format!("127.0.0.1:{port}");
+    let mut child = start_run(
+        &server,
+        state.path(),
+        out.path(),
+        &["--admin", &admin, "--filter", "json-match"],
+    );
+    wait_for_admin(port, Duration::from_secs(30));
+    let filters = [builtin_filter("wikimedia"), builtin_filter("json-match")];
+    let mut swaps = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if let Ok((200, _)) = http_request(
+            port,
+            "POST",
+            "/pipelines/default/filter",
+            &filters[swaps % 2],
+        ) {
+            swaps += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    assert!(status.success(), "{}", stderr_of(&output));
+    assert_eq!(
+        server.connections(),
+        1,
+        "a swap must not reopen the connection"
+    );
+
+    // wikimedia emits the compact projection (it has `delta`), json-match the event as it came.
+    let lines = file_sink_lines(out.path());
+    assert_eq!(lines.len() as u64, TOTAL, "lost or duplicated records");
+    let mut runs = 0;
+    let mut previous_shape = None;
+    for (n, line) in lines.iter().enumerate() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(
+            record["id"].as_u64(),
+            Some(n as u64),
+            "records out of order at {n}"
+        );
+        let shape = record.get("delta").is_some();
+        if previous_shape != Some(shape) {
+            runs += 1;
+            previous_shape = Some(shape);
+        }
+    }
+    assert!(swaps >= 5, "only {swaps} swaps happened during the stream");
+    assert!(
+        runs >= 3,
+        "the stream saw only {runs} filter versions; swaps did not take effect mid-stream"
+    );
+    eprintln!("{swaps} swaps, {runs} filter runs over {TOTAL} events");
+}
+
+#[test]
+fn bad_swaps_are_refused_with_a_reason_and_the_running_filter_stays() {
+    // The stream stays open (quiet) long enough for every refusal below.
+    let mut steps = numbered_stream(300, 10, Duration::from_millis(10));
+    steps.push(Step::Pause(Duration::from_secs(6)));
+    let server = SseServer::always(Response::stream(steps));
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let admin = format!("127.0.0.1:{port}");
+    let child = start_run(&server, state.path(), out.path(), &["--admin", &admin]);
+    wait_for_admin(port, Duration::from_secs(30));
+
+    let (status, body) = swap(port, b"this is not wasm", "");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("not a valid component"), "{body}");
+
+    let source = std::fs::read(env!("SSE_INGEST_SOURCE_WASM")).unwrap();
+    let (status, body) = swap(port, &source, "");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("not a usable filter component"), "{body}");
+
+    let trap = std::fs::read(sse_ingest::components::testing_filter_path("trap").unwrap()).unwrap();
+    let (status, body) = swap(port, &trap, "config=when%3Dalways");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("probe batch"), "{body}");
+
+    let (status, body) = swap(port, &builtin_filter("types"), "");
+    assert_eq!(status, 422, "a filter refusing its configuration: {body}");
+
+    // The CLI says the same, with a non-zero exit.
+    let junk = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(junk.path(), b"junk").unwrap();
+    let cli = run_with_limit(
+        sse_ingest()
+            .args(["swap", "--admin", &admin, "--filter"])
+            .arg(junk.path()),
+        LIMIT,
+    );
+    assert_eq!(cli.status.code(), Some(1));
+    assert!(
+        stderr_of(&cli).contains("swap refused"),
+        "{}",
+        stderr_of(&cli)
+    );
+
+    let (_, pipelines) = http_request(port, "GET", "/pipelines", b"").unwrap();
+    assert!(pipelines.contains(r#""filter_version":1"#), "{pipelines}");
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let lines = file_sink_lines(out.path());
+    assert_eq!(lines.len(), 300);
+    assert!(
+        lines
+            .iter()
+            .enumerate()
+            .all(|(n, l)| *l == wiki_event(n as u64)),
+        "the passthrough output changed"
+    );
+}
+
+/// Runs a misbehaving filter over 60 events where event 30's data makes it
+/// misbehave; returns (delivered lines, dead letters, stderr).
+fn contain(kind: &str, extra: &[&str]) -> (Vec<String>, Vec<Value>, String) {
+    let body: String = (0..60u64)
+        .map(|n| {
+            let data = if n == 30 {
+                kind.to_string()
+            } else {
+                format!("event {n}")
+            };
+            format!("id: {n}\ndata: {data}\n\n")
+        })
+        .collect();
+    let steps = body
+        .as_bytes()
+        .chunks(256)
+        .map(|c| Step::Bytes(c.to_vec()))
+        .collect();
+    let server = SseServer::always(Response::stream(steps));
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dead = tempfile::tempdir().unwrap();
+    let filter = sse_ingest::components::testing_filter_path(kind).unwrap();
+    let mut command = sse_ingest();
+    command.args([
+        "run",
+        "--once",
+        "--url",
+        &server.url("/s"),
+        "--filter",
+        filter,
+        "--batch-max-events",
+        "10",
+    ]);
+    command
+        .arg("--sink")
+        .arg(format!("file:{}", out.path().display()));
+    command
+        .arg("--dead-letter")
+        .arg(format!("file:{}", dead.path().display()));
+    command
+        .args(["--filter-cpu-budget-ms", "200", "--filter-memory-mib", "16"])
+        .args(extra);
+    isolated(&mut command, state.path());
+    let output = run_with_limit(&mut command, LIMIT);
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{kind}: {stderr}");
+    (
+        file_sink_lines(out.path()),
+        dead_letters(dead.path()),
+        stderr,
+    )
+}
+
+fn assert_contained(kind: &str, reason_words: &str) {
+    let started = Instant::now();
+    let (delivered, dead, stderr) = contain(kind, &[]);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        !dead.is_empty(),
+        "{kind}: nothing was dead-lettered: {stderr}"
+    );
+    let bad = dead
+        .iter()
+        .find(|d| d["event"]["data"] == kind)
+        .expect("the bad event is a dead letter");
+    let reason = bad["reason"].as_str().unwrap();
+    assert!(reason.contains(reason_words), "{kind}: reason {reason:?}");
+    // Nothing is lost: every event is either delivered or a dead letter.
+    let mut seen: Vec<String> = delivered;
+    seen.extend(
+        dead.iter()
+            .map(|d| d["event"]["data"].as_str().unwrap().to_string()),
+    );
+    assert_eq!(seen.len(), 60, "{kind}: {stderr}");
+    assert!(stderr.contains("filter failed on a batch"), "{stderr}");
+}
+
+#[test]
+fn a_trapping_filter_dead_letters_its_batch_and_the_pipeline_goes_on() {
+    assert_contained("trap", "panicked");
+}
+
+#[test]
+fn a_filter_in_an_endless_loop_is_stopped_by_its_cpu_budget() {
+    assert_contained("spin", "CPU budget");
+}
+
+#[test]
+fn a_filter_that_hogs_memory_is_stopped_by_its_memory_limit() {
+    assert_contained("memory-hog", "memory");
+}
+
+#[test]
+fn on_filter_error_stop_ends_the_pipeline_with_the_reason() {
+    let server = SseServer::always(Response::text("data: trap\n\n"));
+    let state = tempfile::tempdir().unwrap();
+    let filter = sse_ingest::components::testing_filter_path("trap").unwrap();
+    let mut command = sse_ingest();
+    command.args([
+        "run",
+        "--once",
+        "--url",
+        &server.url("/s"),
+        "--sink",
+        "stdout",
+        "--filter",
+        filter,
+    ]);
+    command.args(["--on-filter-error", "stop"]);
+    isolated(&mut command, state.path());
+    let output = run_with_limit(&mut command, LIMIT);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr_of(&output).contains("trapped"),
+        "{}",
+        stderr_of(&output)
+    );
+}
+
+#[test]
+fn a_swapped_filter_that_fails_on_probation_is_rolled_back_and_the_batch_rerun() {
+    // The stream pauses before event 100 (data `trap`) so the swap lands first.
+    let mut steps = numbered_stream(100, 10, Duration::from_millis(2));
+    steps.push(Step::Pause(Duration::from_millis(1500)));
+    steps.push(Step::Bytes(
+        b"id: 100\ndata: trap\n\nid: 101\ndata: after\n\n".to_vec(),
+    ));
+    let server = SseServer::always(Response::stream(steps));
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let admin = format!("127.0.0.1:{port}");
+    let child = start_run(&server, state.path(), out.path(), &["--admin", &admin]);
+    wait_for_admin(port, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    let trap = std::fs::read(sse_ingest::components::testing_filter_path("trap").unwrap()).unwrap();
+    let (status, body) = swap(port, &trap, "config=when%3Ddata");
+    assert_eq!(status, 200, "{body}");
+    let output = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    let lines = file_sink_lines(out.path());
+    assert_eq!(lines.len(), 102, "{stderr}");
+    assert_eq!(
+        lines[100], "trap",
+        "the batch was re-run on the previous filter"
+    );
+    assert_eq!(lines[101], "after");
+}
+
+#[test]
+fn watch_swaps_the_filter_when_its_file_is_replaced() {
+    let mut steps = numbered_stream(50, 10, Duration::from_millis(2));
+    steps.push(Step::Pause(Duration::from_millis(2500)));
+    steps.extend(
+        numbered_stream(50, 10, Duration::ZERO)
+            .into_iter()
+            .map(|step| match step {
+                Step::Bytes(bytes) => Step::Bytes(
+                    String::from_utf8(bytes)
+                        .unwrap()
+                        .replace("id: ", "id: second-")
+                        .into_bytes(),
+                ),
+                other => other,
+            }),
+    );
+    let server = SseServer::always(Response::stream(steps));
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let filters = tempfile::tempdir().unwrap();
+    let filter = filters.path().join("filter.wasm");
+    std::fs::write(&filter, builtin_filter("passthrough")).unwrap();
+    let filter_arg = filter.display().to_string();
+    let child = start_run(
+        &server,
+        state.path(),
+        out.path(),
+        &["--filter", &filter_arg, "--watch"],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    // Write-then-rename, as a build tool would.
+    let staged = filters.path().join("filter.wasm.tmp");
+    std::fs::write(&staged, builtin_filter("wikimedia")).unwrap();
+    std::fs::rename(&staged, &filter).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("watched filter swapped in"), "{stderr}");
+    let lines = file_sink_lines(out.path());
+    assert_eq!(lines.len(), 100);
+    assert!(
+        lines[..50].iter().all(|l| !l.contains("delta")),
+        "before the swap: passthrough"
+    );
+    assert!(
+        lines[50..].iter().all(|l| l.contains("delta")),
+        "after the swap: wikimedia"
+    );
+}
+
+#[test]
+fn test_filter_prints_records_and_checks_expectations() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("events.sse");
+    std::fs::write(&input, "data: {\"wiki\":\"enwiki\",\"n\":1}\n\ndata: {\"wiki\":\"dewiki\",\"n\":2}\n\ndata: not json\n\n").unwrap();
+    let printed = run_with_limit(
+        sse_ingest()
+            .args([
+                "test-filter",
+                "json-match",
+                "--config",
+                "where=/wiki=enwiki",
+                "--config",
+                "key=/wiki",
+                "--input",
+            ])
+            .arg(&input),
+        LIMIT,
+    );
+    assert!(printed.status.success(), "{}", stderr_of(&printed));
+    let stdout = String::from_utf8_lossy(&printed.stdout).into_owned();
+    assert_eq!(
+        stdout,
+        "{\"data\":\"{\\\"wiki\\\":\\\"enwiki\\\",\\\"n\\\":1}\",\"partition_key\":\"enwiki\"}\n"
+    );
+
+    let expect = dir.path().join("expected.jsonl");
+    std::fs::write(&expect, &stdout).unwrap();
+    let checked = run_with_limit(
+        sse_ingest()
+            .args([
+                "test-filter",
+                "json-match",
+                "--config",
+                "where=/wiki=enwiki",
+                "--config",
+                "key=/wiki",
+                "--input",
+            ])
+            .arg(&input)
+            .arg("--expect")
+            .arg(&expect),
+        LIMIT,
+    );
+    assert!(checked.status.success(), "{}", stderr_of(&checked));
+
+    std::fs::write(&expect, "{\"data\":\"something else\"}\n").unwrap();
+    let mismatch = run_with_limit(
+        sse_ingest()
+            .args(["test-filter", "json-match", "--input"])
+            .arg(&input)
+            .arg("--expect")
+            .arg(&expect),
+        LIMIT,
+    );
+    assert_eq!(mismatch.status.code(), Some(1));
+    assert!(
+        stderr_of(&mismatch).contains("record 1: expected"),
+        "{}",
+        stderr_of(&mismatch)
+    );
+}
+
+#[test]
+fn filters_export_writes_every_builtin_as_a_loadable_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_with_limit(
+        sse_ingest().args(["filters", "export"]).arg(dir.path()),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    for name in ["passthrough", "types", "json-match", "wikimedia"] {
+        let wasm = std::fs::read(dir.path().join(format!("{name}.wasm"))).unwrap();
+        assert_eq!(wasm, builtin_filter(name));
+    }
+}
+
+#[test]
+fn the_rust_harness_runs_a_filter_component_in_cargo_test() {
+    use sse_ingest::filter_harness::{FilterHarness, event};
+    let harness = FilterHarness::new(&builtin_filter("wikimedia"), &[]).unwrap();
+    let records = harness
+        .run(vec![
+            event("message", &wiki_event(7)),
+            event("message", "not json"),
+        ])
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].partition_key.as_deref(), Some("enwiki"));
+    let projected: Value = serde_json::from_slice(&records[0].data).unwrap();
+    assert_eq!(projected["delta"], 7);
+}
