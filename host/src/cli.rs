@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::filter_stage::OnFilterError;
 use crate::logging::LogArgs;
+use crate::partition::KeyStrategy;
 
 /// Keeps live Server-Sent-Events streams flowing into Kinesis, files or stdout,
 /// shaped by WebAssembly filter components.
@@ -95,6 +96,9 @@ pub struct RunArgs {
     /// How many recent event ids are remembered to drop events a server replays twice. Default: 10000.
     #[arg(long, default_value_t = 10_000)]
     pub dedupe_window: usize,
+    /// Partition key of records a filter leaves unkeyed: `const:VALUE`, `type`, `id`, `json:/POINTER` or `random`. Default: id.
+    #[arg(long, default_value = "id")]
+    pub partition_key: KeyStrategy,
     /// Where undeliverable events and records go, with the reason: `file:DIR`. Default: file:STATE_DIR/dead-letters.
     #[arg(long)]
     pub dead_letter: Option<String>,

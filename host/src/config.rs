@@ -95,6 +95,8 @@ pub struct PipelineConfig {
     pub filter_limits: FilterLimits,
     /// Swap the filter file in whenever it changes.
     pub watch: bool,
+    /// Partition keys of unkeyed records.
+    pub partition_key: crate::partition::KeyStrategy,
     /// Where the admin API listens, if anywhere.
     pub admin: Option<std::net::SocketAddr>,
 }
@@ -220,6 +222,7 @@ impl PipelineConfig {
             },
             watch: args.watch,
             admin: args.admin,
+            partition_key: args.partition_key.clone(),
         })
     }
 }

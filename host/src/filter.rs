@@ -194,6 +194,7 @@ impl FilterComponent {
                 Format::Raw => OutputFormat::Raw,
                 Format::Envelope => OutputFormat::Envelope,
             },
+            partition_key: context.partition_key.to_wit(),
         };
         match filter.call_init(&mut store, &wit_context, config).await {
             Ok(Ok(())) => Ok(FilterInstance { store, filter }),
@@ -209,6 +210,7 @@ pub struct FilterContext {
     pub pipeline: String,
     pub source_url: String,
     pub format: Format,
+    pub partition_key: crate::partition::KeyStrategy,
 }
 
 /// A running filter.

@@ -56,6 +56,7 @@ impl FilterHarness {
                 pipeline: "test".into(),
                 source_url: "http://127.0.0.1/test".into(),
                 format,
+                partition_key: crate::partition::KeyStrategy::EventId,
             },
             runtime,
         })

@@ -20,6 +20,7 @@ pub mod filter_stage;
 pub mod logging;
 pub mod metrics;
 pub mod outbound;
+pub mod partition;
 pub mod pipeline;
 pub mod record;
 pub mod sink;

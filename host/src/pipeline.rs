@@ -95,6 +95,7 @@ impl Pipeline {
             pipeline: self.config.name.clone(),
             source_url: self.config.url.to_string(),
             format: self.config.format,
+            partition_key: self.config.partition_key.clone(),
         }
     }
 

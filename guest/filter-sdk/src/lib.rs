@@ -36,7 +36,7 @@ pub use envelope::{envelope, rfc3339_millis};
 
 /// Generated bindings of the `filter` world; most filters never touch them.
 // Generated code: the canonical ABI glue is `unsafe` by nature.
-#[allow(unsafe_code)]
+#[allow(unsafe_code, clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         world: "filter",
@@ -47,7 +47,9 @@ pub mod bindings {
     });
 }
 
-pub use bindings::sse_ingest::pipeline::filter_types::{OutputFormat, PipelineContext as Context};
+pub use bindings::sse_ingest::pipeline::filter_types::{
+    KeyStrategy, OutputFormat, PipelineContext as Context,
+};
 pub use bindings::sse_ingest::pipeline::kinesis::OutputRecord;
 pub use bindings::sse_ingest::pipeline::log::log;
 pub use bindings::sse_ingest::pipeline::types::{Event, Level};
@@ -123,7 +125,48 @@ impl Output {
         }
     }
 
-    /// Pushes a record for the pipeline's stream with the pipeline's partition key.
+    /// Pushes the event in the pipeline's format, keyed by the pipeline's
+    /// `--partition-key` strategy: what most filters do with an event they keep.
+    pub fn emit(&mut self, event: &Event) {
+        let data = self.format(event);
+        self.push_for(event, data);
+    }
+
+    /// Pushes `data` derived from `event`, keyed by the pipeline's strategy applied to `event`.
+    pub fn push_for(&mut self, event: &Event, data: Vec<u8>) {
+        let partition_key = self.key_for(event);
+        self.push_record(OutputRecord {
+            data,
+            partition_key,
+            stream: None,
+        });
+    }
+
+    /// The pipeline's partition key for `event`; `None` lets the host choose
+    /// (a random key, or the constant).
+    pub fn key_for(&self, event: &Event) -> Option<String> {
+        let key = match &self.context.partition_key {
+            KeyStrategy::Constant(key) => key.clone(),
+            KeyStrategy::EventType => event.event_type.clone(),
+            KeyStrategy::EventId => event.id.clone(),
+            KeyStrategy::JsonPointer(pointer) => {
+                let data: serde_json::Value = serde_json::from_str(&event.data).ok()?;
+                match data.pointer(pointer)? {
+                    serde_json::Value::String(text) => text.clone(),
+                    serde_json::Value::Null
+                    | serde_json::Value::Array(_)
+                    | serde_json::Value::Object(_) => return None,
+                    other => other.to_string(),
+                }
+            }
+            KeyStrategy::Random => return None,
+        };
+        (!key.is_empty()).then_some(key)
+    }
+
+    /// Pushes a record for the pipeline's stream. Without an event to derive
+    /// a key from, the host keys it (constant strategy: the constant; any
+    /// other: a random key). Prefer [`Output::emit`] or [`Output::push_for`].
     pub fn push(&mut self, data: Vec<u8>) {
         self.push_record(OutputRecord {
             data,

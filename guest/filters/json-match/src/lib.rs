@@ -150,7 +150,7 @@ impl Filter for JsonMatch {
                     let data = out.format(event);
                     match partition_key {
                         Some(key) => out.push_keyed(data, key),
-                        None => out.push(data),
+                        None => out.push_for(event, data),
                     }
                 }
                 Decision::Drop => {}

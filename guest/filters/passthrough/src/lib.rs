@@ -14,8 +14,7 @@ impl Filter for Passthrough {
 
     fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
         for event in events {
-            let data = out.format(event);
-            out.push(data);
+            out.emit(event);
         }
         Ok(())
     }

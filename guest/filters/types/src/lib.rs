@@ -73,8 +73,7 @@ impl Filter for Types {
 
     fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
         for event in events.iter().filter(|event| self.keeps(event)) {
-            let data = out.format(event);
-            out.push(data);
+            out.emit(event);
         }
         Ok(())
     }

@@ -107,7 +107,7 @@ impl Filter for Wikimedia {
                 Some(Projection {
                     data,
                     partition_key: None,
-                }) => out.push(data),
+                }) => out.push_for(event, data),
                 None => not_json += 1,
             }
         }
@@ -262,6 +262,7 @@ mod tests {
             name: "test".to_string(),
             source_url: "http://127.0.0.1/".to_string(),
             format: filter_sdk::OutputFormat::Raw,
+            partition_key: filter_sdk::KeyStrategy::EventId,
         };
         let config = Config::new(vec![("wiki".to_string(), "enwiki".to_string())]);
         let err = Wikimedia::new(&context, &config).expect_err("refused");

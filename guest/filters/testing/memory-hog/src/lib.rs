@@ -49,8 +49,7 @@ impl Filter for MemoryHog {
             }
         }
         for event in events {
-            let data = out.format(event);
-            out.push(data);
+            out.emit(event);
         }
         Ok(())
     }

@@ -41,8 +41,7 @@ impl Filter for Spin {
             }
         }
         for event in events {
-            let data = out.format(event);
-            out.push(data);
+            out.emit(event);
         }
         Ok(())
     }

@@ -35,8 +35,7 @@ impl Filter for Trap {
             panic!("trap filter: trapping as configured");
         }
         for event in events {
-            let data = out.format(event);
-            out.push(data);
+            out.emit(event);
         }
         Ok(())
     }
