@@ -51,7 +51,7 @@ pub struct RunArgs {
     /// Record format: `raw` (the event's data) or `envelope` (a JSON object with event, id, data, source, received_at).
     #[arg(long, value_enum, default_value_t = Format::Raw)]
     pub format: Format,
-    /// Where records go: `file:DIR` or `stdout`. Default: `file:./sse-ingest-out`.
+    /// Where records go: `file:DIR`, `stdout` or `kinesis:STREAM`. Default: `file:./sse-ingest-out`.
     #[arg(long, default_value = "file:./sse-ingest-out")]
     pub sink: String,
     /// Do not reconnect: when the stream ends, write everything received and exit 0.
@@ -96,6 +96,27 @@ pub struct RunArgs {
     /// How many recent event ids are remembered to drop events a server replays twice. Default: 10000.
     #[arg(long, default_value_t = 10_000)]
     pub dedupe_window: usize,
+    /// AWS region of the Kinesis stream; default: the standard AWS chain (AWS_REGION, profile, IMDS).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Kinesis endpoint URL, e.g. a local Kinesis server. Credentials always come from the standard AWS chain.
+    #[arg(long)]
+    pub endpoint_url: Option<String>,
+    /// Kinesis: no record overtakes an earlier record with the same partition key, even under retries.
+    #[arg(long)]
+    pub ordered: bool,
+    /// Kinesis: PutRecords requests in flight at once. Default: 4.
+    #[arg(long, default_value_t = 4)]
+    pub max_in_flight: usize,
+    /// Kinesis: how long a partly filled request waits for more records. Default: 100.
+    #[arg(long, default_value_t = 100)]
+    pub linger_ms: u64,
+    /// Kinesis: how long a record is retried (throttling, failures) before it becomes a dead letter. Default: 300000.
+    #[arg(long, default_value_t = 300_000)]
+    pub record_deadline_ms: u64,
+    /// On stop or end of stream, how long to wait for buffered records to be delivered. Default: 30000.
+    #[arg(long, default_value_t = 30_000)]
+    pub shutdown_timeout_ms: u64,
     /// Partition key of records a filter leaves unkeyed: `const:VALUE`, `type`, `id`, `json:/POINTER` or `random`. Default: id.
     #[arg(long, default_value = "id")]
     pub partition_key: KeyStrategy,

@@ -10,6 +10,7 @@ use url::Url;
 use crate::cli::{Format, RunArgs};
 use crate::filter::FilterLimits;
 use crate::filter_stage::OnFilterError;
+use crate::sink::KinesisOptions;
 
 /// A configuration value that cannot be used, with the flag it came from.
 #[derive(Debug, Error)]
@@ -18,7 +19,7 @@ pub enum ConfigError {
     Url { url: String, reason: String },
     #[error("invalid --header `{0}`: expected `Name: value`")]
     Header(String),
-    #[error("invalid --sink `{0}`: expected `file:DIR` or `stdout`")]
+    #[error("invalid --sink `{0}`: expected `file:DIR`, `stdout` or `kinesis:STREAM`")]
     Sink(String),
     #[error("invalid --filter-config `{0}`: expected `key=value`")]
     FilterConfig(String),
@@ -29,12 +30,14 @@ pub enum ConfigError {
 }
 
 /// Where records go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum SinkSpec {
     /// Newline-delimited files under a directory (the embedded default).
     File(PathBuf),
     /// Newline-delimited records on standard output.
     Stdout,
+    /// A Kinesis data stream.
+    Kinesis(crate::sink::KinesisOptions),
 }
 
 /// Which filter component runs.
@@ -95,6 +98,8 @@ pub struct PipelineConfig {
     pub filter_limits: FilterLimits,
     /// Swap the filter file in whenever it changes.
     pub watch: bool,
+    /// How long shutdown may take to deliver what is buffered.
+    pub shutdown_timeout: Duration,
     /// Partition keys of unkeyed records.
     pub partition_key: crate::partition::KeyStrategy,
     /// Where the admin API listens, if anywhere.
@@ -180,7 +185,20 @@ impl PipelineConfig {
                 .cloned()
                 .collect(),
             format: args.format,
-            sink: parse_sink(&args.sink)?,
+            sink: match parse_sink(&args.sink)? {
+                SinkTarget::File(dir) => SinkSpec::File(dir),
+                SinkTarget::Stdout => SinkSpec::Stdout,
+                SinkTarget::Kinesis(stream) => SinkSpec::Kinesis(KinesisOptions {
+                    stream,
+                    region: args.region.clone(),
+                    endpoint_url: args.endpoint_url.clone(),
+                    ordered: args.ordered,
+                    max_in_flight: args.max_in_flight.max(1),
+                    linger: Duration::from_millis(args.linger_ms),
+                    record_deadline: Duration::from_millis(args.record_deadline_ms),
+                }),
+            },
+            shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
             max_event_bytes: args.max_event_bytes,
             idle_timeout: Duration::from_millis(args.idle_timeout_ms),
             connect_timeout: Duration::from_millis(args.connect_timeout_ms),
@@ -205,8 +223,8 @@ impl PipelineConfig {
             dead_letter_dir: match &args.dead_letter {
                 None => args.state_dir.join("dead-letters"),
                 Some(spec) => match parse_sink(spec)? {
-                    SinkSpec::File(dir) => dir,
-                    SinkSpec::Stdout => {
+                    SinkTarget::File(dir) => dir,
+                    SinkTarget::Stdout | SinkTarget::Kinesis(_) => {
                         return Err(ConfigError::Value {
                             flag: "dead-letter",
                             reason: "dead letters go to files: use `file:DIR`".into(),
@@ -261,12 +279,32 @@ fn parse_header(text: &str) -> Result<(String, String), ConfigError> {
     Ok((name.to_string(), value.trim().to_string()))
 }
 
-fn parse_sink(text: &str) -> Result<SinkSpec, ConfigError> {
+/// Where `--sink` points, before the Kinesis options are attached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SinkTarget {
+    File(PathBuf),
+    Stdout,
+    Kinesis(String),
+}
+
+fn parse_sink(text: &str) -> Result<SinkTarget, ConfigError> {
     if text == "stdout" {
-        return Ok(SinkSpec::Stdout);
+        return Ok(SinkTarget::Stdout);
+    }
+    if let Some(stream) = text.strip_prefix("kinesis:") {
+        let valid = !stream.is_empty()
+            && stream.len() <= 128
+            && stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        return if valid {
+            Ok(SinkTarget::Kinesis(stream.to_string()))
+        } else {
+            Err(ConfigError::Sink(text.to_string()))
+        };
     }
     match text.strip_prefix("file:") {
-        Some(dir) if !dir.is_empty() => Ok(SinkSpec::File(PathBuf::from(dir))),
+        Some(dir) if !dir.is_empty() => Ok(SinkTarget::File(PathBuf::from(dir))),
         _ => Err(ConfigError::Sink(text.to_string())),
     }
 }
@@ -298,11 +336,17 @@ mod tests {
     }
 
     #[test]
-    fn sinks_are_file_or_stdout() {
-        assert_eq!(parse_sink("stdout").ok(), Some(SinkSpec::Stdout));
+    fn sinks_are_file_stdout_or_kinesis() {
+        assert_eq!(parse_sink("stdout").ok(), Some(SinkTarget::Stdout));
+        assert_eq!(
+            parse_sink("kinesis:wiki-edits").ok(),
+            Some(SinkTarget::Kinesis("wiki-edits".into()))
+        );
+        assert!(parse_sink("kinesis:").is_err());
+        assert!(parse_sink("kinesis:bad/name").is_err());
         assert_eq!(
             parse_sink("file:out").ok(),
-            Some(SinkSpec::File("out".into()))
+            Some(SinkTarget::File("out".into()))
         );
         assert!(parse_sink("file:").is_err());
         assert!(parse_sink("s3://bucket").is_err());

@@ -19,7 +19,8 @@ use crate::dedupe::ReplayWindow;
 use crate::filter::{FilterComponent, FilterContext, FilterError, FilterLimits};
 use crate::filter_stage::{FilterStage, PreparedFilter, ProbeSample};
 use crate::metrics::Metrics;
-use crate::sink::{Sink, SinkError};
+use crate::record::Record;
+use crate::sink::{Ack, Sink, SinkError};
 use crate::source::{Finish, SourceBatch, SourceComponent, SourceError};
 
 /// Batches the source may have queued ahead of the filter.
@@ -49,6 +50,8 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error("shutdown timed out with {0} records undelivered; they are in the dead-letter output")]
+    Undelivered(usize),
 }
 
 /// A request to put a prepared filter live; answered with its version.
@@ -107,13 +110,13 @@ impl Pipeline {
         ready: oneshot::Sender<PipelineHandle>,
     ) -> Result<PipelineEnd, PipelineError> {
         let config = &self.config;
-        let mut checkpoints = Checkpoints::open(&config.state_dir, &config.name)?;
+        let checkpoints = Checkpoints::open(&config.state_dir, &config.name)?;
         let resume_from = checkpoints.load()?;
         if let Some(id) = &resume_from {
             tracing::info!(pipeline = %config.name, last_event_id = %id, "resuming from checkpoint");
         }
-        let mut sink = Sink::open(&config.sink, &config.name)?;
-        let mut dead_letters = DeadLetters::open(&config.dead_letter_dir, &config.name)?;
+        let mut sink = Sink::open(&config.sink, &config.name, &config.partition_key).await?;
+        let dead_letters = DeadLetters::open(&config.dead_letter_dir, &config.name)?;
         let context = self.filter_context();
         let mut stage = FilterStage::start(
             self.filter.label.clone(),
@@ -150,8 +153,17 @@ impl Pipeline {
                 .await
         });
 
+        // Acknowledgements settle in order on their own task, which owns the
+        // checkpoint and the dead letters: the consumer never waits for Kinesis.
+        let (acks_tx, acks_rx) = mpsc::channel::<Settle>(ACKS_IN_FLIGHT);
+        let acker = tokio::spawn(settle_in_order(
+            acks_rx,
+            checkpoints,
+            dead_letters,
+            Arc::clone(&self.metrics),
+        ));
+
         let mut replays = ReplayWindow::new(config.dedupe_window);
-        let mut tick = tokio::time::interval(CHECKPOINT_TICK);
         let consumed: Result<(), PipelineError> = async {
             loop {
                 tokio::select! {
@@ -164,12 +176,13 @@ impl Pipeline {
                     }
                     batch = batches_rx.recv() => match batch {
                         Some(batch) => {
-                            self.process(batch, &mut replays, &mut stage, &mut sink, &mut dead_letters, &mut checkpoints)
-                                .await?;
+                            let settle = self.process(batch, &mut replays, &mut stage, &mut sink).await?;
+                            if acks_tx.send(settle).await.is_err() {
+                                break;
+                            }
                         }
                         None => break,
                     },
-                    _ = tick.tick() => checkpoints.write_pending()?,
                 }
             }
             Ok(())
@@ -179,10 +192,23 @@ impl Pipeline {
         // it cannot wait forever on a consumer that gave up.
         drop(batches_rx);
         let source_result = source_task.await;
+        let undelivered = sink.close(config.shutdown_timeout).await;
+        drop(acks_tx);
+        let settled = match acker.await {
+            Ok(result) => result,
+            Err(join_error) => {
+                return Err(SourceError::Component(anyhow::anyhow!(
+                    "the acknowledgement task failed: {join_error}"
+                ))
+                .into());
+            }
+        };
         consumed?;
-        sink.close().await?;
-        dead_letters.close()?;
-        checkpoints.flush()?;
+        settled?;
+        let undelivered = undelivered?;
+        if undelivered > 0 {
+            return Err(PipelineError::Undelivered(undelivered));
+        }
         let finish = match source_result {
             Ok(result) => result?,
             Err(join_error) => {
@@ -199,16 +225,15 @@ impl Pipeline {
         })
     }
 
-    /// One batch: drop replays, filter, write (or dead-letter), acknowledge.
+    /// One batch: drop replays, filter, submit to the sink. Returns what the
+    /// acknowledgement task needs to settle it.
     async fn process(
         &self,
         mut batch: SourceBatch,
         replays: &mut ReplayWindow,
         stage: &mut FilterStage,
         sink: &mut Sink,
-        dead_letters: &mut DeadLetters,
-        checkpoints: &mut Checkpoints,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<Settle, PipelineError> {
         if let Some(last) = batch.events.last() {
             let seconds = i64::try_from(last.received_at_ms / 1000).unwrap_or(i64::MAX);
             self.metrics.last_event_unix_seconds.set(seconds);
@@ -221,14 +246,75 @@ impl Pipeline {
             tracing::info!(pipeline = %self.config.name, dropped, "dropped events the server replayed");
         }
         let handled = stage.handle(&batch.events).await?;
-        if let Some(reason) = &handled.dead_letter_reason {
-            dead_letters.write_events(&batch.events, reason, &self.metrics)?;
-        }
-        sink.write(&handled.records).await?;
-        self.metrics
-            .records_written
-            .add(handled.records.len() as u64);
-        checkpoints.acknowledge(&batch.last_event_id)?;
-        Ok(())
+        let failed_events = handled
+            .dead_letter_reason
+            .map(|reason| (std::mem::take(&mut batch.events), reason));
+        let ack = sink.submit(&handled.records).await?;
+        Ok(Settle {
+            ack,
+            failed_events,
+            last_event_id: batch.last_event_id,
+        })
     }
+}
+
+/// Acknowledgements a pipeline may have outstanding (each up to a batch of records);
+/// past this the consumer waits, which in turn stops the source.
+const ACKS_IN_FLIGHT: usize = 64;
+
+/// One batch on its way to acknowledgement.
+#[derive(Debug)]
+struct Settle {
+    ack: Ack,
+    failed_events: Option<(Vec<crate::source::Event>, String)>,
+    last_event_id: String,
+}
+
+/// Settles batches in order: writes dead letters, counts, moves the checkpoint.
+async fn settle_in_order(
+    mut acks: mpsc::Receiver<Settle>,
+    mut checkpoints: Checkpoints,
+    mut dead_letters: DeadLetters,
+    metrics: Arc<Metrics>,
+) -> Result<(), PipelineError> {
+    let mut tick = tokio::time::interval(CHECKPOINT_TICK);
+    loop {
+        let settle = tokio::select! {
+            settle = acks.recv() => match settle {
+                Some(settle) => settle,
+                None => break,
+            },
+            _ = tick.tick() => {
+                checkpoints.write_pending()?;
+                continue;
+            }
+        };
+        if let Some((events, reason)) = &settle.failed_events {
+            dead_letters.write_events(events, reason, &metrics)?;
+        }
+        let outcome = settle.ack.settled().await?;
+        if !outcome.dead_letters.is_empty() {
+            let letters: Vec<(Record, String)> = outcome
+                .dead_letters
+                .into_iter()
+                .map(|letter| {
+                    tracing::warn!(reason = %letter.reason, "record dead-lettered");
+                    (
+                        Record {
+                            data: letter.record.data,
+                            partition_key: Some(letter.record.partition_key),
+                            stream: letter.record.stream,
+                        },
+                        letter.reason,
+                    )
+                })
+                .collect();
+            dead_letters.write_records(&letters, &metrics)?;
+        }
+        metrics.records_written.add(outcome.acked as u64);
+        checkpoints.acknowledge(&settle.last_event_id)?;
+    }
+    dead_letters.close()?;
+    checkpoints.flush()?;
+    Ok(())
 }

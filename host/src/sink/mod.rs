@@ -1,12 +1,20 @@
-//! Sinks: where records end up. A sink's `write` returns only once the
-//! records are as durable as that sink makes them; that return is the
-//! acknowledgement the checkpoint waits for.
+//! Sinks: where records end up. `submit` hands a batch over and returns an
+//! [`Ack`] that resolves once the records are as durable as that sink makes
+//! them (the file and stdout sinks: at once, after the write; Kinesis: when
+//! PutRecords acknowledged every record or it was dead-lettered). The
+//! checkpoint waits for acks, in order, never for submissions.
 
 mod file;
+mod kinesis;
 mod stdout;
 
 pub use file::{FileSink, FileSinkOptions};
+pub use kinesis::{KinesisOptions, KinesisSink};
 pub use stdout::StdoutSink;
+
+use std::time::Duration;
+
+use kinesis_producer::{BatchOutcome, BatchTicket};
 
 use crate::config::SinkSpec;
 use crate::record::Record;
@@ -22,6 +30,30 @@ pub enum SinkError {
     },
     #[error("stdout sink: {0}")]
     Stdout(std::io::Error),
+    #[error("kinesis sink: {0}")]
+    Kinesis(kinesis_producer::ProducerError),
+}
+
+/// The acknowledgement of one submitted batch.
+#[derive(Debug)]
+pub enum Ack {
+    /// Already durable: this many records were written.
+    Written(usize),
+    /// Resolves when the producer has settled every record.
+    Pending(BatchTicket),
+}
+
+impl Ack {
+    /// Waits for the outcome: records acknowledged, and dead letters with their reasons.
+    pub async fn settled(self) -> Result<BatchOutcome, SinkError> {
+        match self {
+            Ack::Written(count) => Ok(BatchOutcome {
+                acked: count,
+                dead_letters: Vec::new(),
+            }),
+            Ack::Pending(ticket) => ticket.await.map_err(SinkError::Kinesis),
+        }
+    }
 }
 
 /// The configured sink.
@@ -29,30 +61,42 @@ pub enum SinkError {
 pub enum Sink {
     File(FileSink),
     Stdout(StdoutSink),
+    Kinesis(KinesisSink),
 }
 
 impl Sink {
     /// Opens the sink a pipeline was configured with.
-    pub fn open(spec: &SinkSpec, pipeline: &str) -> Result<Self, SinkError> {
+    pub async fn open(
+        spec: &SinkSpec,
+        pipeline: &str,
+        keys: &crate::partition::KeyStrategy,
+    ) -> Result<Self, SinkError> {
         Ok(match spec {
             SinkSpec::File(dir) => Sink::File(FileSink::open(FileSinkOptions::new(dir, pipeline))?),
             SinkSpec::Stdout => Sink::Stdout(StdoutSink::new()),
+            SinkSpec::Kinesis(options) => {
+                Sink::Kinesis(KinesisSink::open(options, keys.clone()).await?)
+            }
         })
     }
 
-    /// Writes records in order; returns once they are acknowledged.
-    pub async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+    /// Hands records over in order; the ack resolves once they are durable.
+    /// May wait while the sink's buffer is full (backpressure).
+    pub async fn submit(&mut self, records: &[Record]) -> Result<Ack, SinkError> {
         match self {
-            Sink::File(sink) => sink.write(records),
-            Sink::Stdout(sink) => sink.write(records),
+            Sink::File(sink) => sink.write(records).map(|()| Ack::Written(records.len())),
+            Sink::Stdout(sink) => sink.write(records).map(|()| Ack::Written(records.len())),
+            Sink::Kinesis(sink) => sink.submit(records).await.map(Ack::Pending),
         }
     }
 
-    /// Flushes and closes (the file sink finishes its current file).
-    pub async fn close(&mut self) -> Result<(), SinkError> {
+    /// Delivers what is buffered (Kinesis: within `timeout`) and closes.
+    /// Returns how many records were left undelivered (then dead-lettered).
+    pub async fn close(&mut self, timeout: Duration) -> Result<usize, SinkError> {
         match self {
-            Sink::File(sink) => sink.close(),
-            Sink::Stdout(sink) => sink.flush(),
+            Sink::File(sink) => sink.close().map(|()| 0),
+            Sink::Stdout(sink) => sink.flush().map(|()| 0),
+            Sink::Kinesis(sink) => sink.close(timeout).await,
         }
     }
 }

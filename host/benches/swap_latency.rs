@@ -1,0 +1,117 @@
+//! Swap latency: from a swap request to the first batch handled by the new
+//! filter, through the real binary and its admin API, while events flow.
+//!
+//! Run: `cargo bench -p sse-ingest --bench swap_latency` (add `--profile dev`
+//! to skip the release build; dependencies are optimised in dev too).
+
+#![allow(clippy::unwrap_used)]
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::sse_server::{Response, SseServer, Step};
+use support::{builtin_filter, free_port, http_request, isolated, sse_ingest, wait_for_admin};
+
+const SWAPS: usize = 40;
+
+fn main() {
+    // A steady stream: 10 events every 2 ms for ~30 s at most.
+    let steps: Vec<Step> = (0..15_000u64)
+        .flat_map(|chunk| {
+            let text: String = (chunk * 10..chunk * 10 + 10)
+                .map(|n| {
+                    format!(
+                        "id: {n}\ndata: {{\"id\":{n},\"wiki\":\"enwiki\",\"type\":\"edit\"}}\n\n"
+                    )
+                })
+                .collect();
+            [
+                Step::Bytes(text.into_bytes()),
+                Step::Pause(Duration::from_millis(2)),
+            ]
+        })
+        .collect();
+    let server = SseServer::always(Response::stream(steps));
+    let state = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut command = sse_ingest();
+    command.args([
+        "run",
+        "--once",
+        "--url",
+        &server.url("/s"),
+        "--sink",
+        "file:",
+    ]);
+    command.arg(state.path().join("out"));
+    command.args(["--admin", &format!("127.0.0.1:{port}")]);
+    isolated(&mut command, state.path());
+    // `file:` and the path are one argument.
+    let args: Vec<String> = command
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut fixed = sse_ingest();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "file:" {
+            fixed.arg(format!("file:{}", iter.next().unwrap()));
+        } else {
+            fixed.arg(arg);
+        }
+    }
+    let child = fixed.spawn().unwrap();
+    wait_for_admin(port, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+
+    let filters = [builtin_filter("wikimedia"), builtin_filter("json-match")];
+    let mut round_trips = Vec::new();
+    for n in 0..SWAPS {
+        let started = Instant::now();
+        let (status, body) =
+            http_request(port, "POST", "/pipelines/default/filter", &filters[n % 2]).unwrap();
+        assert_eq!(status, 200, "{body}");
+        round_trips.push(started.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::process::Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let mut latencies: Vec<Duration> = stderr
+        .lines()
+        .filter(|l| l.contains("first batch on the new filter"))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("swap_latency_us="))
+        })
+        .filter_map(|v| v.parse().ok())
+        .map(Duration::from_micros)
+        .collect();
+    report("request → first batch on the new filter", &mut latencies);
+    report(
+        "admin API round trip (validate + install)",
+        &mut round_trips,
+    );
+}
+
+fn report(what: &str, samples: &mut [Duration]) {
+    samples.sort();
+    if samples.is_empty() {
+        println!("{what}: no samples");
+        return;
+    }
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{what}: n={} min={:?} median={:?} p95={:?} max={:?}",
+        samples.len(),
+        samples[0],
+        at(0.5),
+        at(0.95),
+        samples[samples.len() - 1]
+    );
+}

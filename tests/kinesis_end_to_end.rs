@@ -1,0 +1,229 @@
+//! The Kinesis sink through the real binary, against kinesalite (a real
+//! implementation of the Kinesis API, started on 127.0.0.1) and, for faults,
+//! the fault-injecting proxy of the producer's test support.
+
+// In tests a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+#[path = "../lib/kinesis-producer/tests/support/mod.rs"]
+#[allow(unused_imports)]
+mod kinesis_support;
+
+use std::collections::HashMap;
+use std::process::Output;
+use std::time::Duration;
+
+use kinesis_support::chaos::{ChaosConfig, ChaosProxy, Counters};
+use kinesis_support::{Kinesalite, create_stream, read_stream};
+use support::sse_server::{Response, SseServer, Step};
+use support::{dead_letters, isolated, run_with_limit, sse_ingest, stderr_of};
+
+fn numbered_body(total: u64, keys: u64) -> Vec<Step> {
+    let text: String = (0..total)
+        .map(|n| {
+            format!(
+                "id: {n}\ndata: {{\"n\":{n},\"k\":\"key-{}\"}}\n\n",
+                n % keys
+            )
+        })
+        .collect();
+    text.into_bytes()
+        .chunks(32 * 1024)
+        .map(|c| Step::Bytes(c.to_vec()))
+        .collect()
+}
+
+/// Runs `sse-ingest run --once --sink kinesis:STREAM` against `endpoint`.
+async fn run_into_kinesis(
+    url: String,
+    stream: &str,
+    endpoint: String,
+    extra: &[&str],
+) -> (Output, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command.args([
+        "run",
+        "--once",
+        "--url",
+        &url,
+        "--sink",
+        &format!("kinesis:{stream}"),
+    ]);
+    command.args(["--endpoint-url", &endpoint, "--region", "us-east-1"]);
+    command.args(extra);
+    // The standard credential chain reads these; kinesalite checks none.
+    command
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local");
+    command.env_remove("AWS_PROFILE");
+    isolated(&mut command, state.path());
+    let output =
+        tokio::task::spawn_blocking(move || run_with_limit(&mut command, Duration::from_secs(300)))
+            .await
+            .unwrap();
+    (output, state)
+}
+
+/// Event numbers per partition key, in stream order (each shard is ordered; a key lives on one shard).
+fn numbers_by_key(stored: &[kinesis_support::Stored]) -> HashMap<String, Vec<u64>> {
+    let mut by_key: HashMap<String, Vec<u64>> = HashMap::new();
+    for record in stored {
+        let value: serde_json::Value = serde_json::from_slice(&record.data).unwrap();
+        by_key
+            .entry(record.partition_key.clone())
+            .or_default()
+            .push(value["n"].as_u64().unwrap());
+    }
+    by_key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_events_reach_kinesis_none_missing() {
+    const TOTAL: u64 = 20_000;
+    let kinesalite = Kinesalite::start();
+    let client = kinesalite.client();
+    create_stream(&client, "twenty-k", 4).await;
+    let server = SseServer::always(Response::stream(numbered_body(TOTAL, 50)));
+    let (output, _state) = run_into_kinesis(
+        server.url("/s"),
+        "twenty-k",
+        kinesalite.endpoint(),
+        &["--partition-key", "json:/k"],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let stored = read_stream(&client, "twenty-k").await;
+    let mut numbers: Vec<u64> = numbers_by_key(&stored).into_values().flatten().collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers.len() as u64, TOTAL, "missing or duplicated records");
+    assert!(numbers.iter().copied().eq(0..TOTAL));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_loses_nothing_and_ordered_mode_never_inverts_a_key() {
+    // One shard, so that 1000 records/s is well below what the pipeline offers.
+    const TOTAL: u64 = 6_000;
+    let kinesalite = Kinesalite::start();
+    let client = kinesalite.client();
+    create_stream(&client, "chaos", 1).await;
+    let proxy = ChaosProxy::start(
+        kinesalite.port,
+        ChaosConfig {
+            throttle: true,
+            p_record_fail: 0.01,
+            p_lost_ack: 0.02,
+            lost_ack_every: 7,
+            seed: 42,
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let server = SseServer::always(Response::stream(numbered_body(TOTAL, 500)));
+    let (output, _state) = run_into_kinesis(
+        server.url("/s"),
+        "chaos",
+        proxy.endpoint(),
+        &[
+            "--ordered",
+            "--partition-key",
+            "json:/k",
+            "--linger-ms",
+            "20",
+        ],
+    )
+    .await;
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    let counters: &Counters = &proxy.counters;
+    let lost_acks = Counters::get(&counters.lost_ack_records);
+    assert!(
+        Counters::get(&counters.throttled_records) > 0,
+        "the run should have been throttled"
+    );
+    assert!(
+        Counters::get(&counters.internal_failures) > 0,
+        "records should have failed"
+    );
+    assert!(lost_acks > 0, "acknowledgements should have been lost");
+
+    let stored = read_stream(&client, "chaos").await;
+    let by_key = numbers_by_key(&stored);
+    let mut distinct: Vec<u64> = by_key.values().flatten().copied().collect();
+    let total_stored = distinct.len() as u64;
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(distinct.iter().copied().eq(0..TOTAL), "a record is missing");
+    let duplicates = total_stored - TOTAL;
+    assert!(
+        duplicates <= lost_acks,
+        "{duplicates} duplicates but only {lost_acks} lost acknowledgements"
+    );
+    // Per key, the first occurrences (a lost acknowledgement repeats a record) must rise.
+    let mut inversions = 0;
+    for ns in by_key.values() {
+        let mut seen = std::collections::HashSet::new();
+        let firsts: Vec<u64> = ns.iter().copied().filter(|n| seen.insert(*n)).collect();
+        inversions += firsts.windows(2).filter(|w| w[1] < w[0]).count();
+    }
+    assert_eq!(inversions, 0, "per-key order inversions in --ordered mode");
+    eprintln!(
+        "chaos: {duplicates} duplicates from {lost_acks} records with lost acknowledgements, 0 missing, 0 inversions"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_mib_event_becomes_a_dead_letter_and_its_neighbours_are_delivered() {
+    let kinesalite = Kinesalite::start();
+    let client = kinesalite.client();
+    create_stream(&client, "big", 1).await;
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let body = format!("id: 1\ndata: before\n\nid: 2\ndata: {huge}\n\nid: 3\ndata: after\n\n");
+    let steps = body
+        .into_bytes()
+        .chunks(64 * 1024)
+        .map(|c| Step::Bytes(c.to_vec()))
+        .collect();
+    let server = SseServer::always(Response::stream(steps));
+    let dead = tempfile::tempdir().unwrap();
+    let dead_arg = format!("file:{}", dead.path().display());
+    let (output, _state) = run_into_kinesis(
+        server.url("/s"),
+        "big",
+        kinesalite.endpoint(),
+        &["--dead-letter", &dead_arg],
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let stored = read_stream(&client, "big").await;
+    let data: Vec<&[u8]> = stored.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(data, vec![&b"before"[..], &b"after"[..]]);
+    let letters = dead_letters(dead.path());
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0]["kind"], "record");
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("exceeds"), "{reason}");
+    assert!(
+        stderr_of(&output).contains("dead_letters=1"),
+        "{}",
+        stderr_of(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_stream_is_a_clear_error() {
+    let kinesalite = Kinesalite::start();
+    let server = SseServer::always(Response::text("data: x\n\n"));
+    let (output, _state) = run_into_kinesis(
+        server.url("/s"),
+        "no-such-stream",
+        kinesalite.endpoint(),
+        &[],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains("no-such-stream"), "{stderr}");
+}
