@@ -155,10 +155,12 @@ fn bad_swaps_are_refused_with_a_reason_and_the_running_filter_stays() {
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("not a valid component"), "{body}");
 
+    // The source component is of another world, and imports HTTP and clocks.
     let source = std::fs::read(env!("SSE_INGEST_SOURCE_WASM")).unwrap();
     let (status, body) = swap(port, &source, "");
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("not a usable filter component"), "{body}");
+    assert!(body.contains("a capability filters do not get"), "{body}");
 
     let trap = std::fs::read(sse_ingest::components::testing_filter_path("trap").unwrap()).unwrap();
     let (status, body) = swap(port, &trap, "config=when%3Dalways");

@@ -370,3 +370,38 @@ fn sigterm_while_data_keeps_arriving_stops_promptly_and_writes_whole_records() {
         delivered.len() as u64
     );
 }
+
+#[test]
+fn comment_heartbeats_keep_a_quiet_stream_alive_past_the_idle_timeout() {
+    // 2 s of nothing but comments every 100 ms, with a 500 ms idle timeout.
+    let mut steps = vec![Step::Bytes(frame(0).into_bytes())];
+    for _ in 0..20 {
+        steps.push(Step::Pause(Duration::from_millis(100)));
+        steps.push(Step::Bytes(b": heartbeat\n".to_vec()));
+    }
+    steps.push(Step::Bytes(frame(1).into_bytes()));
+    let server = SseServer::always(Response::stream(steps));
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command.args([
+        "run",
+        "--once",
+        "--url",
+        &server.url("/s"),
+        "--idle-timeout-ms",
+        "500",
+    ]);
+    command
+        .arg("--sink")
+        .arg(format!("file:{}", out.path().display()));
+    isolated(&mut command, state.path());
+    let output = run_with_limit(&mut command, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(
+        server.connections(),
+        1,
+        "a heartbeat stream must not be cut"
+    );
+    assert_eq!(numbers(&file_sink_lines(out.path())), vec![0, 1]);
+}

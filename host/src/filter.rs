@@ -138,8 +138,10 @@ impl std::fmt::Debug for FilterComponent {
 }
 
 impl FilterComponent {
-    /// Links a compiled component as a filter. Fails if it is of another world.
+    /// Links a compiled component as a filter. Fails if it is of another world
+    /// or imports a capability filters do not get.
     pub fn new(engine: &Engine, component: &Component) -> Result<Self, FilterError> {
+        check_imports(engine, component)?;
         let mut linker: Linker<FilterState> = Linker::new(engine);
         // Rust's std for wasm32-wasip2 imports a few wasi interfaces; they are
         // linked against an empty context: no files, no sockets, no env.
@@ -202,6 +204,27 @@ impl FilterComponent {
             Err(trap) => Err(FilterError::Trap(trap.into())),
         }
     }
+}
+
+/// Import namespaces a filter may use: our output and logging, plus the
+/// stdio, environment and stream plumbing Rust's std links in (all backed by
+/// an empty context). Clocks, randomness, files, sockets and HTTP are refused
+/// outright, so a filter stays a pure function of its events.
+const ALLOWED_FILTER_IMPORTS: &[&str] = &["sse-ingest:pipeline/", "wasi:cli/", "wasi:io/"];
+
+fn check_imports(engine: &Engine, component: &Component) -> Result<(), FilterError> {
+    let component_type = component.component_type();
+    for (name, _) in component_type.imports(engine) {
+        if !ALLOWED_FILTER_IMPORTS
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            return Err(FilterError::Load(anyhow::anyhow!(
+                "it imports `{name}`, a capability filters do not get (only the host's output and logging)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What a filter is told about its pipeline.
