@@ -227,3 +227,48 @@ async fn a_missing_stream_is_a_clear_error() {
     let stderr = stderr_of(&output);
     assert!(stderr.contains("no-such-stream"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seeds_properties_file_names_the_source_and_the_default_stream() {
+    let kinesalite = Kinesalite::start();
+    let client = kinesalite.client();
+    create_stream(&client, "seed-stream", 1).await;
+    let server = SseServer::always(Response::text(
+        "event: edit\ndata: kept\n\nevent: log\ndata: dropped\n\n",
+    ));
+    let state = tempfile::tempdir().unwrap();
+    let properties = state.path().join("application-properties.json");
+    let json = serde_json::json!([
+        {"PropertyGroupId": "SSESourceProperties", "PropertyMap": {
+            "url": server.url("/s"), "types": "edit", "headers": "User-Agent|seed-agent", "readTimeoutMS": "30000"}},
+        {"PropertyGroupId": "OutputStreamProperties", "PropertyMap": {"DefaultStream": "seed-stream"}},
+        {"PropertyGroupId": "ProducerConfigProperties", "PropertyMap": {"AggregationEnabled": "false", "aws.region": "us-east-1"}}
+    ]);
+    std::fs::write(&properties, json.to_string()).unwrap();
+    let mut command = sse_ingest();
+    command
+        .args([
+            "run",
+            "--once",
+            "--endpoint-url",
+            &kinesalite.endpoint(),
+            "--properties",
+        ])
+        .arg(&properties);
+    command
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local");
+    isolated(&mut command, state.path());
+    let output =
+        tokio::task::spawn_blocking(move || run_with_limit(&mut command, Duration::from_secs(120)))
+            .await
+            .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let stored = read_stream(&client, "seed-stream").await;
+    let data: Vec<&[u8]> = stored.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(data, vec![&b"kept"[..]]);
+    assert_eq!(
+        server.requests()[0].header("user-agent"),
+        Some("seed-agent")
+    );
+}

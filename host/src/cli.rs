@@ -42,6 +42,10 @@ pub struct RunArgs {
         default_value = "https://stream.wikimedia.org/v2/stream/recentchange"
     )]
     pub url: String,
+    /// The seed's runtime-properties JSON (SSESourceProperties, OutputStreamProperties,
+    /// ProducerConfigProperties); flags given with non-default values win over it.
+    #[arg(long, value_name = "FILE")]
+    pub properties: Option<PathBuf>,
     /// An extra request header, `Name: value`; repeat for more.
     #[arg(long = "header", value_name = "NAME: VALUE")]
     pub headers: Vec<String>,

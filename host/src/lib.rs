@@ -23,6 +23,7 @@ pub mod outbound;
 pub mod partition;
 pub mod pipeline;
 pub mod record;
+pub mod seed;
 pub mod sink;
 pub mod source;
 pub mod watch;

@@ -17,7 +17,12 @@ use crate::pipeline::{InitialFilter, Pipeline, PipelineEnd, PipelineError};
 use crate::source::SourceComponent;
 
 /// Runs the pipeline the flags describe; returns the exit code.
-pub fn execute(args: RunArgs) -> Result<u8, Failure> {
+pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
+    if let Some(path) = args.properties.clone() {
+        crate::seed::SeedProperties::load(&path)
+            .map_err(Failure::usage)?
+            .apply(&mut args);
+    }
     let config = PipelineConfig::from_run_args(&args).map_err(Failure::usage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
