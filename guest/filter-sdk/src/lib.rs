@@ -93,6 +93,22 @@ impl Config {
         self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The value of `key`, which must be one of `choices`; the first choice is the default
+    /// when `key` is absent. Anything else is refused with the choices in the message.
+    pub fn one_of<'c>(&self, key: &str, choices: &[&'c str]) -> Result<&'c str, String> {
+        let Some(value) = self.get(key) else {
+            return choices
+                .first()
+                .copied()
+                .ok_or_else(|| format!("`{key}` has no choices"));
+        };
+        choices
+            .iter()
+            .copied()
+            .find(|choice| *choice == value)
+            .ok_or_else(|| format!("`{key}={value}`: use one of {}", choices.join(", ")))
+    }
+
     /// Fails with a clear message on any key not in `known`.
     pub fn reject_unknown(&self, known: &[&str]) -> Result<(), String> {
         match self
@@ -236,4 +252,47 @@ macro_rules! export_filter {
             $crate::bindings::export_bindings!(__SseIngestFilterExport with_types_in $crate::bindings);
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        Config::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn one_of_defaults_to_the_first_choice() {
+        assert_eq!(config(&[]).one_of("when", &["data", "always"]), Ok("data"));
+    }
+
+    #[test]
+    fn one_of_takes_the_last_value_given() {
+        let config = config(&[("when", "data"), ("when", "always")]);
+        assert_eq!(config.one_of("when", &["data", "always"]), Ok("always"));
+    }
+
+    #[test]
+    fn one_of_refuses_anything_else_and_names_the_choices() {
+        let refused = config(&[("when", "sometimes")]).one_of("when", &["data", "always"]);
+        assert_eq!(
+            refused,
+            Err("`when=sometimes`: use one of data, always".to_owned())
+        );
+    }
+
+    #[test]
+    fn reject_unknown_names_the_stray_key_and_the_known_ones() {
+        let refused = config(&[("when", "data"), ("colour", "red")]).reject_unknown(&["when"]);
+        assert_eq!(
+            refused,
+            Err("unknown filter configuration key `colour` (known: when)".to_owned())
+        );
+    }
 }

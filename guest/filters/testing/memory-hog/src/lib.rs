@@ -23,16 +23,12 @@ struct MemoryHog {
 impl Filter for MemoryHog {
     fn new(_context: &Context, config: &Config) -> Result<Self, String> {
         config.reject_unknown(&["when"])?;
-        let always = match config.get("when").unwrap_or("data") {
-            "always" => true,
-            "data" => false,
-            other => {
-                return Err(format!(
-                    "memory-hog filter: `when={other}`: use `always` or `data`"
-                ));
-            }
-        };
-        Ok(Self { always })
+        let when = config
+            .one_of("when", &["data", "always"])
+            .map_err(|e| format!("memory-hog filter: {e}"))?;
+        Ok(Self {
+            always: when == "always",
+        })
     }
 
     fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
