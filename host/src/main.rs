@@ -7,6 +7,13 @@ use clap::Parser as _;
 use sse_ingest::cli::{Cli, Command};
 use sse_ingest::exit::{self, Failure};
 
+/// mimalloc keeps freed memory for reuse across threads. The Kinesis path allocates a
+/// request body of up to 5 MiB per PutRecords on one thread and frees it on another, and
+/// glibc's malloc maps and faults those in again and again; the producer benchmark
+/// measured about 15% less CPU per record with mimalloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
