@@ -8,17 +8,14 @@ mod support;
 use std::time::Duration;
 
 use support::sse_server::{Answer, End, Response, SseServer, Step};
-use support::{isolated, run_with_limit, sse_ingest, stderr_of};
+use support::{isolated, run_command, run_with_limit, sse_ingest, stderr_of};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn run_once(url: &str, extra: &[&str]) -> std::process::Output {
     let state = tempfile::tempdir().unwrap();
-    let mut command = sse_ingest();
-    command
-        .args(["run", "--once", "--url", url, "--sink", "stdout"])
-        .args(extra);
-    isolated(&mut command, state.path());
+    let mut command = run_command(url, state.path());
+    command.args(["--once", "--sink", "stdout"]).args(extra);
     run_with_limit(&mut command, LIMIT)
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde_json::Value;
 use support::sse_server::{Response, SseServer, Step};
-use support::{fixtures, isolated, run_with_limit, sse_ingest, stderr_of};
+use support::{fixtures, run_command, run_with_limit, stderr_of};
 
 /// The case's bytes split at its `chunks` offsets (or whole), with short
 /// pauses so that each piece reaches the client as its own read.
@@ -68,18 +68,8 @@ fn every_conformance_case_passes_through_the_real_binary() {
             .unwrap();
         let server = SseServer::always(Response::stream(steps(&input, case["chunks"].as_array())));
         let state = tempfile::tempdir().unwrap();
-        let mut command = sse_ingest();
-        command.args([
-            "run",
-            "--once",
-            "--url",
-            &server.url("/case"),
-            "--sink",
-            "stdout",
-            "--format",
-            "envelope",
-        ]);
-        isolated(&mut command, state.path());
+        let mut command = run_command(&server.url("/case"), state.path());
+        command.args(["--once", "--sink", "stdout", "--format", "envelope"]);
         let output = run_with_limit(&mut command, Duration::from_secs(30));
         if !output.status.success() {
             failures.push(format!(

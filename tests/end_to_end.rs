@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use support::sse_server::{Response, SseServer, Step};
 use support::{
-    file_sink_lines, isolated, run_with_limit, sse_ingest, stderr_of, wikimedia_events,
+    file_sink, file_sink_lines, run_command, run_with_limit, stderr_of, wikimedia_events,
     wikimedia_frame, wikimedia_id,
 };
 
@@ -35,17 +35,10 @@ fn wikimedia_sample_reaches_the_file_sink_exactly_and_in_order() {
     let server = SseServer::always(Response::stream(wikimedia_body()));
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let mut command = sse_ingest();
+    let mut command = run_command(&server.url("/v2/stream/recentchange"), state.path());
     command
-        .args([
-            "run",
-            "--once",
-            "--url",
-            &server.url("/v2/stream/recentchange"),
-        ])
-        .arg("--sink")
-        .arg(format!("file:{}", out.path().display()));
-    isolated(&mut command, state.path());
+        .arg("--once")
+        .args(["--sink", &file_sink(out.path())]);
     let output = run_with_limit(&mut command, LIMIT);
     assert!(
         output.status.success(),
@@ -65,11 +58,8 @@ fn wikimedia_sample_reaches_stdout_as_envelopes() {
     let server = SseServer::always(Response::stream(wikimedia_body()));
     let state = tempfile::tempdir().unwrap();
     let url = server.url("/v2/stream/recentchange");
-    let mut command = sse_ingest();
-    command.args([
-        "run", "--once", "--url", &url, "--sink", "stdout", "--format", "envelope",
-    ]);
-    isolated(&mut command, state.path());
+    let mut command = run_command(&url, state.path());
+    command.args(["--once", "--sink", "stdout", "--format", "envelope"]);
     let output = run_with_limit(&mut command, LIMIT);
     assert!(
         output.status.success(),
@@ -102,22 +92,14 @@ fn user_headers_are_sent_and_types_filter_drops_other_event_types() {
     let body = "event: edit\ndata: 1\n\nevent: log\ndata: 2\n\ndata: 3\n\nevent: edit\ndata: 4\n\n";
     let server = SseServer::always(Response::text(body));
     let state = tempfile::tempdir().unwrap();
-    let mut command = sse_ingest();
-    command.args([
-        "run",
-        "--once",
-        "--url",
-        &server.url("/s"),
-        "--sink",
-        "stdout",
-    ]);
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--once", "--sink", "stdout"]);
     command.args([
         "--types",
         "edit,message",
         "--header",
         "User-Agent: sse-ingest-test/1",
     ]);
-    isolated(&mut command, state.path());
     let output = run_with_limit(&mut command, LIMIT);
     assert!(output.status.success(), "{}", stderr_of(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "1\n3\n4\n");
@@ -132,16 +114,8 @@ fn a_restart_resumes_with_the_checkpointed_last_event_id() {
     let server = SseServer::always(Response::text("id: 7\ndata: a\n\nid: 8\ndata: b\n\n"));
     let state = tempfile::tempdir().unwrap();
     for _ in 0..2 {
-        let mut command = sse_ingest();
-        command.args([
-            "run",
-            "--once",
-            "--url",
-            &server.url("/s"),
-            "--sink",
-            "stdout",
-        ]);
-        isolated(&mut command, state.path());
+        let mut command = run_command(&server.url("/s"), state.path());
+        command.args(["--once", "--sink", "stdout"]);
         let output = run_with_limit(&mut command, LIMIT);
         assert!(output.status.success(), "{}", stderr_of(&output));
     }

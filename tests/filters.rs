@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::sse_server::{Response, SseServer, Step};
 use support::{
-    builtin_filter, dead_letters, file_sink_lines, free_port, http_request, isolated,
+    builtin_filter, dead_letters, file_sink, file_sink_lines, free_port, http_request, run_command,
     run_with_limit, sse_ingest, stderr_of, wait_for_admin,
 };
 
@@ -51,11 +51,10 @@ fn start_run(
     out: &std::path::Path,
     extra: &[&str],
 ) -> Child {
-    let mut command = sse_ingest();
-    command.args(["run", "--once", "--url", &server.url("/stream")]);
-    command.arg("--sink").arg(format!("file:{}", out.display()));
+    let mut command = run_command(&server.url("/stream"), state);
+    command.arg("--once");
+    command.args(["--sink", &file_sink(out)]);
     command.args(extra);
-    isolated(&mut command, state);
     command.spawn().unwrap()
 }
 
@@ -224,27 +223,15 @@ fn contain(kind: &str, extra: &[&str]) -> (Vec<String>, Vec<Value>, String) {
     let out = tempfile::tempdir().unwrap();
     let dead = tempfile::tempdir().unwrap();
     let filter = sse_ingest::components::testing_filter_path(kind).unwrap();
-    let mut command = sse_ingest();
-    command.args([
-        "run",
-        "--once",
-        "--url",
-        &server.url("/s"),
-        "--filter",
-        filter,
-        "--batch-max-events",
-        "10",
-    ]);
-    command
-        .arg("--sink")
-        .arg(format!("file:{}", out.path().display()));
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--once", "--filter", filter, "--batch-max-events", "10"]);
+    command.args(["--sink", &file_sink(out.path())]);
     command
         .arg("--dead-letter")
         .arg(format!("file:{}", dead.path().display()));
     command
         .args(["--filter-cpu-budget-ms", "200", "--filter-memory-mib", "16"])
         .args(extra);
-    isolated(&mut command, state.path());
     let output = run_with_limit(&mut command, LIMIT);
     let stderr = stderr_of(&output);
     assert!(output.status.success(), "{kind}: {stderr}");
@@ -299,19 +286,9 @@ fn on_filter_error_stop_ends_the_pipeline_with_the_reason() {
     let server = SseServer::always(Response::text("data: trap\n\n"));
     let state = tempfile::tempdir().unwrap();
     let filter = sse_ingest::components::testing_filter_path("trap").unwrap();
-    let mut command = sse_ingest();
-    command.args([
-        "run",
-        "--once",
-        "--url",
-        &server.url("/s"),
-        "--sink",
-        "stdout",
-        "--filter",
-        filter,
-    ]);
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--once", "--sink", "stdout", "--filter", filter]);
     command.args(["--on-filter-error", "stop"]);
-    isolated(&mut command, state.path());
     let output = run_with_limit(&mut command, LIMIT);
     assert_eq!(output.status.code(), Some(1));
     assert!(

@@ -12,13 +12,16 @@ mod support;
 mod kinesis_support;
 
 use std::collections::HashMap;
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::Duration;
 
+use base64::Engine as _;
 use kinesis_support::chaos::{ChaosConfig, ChaosProxy, Counters};
 use kinesis_support::{Kinesalite, create_stream, read_stream};
 use support::sse_server::{Response, SseServer, Step};
-use support::{dead_letters, isolated, run_with_limit, sse_ingest, stderr_of};
+use support::{
+    dead_letters, isolated, run_with_limit, sse_ingest, stderr_of, summary_field, terminate_after,
+};
 
 fn numbered_body(total: u64, keys: u64) -> Vec<Step> {
     let text: String = (0..total)
@@ -35,24 +38,17 @@ fn numbered_body(total: u64, keys: u64) -> Vec<Step> {
         .collect()
 }
 
-/// Runs `sse-ingest run --once --sink kinesis:STREAM` against `endpoint`.
-async fn run_into_kinesis(
-    url: String,
+/// `sse-ingest run --sink kinesis:STREAM` against `endpoint`, with a private state dir.
+fn kinesis_command(
+    url: &str,
     stream: &str,
-    endpoint: String,
+    endpoint: &str,
     extra: &[&str],
-) -> (Output, tempfile::TempDir) {
+) -> (Command, tempfile::TempDir) {
     let state = tempfile::tempdir().unwrap();
     let mut command = sse_ingest();
-    command.args([
-        "run",
-        "--once",
-        "--url",
-        &url,
-        "--sink",
-        &format!("kinesis:{stream}"),
-    ]);
-    command.args(["--endpoint-url", &endpoint, "--region", "us-east-1"]);
+    command.args(["run", "--url", url, "--sink", &format!("kinesis:{stream}")]);
+    command.args(["--endpoint-url", endpoint, "--region", "us-east-1"]);
     command.args(extra);
     // The standard credential chain reads these; kinesalite checks none.
     command
@@ -60,11 +56,46 @@ async fn run_into_kinesis(
         .env("AWS_SECRET_ACCESS_KEY", "local");
     command.env_remove("AWS_PROFILE");
     isolated(&mut command, state.path());
+    (command, state)
+}
+
+/// Runs `sse-ingest run --once --sink kinesis:STREAM` against `endpoint`.
+async fn run_into_kinesis(
+    url: String,
+    stream: &str,
+    endpoint: String,
+    extra: &[&str],
+) -> (Output, tempfile::TempDir) {
+    let mut flags = vec!["--once"];
+    flags.extend_from_slice(extra);
+    let (mut command, state) = kinesis_command(&url, stream, &endpoint, &flags);
     let output =
         tokio::task::spawn_blocking(move || run_with_limit(&mut command, Duration::from_secs(300)))
             .await
             .unwrap();
     (output, state)
+}
+
+/// An endless numbered stream (one event a millisecond), for tests that stop the binary.
+fn endless_body() -> Vec<Step> {
+    (0..100_000u64)
+        .flat_map(|n| {
+            [
+                Step::Bytes(
+                    format!("id: {n}\ndata: {{\"n\":{n},\"k\":\"key-{}\"}}\n\n", n % 10)
+                        .into_bytes(),
+                ),
+                Step::Pause(Duration::from_millis(1)),
+            ]
+        })
+        .collect()
+}
+
+/// The event numbers in `stored`, sorted.
+fn sorted_numbers(stored: &[kinesis_support::Stored]) -> Vec<u64> {
+    let mut numbers: Vec<u64> = numbers_by_key(stored).into_values().flatten().collect();
+    numbers.sort_unstable();
+    numbers
 }
 
 /// Event numbers per partition key, in stream order (each shard is ordered; a key lives on one shard).
@@ -95,9 +126,7 @@ async fn twenty_thousand_events_reach_kinesis_none_missing() {
     )
     .await;
     assert!(output.status.success(), "{}", stderr_of(&output));
-    let stored = read_stream(&client, "twenty-k").await;
-    let mut numbers: Vec<u64> = numbers_by_key(&stored).into_values().flatten().collect();
-    numbers.sort_unstable();
+    let numbers = sorted_numbers(&read_stream(&client, "twenty-k").await);
     assert_eq!(numbers.len() as u64, TOTAL, "missing or duplicated records");
     assert!(numbers.iter().copied().eq(0..TOTAL));
 }
@@ -271,4 +300,118 @@ async fn the_seeds_properties_file_names_the_source_and_the_default_stream() {
         server.requests()[0].header("user-agent"),
         Some("seed-agent")
     );
+}
+
+/// What a run stopped by SIGTERM left behind.
+struct Stopped {
+    output: Output,
+    /// From the signal to the exit.
+    stopping: Duration,
+    stored: Vec<kinesis_support::Stored>,
+    dead_letters: Vec<serde_json::Value>,
+}
+
+/// Streams an endless body into a one-shard stream through the fault proxy configured
+/// by `chaos`, sends SIGTERM after 1 s, and collects what the run left behind.
+async fn stop_while_streaming(stream: &str, chaos: ChaosConfig, shutdown_ms: &str) -> Stopped {
+    let kinesalite = Kinesalite::start();
+    let client = kinesalite.client();
+    create_stream(&client, stream, 1).await;
+    let proxy = ChaosProxy::start(kinesalite.port, chaos).await;
+    let server = SseServer::always(Response::stream(endless_body()));
+    let dead = tempfile::tempdir().unwrap();
+    let dead_arg = format!("file:{}", dead.path().display());
+    let (mut command, _state) = kinesis_command(
+        &server.url("/s"),
+        stream,
+        &proxy.endpoint(),
+        &[
+            "--dead-letter",
+            &dead_arg,
+            "--shutdown-timeout-ms",
+            shutdown_ms,
+        ],
+    );
+    let (output, stopping) = tokio::task::spawn_blocking(move || {
+        terminate_after(
+            &mut command,
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        )
+    })
+    .await
+    .unwrap();
+    Stopped {
+        output,
+        stopping,
+        stored: read_stream(&client, stream).await,
+        dead_letters: dead_letters(dead.path()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_what_kinesis_has_not_acknowledged_yet_and_exits_zero() {
+    // Every PutRecords takes 1.5 s, so at the signal (after 1 s) nothing has been
+    // acknowledged: everything read is still buffered or in flight.
+    let chaos = ChaosConfig {
+        delay: Duration::from_millis(1500),
+        ..ChaosConfig::default()
+    };
+    let stopped = stop_while_streaming("stopping", chaos, "30000").await;
+    let stderr = stderr_of(&stopped.output);
+    assert_eq!(stopped.output.status.code(), Some(0), "{stderr}");
+    let stopping = stopped.stopping;
+    assert!(
+        stopping < Duration::from_secs(20),
+        "stopping took {stopping:?}"
+    );
+    let received = summary_field(&stderr, "events_received");
+    assert!(received > 0, "{stderr}");
+    assert_eq!(summary_field(&stderr, "records_written"), received);
+    assert_eq!(summary_field(&stderr, "dead_letters"), 0);
+    let numbers = sorted_numbers(&stopped.stored);
+    assert!(
+        numbers.iter().copied().eq(0..received),
+        "the stream holds {} records, not 0..{received}",
+        numbers.len()
+    );
+    assert!(stopped.dead_letters.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_kinesis_refusing_everything_dead_letters_the_rest_and_exits_one() {
+    let chaos = ChaosConfig {
+        throttle_everything: true,
+        ..ChaosConfig::default()
+    };
+    let stopped = stop_while_streaming("refusing", chaos, "1000").await;
+    let stderr = stderr_of(&stopped.output);
+    assert_eq!(stopped.output.status.code(), Some(1), "{stderr}");
+    let stopping = stopped.stopping;
+    assert!(
+        stopping < Duration::from_secs(10),
+        "stopping took {stopping:?}"
+    );
+    assert!(stderr.contains("undelivered"), "{stderr}");
+    let received = summary_field(&stderr, "events_received");
+    assert!(received > 0, "{stderr}");
+    assert!(stopped.stored.is_empty());
+    // Nothing lost: every event read is a dead letter, with the reason.
+    assert_eq!(stopped.dead_letters.len() as u64, received, "{stderr}");
+    assert_eq!(summary_field(&stderr, "dead_letters"), received);
+    let mut numbers: Vec<u64> = stopped
+        .dead_letters
+        .iter()
+        .map(|letter| {
+            assert!(!letter["reason"].as_str().unwrap().is_empty(), "{letter}");
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(letter["data_base64"].as_str().unwrap())
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&data).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert!(numbers.iter().copied().eq(0..received));
 }

@@ -13,7 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use support::sse_server::{Answer, End, Response, SseServer, Step};
-use support::{file_sink_lines, isolated, run_with_limit, sse_ingest, stderr_of};
+use support::{
+    file_sink, file_sink_lines, run_command, run_with_limit, stderr_of, summary_field,
+    terminate_after,
+};
 
 /// A small deterministic generator, so a failing run can be replayed.
 struct XorShift(u64);
@@ -51,20 +54,6 @@ fn numbers(lines: &[String]) -> Vec<u64> {
             value["n"].as_u64().unwrap()
         })
         .collect()
-}
-
-/// The number of `key=value` field `key` in the final summary log line.
-fn summary_field(stderr: &str, key: &str) -> u64 {
-    let line = stderr
-        .lines()
-        .rev()
-        .find(|l| l.contains("finished"))
-        .unwrap_or_default();
-    let prefix = format!("{key}=");
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix(&prefix))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in summary: {stderr}"))
 }
 
 #[test]
@@ -145,11 +134,8 @@ fn fifty_thousand_events_survive_a_misbehaving_server_in_order() {
     };
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let mut command = sse_ingest();
-    command.args(["run", "--url", &server.url("/stream")]);
-    command
-        .arg("--sink")
-        .arg(format!("file:{}", out.path().display()));
+    let mut command = run_command(&server.url("/stream"), state.path());
+    command.args(["--sink", &file_sink(out.path())]);
     command.args([
         "--idle-timeout-ms",
         "300",
@@ -159,7 +145,6 @@ fn fifty_thousand_events_survive_a_misbehaving_server_in_order() {
         "20",
     ]);
     command.args(["--reconnect-max-ms", "200"]);
-    isolated(&mut command, state.path());
     let output = run_with_limit(&mut command, Duration::from_secs(240));
     let stderr = stderr_of(&output);
     assert_eq!(
@@ -225,19 +210,9 @@ fn sigkill_at_any_moment_loses_nothing_and_tears_no_record() {
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let command = || {
-        let mut command = sse_ingest();
-        command.args([
-            "run",
-            "--once",
-            "--url",
-            &server.url("/stream"),
-            "--batch-max-events",
-            &BATCH.to_string(),
-        ]);
-        command
-            .arg("--sink")
-            .arg(format!("file:{}", out.path().display()));
-        isolated(&mut command, state.path());
+        let mut command = run_command(&server.url("/stream"), state.path());
+        command.args(["--once", "--batch-max-events", &BATCH.to_string()]);
+        command.args(["--sink", &file_sink(out.path())]);
         command
     };
     let kills = [350u64, 500, 650];
@@ -288,9 +263,8 @@ fn sigkill_at_any_moment_loses_nothing_and_tears_no_record() {
 fn http_204_stops_the_pipeline_with_its_own_exit_code_and_no_retry() {
     let server = SseServer::always(Response::plain(204, "text/plain", ""));
     let state = tempfile::tempdir().unwrap();
-    let mut command = sse_ingest();
-    command.args(["run", "--url", &server.url("/s"), "--sink", "stdout"]);
-    isolated(&mut command, state.path());
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--sink", "stdout"]);
     let output = run_with_limit(&mut command, Duration::from_secs(30));
     assert_eq!(output.status.code(), Some(3), "{}", stderr_of(&output));
     assert!(
@@ -309,9 +283,8 @@ fn http_401_is_fatal_with_the_status_and_does_not_spin() {
         r#"{"error":"bad token"}"#,
     ));
     let state = tempfile::tempdir().unwrap();
-    let mut command = sse_ingest();
-    command.args(["run", "--url", &server.url("/s"), "--sink", "stdout"]);
-    isolated(&mut command, state.path());
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--sink", "stdout"]);
     let output = run_with_limit(&mut command, Duration::from_secs(30));
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
@@ -342,24 +315,16 @@ fn sigterm_while_data_keeps_arriving_stops_promptly_and_writes_whole_records() {
     });
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let mut command = sse_ingest();
-    command.args(["run", "--url", &server.url("/s")]);
-    command
-        .arg("--sink")
-        .arg(format!("file:{}", out.path().display()));
-    isolated(&mut command, state.path());
-    let child = command.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(800));
-    let started = std::time::Instant::now();
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let output = child.wait_with_output().unwrap();
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--sink", &file_sink(out.path())]);
+    let (output, stopping) = terminate_after(
+        &mut command,
+        Duration::from_millis(800),
+        Duration::from_secs(30),
+    );
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "stopping took {:?}",
-        started.elapsed()
+        stopping < Duration::from_secs(5),
+        "stopping took {stopping:?}"
     );
     assert!(output.status.success(), "{}", stderr_of(&output));
     let delivered = numbers(&file_sink_lines(out.path()));
@@ -383,19 +348,9 @@ fn comment_heartbeats_keep_a_quiet_stream_alive_past_the_idle_timeout() {
     let server = SseServer::always(Response::stream(steps));
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let mut command = sse_ingest();
-    command.args([
-        "run",
-        "--once",
-        "--url",
-        &server.url("/s"),
-        "--idle-timeout-ms",
-        "500",
-    ]);
-    command
-        .arg("--sink")
-        .arg(format!("file:{}", out.path().display()));
-    isolated(&mut command, state.path());
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--once", "--idle-timeout-ms", "500"]);
+    command.args(["--sink", &file_sink(out.path())]);
     let output = run_with_limit(&mut command, Duration::from_secs(60));
     assert!(output.status.success(), "{}", stderr_of(&output));
     assert_eq!(

@@ -143,6 +143,16 @@ impl Pipeline {
             version: version_rx,
         });
 
+        // The shutdown timeout counts from the stop request, not from the end of the
+        // consumer loop, which a full Kinesis buffer could hold up indefinitely.
+        let shutdown_clock = sink.shutdown_clock().map(|clock| {
+            tokio::spawn(start_shutdown_clock_on_stop(
+                stop.clone(),
+                clock,
+                config.shutdown_timeout,
+            ))
+        });
+
         let (batches_tx, mut batches_rx) = mpsc::channel::<SourceBatch>(QUEUE_BATCHES);
         let source = self.source.clone();
         let source_config = config.clone();
@@ -193,6 +203,9 @@ impl Pipeline {
         drop(batches_rx);
         let source_result = source_task.await;
         let undelivered = sink.close(config.shutdown_timeout).await;
+        if let Some(clock) = shutdown_clock {
+            clock.abort();
+        }
         drop(acks_tx);
         let settled = match acker.await {
             Ok(result) => result,
@@ -261,6 +274,23 @@ impl Pipeline {
 /// Acknowledgements a pipeline may have outstanding (each up to a batch of records);
 /// past this the consumer waits, which in turn stops the source.
 const ACKS_IN_FLIGHT: usize = 64;
+
+/// Waits for the stop request, then gives the sink `timeout` to deliver or dead-letter
+/// everything it holds or is still handed.
+async fn start_shutdown_clock_on_stop(
+    mut stop: watch::Receiver<bool>,
+    clock: crate::sink::ShutdownClock,
+    timeout: Duration,
+) {
+    // An error means the sender is gone: no stop will come.
+    if stop.wait_for(|stopped| *stopped).await.is_ok() {
+        tracing::info!(
+            timeout_ms = timeout.as_millis() as u64,
+            "stop requested: delivering what was read"
+        );
+        clock.stop_by(tokio::time::Instant::now() + timeout);
+    }
+}
 
 /// One batch on its way to acknowledgement.
 #[derive(Debug)]

@@ -8,7 +8,7 @@
 pub mod sse_server;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The fixture folder.
@@ -59,9 +59,28 @@ pub fn isolated(command: &mut Command, state_dir: &Path) {
         .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
 }
 
+/// `sse-ingest run --url URL` with a private state dir; callers add `--once`, the sink and
+/// whatever else the test needs.
+pub fn run_command(url: &str, state_dir: &Path) -> Command {
+    let mut command = sse_ingest();
+    command.args(["run", "--url", url]);
+    isolated(&mut command, state_dir);
+    command
+}
+
+/// The `--sink` value for a file sink writing under `dir`.
+pub fn file_sink(dir: &Path) -> String {
+    format!("file:{}", dir.display())
+}
+
 /// Runs a command to completion, killing it after `limit`.
 pub fn run_with_limit(command: &mut Command, limit: Duration) -> Output {
     let child = command.spawn().expect("the sse-ingest binary starts");
+    wait_with_limit(child, limit)
+}
+
+/// Waits for a running child, killing it after `limit`.
+pub fn wait_with_limit(child: Child, limit: Duration) -> Output {
     let pid = child.id();
     let deadline = Instant::now() + limit;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -78,6 +97,40 @@ pub fn run_with_limit(command: &mut Command, limit: Duration) -> Output {
             Err(_) => {}
         }
     }
+}
+
+/// Starts `command`, sends it SIGTERM after `delay`, and waits (at most `limit`) for it to
+/// exit. Returns its output and how long it took to exit after the signal.
+pub fn terminate_after(
+    command: &mut Command,
+    delay: Duration,
+    limit: Duration,
+) -> (Output, Duration) {
+    let child = command.spawn().expect("the sse-ingest binary starts");
+    std::thread::sleep(delay);
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "sse-ingest exited before the signal");
+    let output = wait_with_limit(child, limit);
+    (output, signalled.elapsed())
+}
+
+/// The number in field `key=value` of the final summary log line (`finished`).
+pub fn summary_field(stderr: &str, key: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.contains("finished"))
+        .unwrap_or_default();
+    let prefix = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in summary: {stderr}"))
 }
 
 /// Every `.ndjson` file under `dir`, sorted by path (= delivery order), concatenated.

@@ -29,6 +29,17 @@ pub struct KinesisOptions {
     pub record_deadline: Duration,
 }
 
+/// Starts a Kinesis sink's shutdown deadline from outside the pipeline's task.
+#[derive(Debug, Clone)]
+pub struct ShutdownClock(Producer);
+
+impl ShutdownClock {
+    /// Everything must be acknowledged or dead-lettered by `deadline`.
+    pub fn stop_by(&self, deadline: tokio::time::Instant) {
+        self.0.drain_by(deadline);
+    }
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub struct KinesisSink {
@@ -80,6 +91,14 @@ impl KinesisSink {
             .submit(records)
             .await
             .map_err(SinkError::Kinesis)
+    }
+
+    /// Starts the shutdown clock: buffered records go out without lingering, and at
+    /// `deadline` whatever is not acknowledged is dead-lettered, including the rest of a
+    /// `submit` that is still waiting for buffer space. Callable from another task while
+    /// the pipeline is blocked in [`submit`](Self::submit).
+    pub fn shutdown_clock(&self) -> ShutdownClock {
+        ShutdownClock(self.producer.clone())
     }
 
     /// Delivers everything buffered, within `timeout`; what is left becomes dead letters

@@ -9,7 +9,7 @@ mod kinesis;
 mod stdout;
 
 pub use file::{FileSink, FileSinkOptions};
-pub use kinesis::{KinesisOptions, KinesisSink};
+pub use kinesis::{KinesisOptions, KinesisSink, ShutdownClock};
 pub use stdout::StdoutSink;
 
 use std::time::Duration;
@@ -87,6 +87,16 @@ impl Sink {
             Sink::File(sink) => sink.write(records).map(|()| Ack::Written(records.len())),
             Sink::Stdout(sink) => sink.write(records).map(|()| Ack::Written(records.len())),
             Sink::Kinesis(sink) => sink.submit(records).await.map(Ack::Pending),
+        }
+    }
+
+    /// For sinks that may hold records back (Kinesis), the handle that starts the shutdown
+    /// deadline while the pipeline may be blocked in [`submit`](Self::submit). The others
+    /// write synchronously and never hold anything back.
+    pub fn shutdown_clock(&self) -> Option<ShutdownClock> {
+        match self {
+            Sink::Kinesis(sink) => Some(sink.shutdown_clock()),
+            Sink::File(_) | Sink::Stdout(_) => None,
         }
     }
 

@@ -33,11 +33,30 @@ pub(crate) struct Shared {
     /// Signalled whenever buffer space is released (and on close).
     pub(crate) space: Notify,
     pub(crate) closed: AtomicBool,
+    /// Set by [`Producer::drain_by`](crate::Producer::drain_by): after this, no record is
+    /// accepted and a call waiting for space gives up.
+    pub(crate) drain_deadline: std::sync::Mutex<Option<Instant>>,
+    /// Records a `submit` refused because of a close or a passed drain deadline: they
+    /// belong in the close report's `undelivered` too.
+    pub(crate) refused: std::sync::Mutex<Vec<DeadLetter>>,
+}
+
+impl Shared {
+    /// The drain deadline, if a drain was requested.
+    pub(crate) fn drain_deadline(&self) -> Option<Instant> {
+        *self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 pub(crate) enum Command {
     /// Records admitted into the buffer (their space is already counted).
     Enqueue(Vec<Entry>),
+    /// Flush without lingering but keep accepting; at `deadline`, give up on what is left
+    /// and on anything enqueued later.
+    Drain { deadline: Instant },
     /// Flush everything; at `deadline`, give up on what is left.
     Close {
         deadline: Instant,
@@ -141,6 +160,8 @@ pub(crate) struct Dispatcher {
     /// Records admitted and not yet settled.
     open_records: usize,
     closing: Option<(Instant, oneshot::Sender<CloseReport>)>,
+    /// From [`Command::Drain`].
+    drain_by: Option<Instant>,
     undelivered: Vec<DeadLetter>,
     /// Hashes partition keys for the ordered-mode chains (SipHash with random keys).
     key_hasher: RandomState,
@@ -169,6 +190,7 @@ impl Dispatcher {
             retry_seq: 0,
             open_records: 0,
             closing: None,
+            drain_by: None,
             undelivered: Vec::new(),
             key_hasher: RandomState::new(),
         }
@@ -179,12 +201,12 @@ impl Dispatcher {
     pub(crate) async fn run(mut self) {
         loop {
             let now = Instant::now();
-            self.promote_due_retries(now);
-            self.dispatch(now);
-            if let Some((deadline, _)) = &self.closing
-                && *deadline <= now
-            {
+            // Past the deadline nothing more is sent, not even what was enqueued just now.
+            if self.give_up_at().is_some_and(|deadline| deadline <= now) {
                 self.abandon_everything();
+            } else {
+                self.promote_due_retries(now);
+                self.dispatch(now);
             }
             if self.finished() {
                 break;
@@ -211,7 +233,17 @@ impl Dispatcher {
             let report = CloseReport {
                 records_acked: stats.records_acked(),
                 dead_lettered: stats.dead_lettered(),
-                undelivered: std::mem::take(&mut self.undelivered),
+                undelivered: {
+                    let mut undelivered = std::mem::take(&mut self.undelivered);
+                    undelivered.append(
+                        &mut self
+                            .shared
+                            .refused
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    );
+                    undelivered
+                },
             };
             // The closer may have given up waiting.
             let _ = reply.send(report);
@@ -219,13 +251,30 @@ impl Dispatcher {
         debug!("Kinesis producer task finished");
     }
 
-    /// Flush without lingering: after close, or once every handle is gone.
+    /// Flush without lingering: when draining, after close, or once every handle is gone.
     fn flushing(&self) -> bool {
-        self.closing.is_some() || !self.rx_open
+        self.shutting_down() || !self.rx_open
     }
 
+    /// A drain or a close was requested: what fails from now on is left undelivered.
+    fn shutting_down(&self) -> bool {
+        self.closing.is_some() || self.drain_by.is_some()
+    }
+
+    /// When whatever is left is given up: the earlier of the drain and close deadlines.
+    fn give_up_at(&self) -> Option<Instant> {
+        let close = self.closing.as_ref().map(|(deadline, _)| *deadline);
+        match (close, self.drain_by) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A drain alone does not end the task: handles may still submit (and be refused).
     fn finished(&self) -> bool {
-        self.flushing() && self.open_records == 0 && self.requests.is_empty()
+        (self.closing.is_some() || !self.rx_open)
+            && self.open_records == 0
+            && self.requests.is_empty()
     }
 
     fn on_command(&mut self, cmd: Option<Command>) {
@@ -248,6 +297,13 @@ impl Dispatcher {
                     }
                     self.push_ready(s, e);
                 }
+            }
+            Some(Command::Drain { deadline }) => {
+                debug!(
+                    open_records = self.open_records,
+                    "draining the Kinesis producer"
+                );
+                self.drain_by = Some(self.drain_by.map_or(deadline, |d| d.min(deadline)));
             }
             Some(Command::Close { deadline, reply }) => {
                 debug!(
@@ -633,7 +689,7 @@ impl Dispatcher {
         ProducerStats::add(&self.shared.stats.dead_lettered, 1);
         self.release_space(1, e.size);
         let (ticket, dl) = e.into_dead_letter(reason);
-        if self.closing.is_some() {
+        if self.shutting_down() {
             self.undelivered.push(dl.clone());
         }
         ticket.settle(0, vec![dl]);
@@ -673,13 +729,15 @@ impl Dispatcher {
                 }
             }
         }
-        if let Some((deadline, _)) = &self.closing {
-            consider(*deadline);
+        // A deadline already passed was acted on before this; waking for it again would spin.
+        if let Some(deadline) = self.give_up_at().filter(|d| *d > now) {
+            consider(deadline);
         }
         wake
     }
 
-    /// The close timeout passed: every record not yet acknowledged becomes a dead letter
+    /// The shutdown deadline (drain or close) passed: every record not yet acknowledged
+    /// becomes a dead letter
     /// (those in flight may still have been written).
     fn abandon_everything(&mut self) {
         self.requests.abort_all();
@@ -690,7 +748,7 @@ impl Dispatcher {
             ProducerStats::sub(&stats.in_flight_records, f.entries.len() as u64);
             for e in f.entries {
                 let reason = format!(
-                    "close timeout passed while the record was in flight (it may have been written) {}",
+                    "shutdown timeout passed while the record was in flight (it may have been written) {}",
                     e.history()
                 );
                 self.dead_letter(f.stream, e, reason);
@@ -699,21 +757,21 @@ impl Dispatcher {
         let groups: Vec<RetryGroup> = std::mem::take(&mut self.retries).into_vec();
         for g in groups {
             for e in g.entries {
-                let reason = format!("close timeout passed before delivery {}", e.history());
+                let reason = format!("shutdown timeout passed before delivery {}", e.history());
                 self.dead_letter(g.stream, e, reason);
             }
         }
         for s in 0..self.streams.len() {
             let isolated: Vec<Vec<Entry>> = self.streams[s].isolated.drain(..).collect();
             for e in isolated.into_iter().flatten() {
-                let reason = format!("close timeout passed before delivery {}", e.history());
+                let reason = format!("shutdown timeout passed before delivery {}", e.history());
                 self.dead_letter(s, e, reason);
             }
             // Dead-lettering the outstanding record of a key (ordered mode) releases the next
             // one into `ready`, so this drains the chains too.
             while let Some(e) = self.streams[s].ready.pop_front() {
                 self.streams[s].ready_bytes -= e.size;
-                let reason = format!("close timeout passed before delivery {}", e.history());
+                let reason = format!("shutdown timeout passed before delivery {}", e.history());
                 self.dead_letter(s, e, reason);
             }
             // Every outstanding record was settled above, so no chain is left; this only
@@ -724,7 +782,7 @@ impl Dispatcher {
                 .flat_map(|(_, q)| q)
                 .collect();
             for e in left {
-                let reason = format!("close timeout passed before delivery {}", e.history());
+                let reason = format!("shutdown timeout passed before delivery {}", e.history());
                 self.dead_letter(s, e, reason);
             }
         }

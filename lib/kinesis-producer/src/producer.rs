@@ -225,12 +225,23 @@ impl Producer {
         // The deadline counts from acceptance: entries that waited for space get a new one.
         let mut waited = false;
         while entries.peek().is_some() {
-            if shared.closed.load(Ordering::Acquire) {
+            let drain_deadline = shared.drain_deadline();
+            let refusal = if shared.closed.load(Ordering::Acquire) {
+                Some("the producer was closed before the record was accepted")
+            } else if drain_deadline.is_some_and(|d| d <= Instant::now()) {
+                Some("the shutdown timeout passed before the record was accepted")
+            } else {
+                None
+            };
+            if let Some(reason) = refusal {
+                let mut refused = shared
+                    .refused
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 for e in entries.by_ref() {
                     ProducerStats::add(&stats.dead_lettered, 1);
-                    let (ticket, dl) = e.into_dead_letter(
-                        "the producer was closed before the record was accepted".into(),
-                    );
+                    let (ticket, dl) = e.into_dead_letter(reason.into());
+                    refused.push(dl.clone());
                     ticket.settle(0, vec![dl]);
                 }
                 break;
@@ -264,8 +275,17 @@ impl Producer {
                 }
             };
             if chunk.is_empty() {
-                // Woken by every release of space, and by close.
-                shared.space.notified().await;
+                // Woken by every release of space, by close and drain, and at the drain
+                // deadline.
+                match drain_deadline {
+                    Some(deadline) => {
+                        tokio::select! {
+                            () = shared.space.notified() => {}
+                            () = tokio::time::sleep_until(deadline) => {}
+                        }
+                    }
+                    None => shared.space.notified().await,
+                }
                 waited = true;
                 continue;
             }
@@ -299,6 +319,32 @@ impl Producer {
             .map_err(|_| ProducerError::Stopped)
     }
 
+    /// Starts a shutdown that ends at `deadline`: from now on buffered records are sent
+    /// without lingering; at `deadline` whatever is not acknowledged is dead-lettered (into
+    /// the tickets, and into the [`CloseReport`] of a later [`close`](Self::close)), a
+    /// `submit` still waiting for space dead-letters the rest of its records, and records
+    /// submitted after it are dead-lettered at once. Until then `submit` works as usual, so
+    /// a caller can hand over what it still holds. A second call can only bring the deadline
+    /// closer.
+    ///
+    /// This is what a caller that must stop by a deadline uses while other tasks may still
+    /// be blocked in `submit` (a full buffer in front of a stream that refuses everything
+    /// would otherwise hold them until their records' own deadlines).
+    pub fn drain_by(&self, deadline: Instant) {
+        let shared = &*self.inner.shared;
+        {
+            let mut current = shared
+                .drain_deadline
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *current = Some(current.map_or(deadline, |d| d.min(deadline)));
+        }
+        // The call waiting for space (if any) must re-read the deadline.
+        shared.space.notify_one();
+        // The task may already be gone (closed); then there is nothing left to drain.
+        let _ = self.inner.tx.send(Command::Drain { deadline });
+    }
+
     /// Stops accepting records, sends everything buffered without lingering, keeps retrying
     /// until `timeout`, then dead-letters what is left (also into the tickets) and reports it.
     /// Affects every clone of this handle.
@@ -311,7 +357,10 @@ impl Producer {
         if inner.shared.closed.swap(true, Ordering::AcqRel) {
             return Err(ProducerError::Closed);
         }
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
+        if let Some(drain) = inner.shared.drain_deadline() {
+            deadline = deadline.min(drain);
+        }
         // A call waiting for space wakes up, sees the flag and dead-letters the rest; one
         // that is enqueueing finishes first, so nothing is enqueued after `Close`.
         inner.shared.space.notify_one();

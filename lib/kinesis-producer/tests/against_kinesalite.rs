@@ -666,7 +666,7 @@ async fn close_reports_what_could_not_be_delivered_in_time() {
     assert!(
         report.undelivered[0]
             .reason
-            .starts_with("close timeout passed")
+            .starts_with("shutdown timeout passed")
     );
     assert_eq!(report.dead_lettered, 4);
     let outcome = ticket.await.unwrap();
@@ -675,4 +675,78 @@ async fn close_reports_what_could_not_be_delivered_in_time() {
         handle.submit(vec![record("c", 9, 1)]).await,
         Err(ProducerError::Closed)
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_by_frees_a_submit_stuck_on_a_full_buffer_at_the_deadline() {
+    let k = Kinesalite::start();
+    let client = k.client();
+    create_stream(&client, "draining", 1).await;
+    let proxy = ChaosProxy::start(
+        k.port,
+        ChaosConfig {
+            throttle_everything: true,
+            ..ChaosConfig::default()
+        },
+    )
+    .await;
+    let mut config = quick_config("draining");
+    config.buffer_max_records = 10;
+    let producer = Producer::new(client_for_local(proxy.endpoint(), "us-east-1"), config)
+        .await
+        .unwrap();
+    // Fills the buffer; nothing is ever acknowledged, so the next call waits for space.
+    let first = producer
+        .submit((0..10).map(|i| record("d", i, 10)).collect())
+        .await
+        .unwrap();
+    let blocked = {
+        let producer = producer.clone();
+        tokio::spawn(async move {
+            producer
+                .submit((10..15).map(|i| record("d", i, 10)).collect())
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!blocked.is_finished(), "the buffer should have been full");
+
+    let start = Instant::now();
+    producer.drain_by(tokio::time::Instant::now() + Duration::from_millis(500));
+    let second = tokio::time::timeout(Duration::from_secs(5), blocked)
+        .await
+        .expect("the waiting submit returns at the deadline")
+        .unwrap()
+        .unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let second = second.await.unwrap();
+    assert_eq!(second.dead_letters.len(), 5);
+    assert!(
+        second.dead_letters[0]
+            .reason
+            .contains("shutdown timeout passed"),
+        "{}",
+        second.dead_letters[0].reason
+    );
+    let first = first.await.unwrap();
+    assert_eq!(first.dead_letters.len(), 10);
+    // After the deadline nothing is accepted, and close reports all fifteen.
+    let late = producer
+        .submit(vec![record("d", 99, 10)])
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(late.dead_letters.len(), 1);
+    let report = producer.close(Duration::from_secs(30)).await.unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "close waited for its own timeout"
+    );
+    assert_eq!(report.undelivered.len(), 16);
+    assert!(read_stream(&client, "draining").await.is_empty());
 }
