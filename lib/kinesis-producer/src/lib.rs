@@ -86,6 +86,7 @@
 //! `tracing` events: request failures at `warn` (throttling at `debug`), dead letters at
 //! `warn`, partial failures at `debug`. Credentials never appear in them.
 
+mod body;
 mod client;
 mod config;
 mod dispatcher;

@@ -247,10 +247,10 @@ impl Entry {
         self.extra.as_ref().and_then(|x| x.stream.as_deref())
     }
 
-    pub(crate) fn explicit_hash_key(&self) -> Option<String> {
+    pub(crate) fn explicit_hash_key_ref(&self) -> Option<&str> {
         self.extra
             .as_ref()
-            .and_then(|x| x.explicit_hash_key.clone())
+            .and_then(|x| x.explicit_hash_key.as_deref())
     }
 
     pub(crate) fn set_last_error(&mut self, error: Arc<str>) {
