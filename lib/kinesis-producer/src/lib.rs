@@ -38,7 +38,11 @@
 //!   not exist or was deleted) dead-letters the request's records at once.
 //! - **Batching**: at most `max_records_per_request` (500) records and `max_request_bytes`
 //!   (5 MiB of data + keys) per request; a batch goes when it is full or after `linger`.
-//!   Up to `max_in_flight` requests are in flight at once, over all streams.
+//!   Up to `max_in_flight` requests are in flight at once, over all streams. The request
+//!   body is written by the producer (`body.rs`) straight from the buffered records and
+//!   handed to the SDK before signing; the SDK signs, sends and parses the response.
+//! - **Shutdown**: [`Producer::drain_by`] starts a deadline while other tasks may still be
+//!   submitting; [`Producer::close`] stops accepting and reports what was left undelivered.
 //!
 //! # Record rules
 //!
