@@ -153,3 +153,30 @@ fn an_unknown_builtin_filter_is_a_usage_error() {
         stderr_of(&output)
     );
 }
+
+#[test]
+fn out_of_range_kinesis_limits_are_usage_errors_naming_the_flag() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--max-records-per-request", "900"],
+            "--max-records-per-request is 900, must be 1 to 500",
+        ),
+        (
+            &["--buffer-max-bytes", "1000", "--max-record-bytes", "2000"],
+            "--buffer-max-bytes (1000) is smaller than the record limit",
+        ),
+        (&["--attempt-timeout-ms", "0"], "--attempt-timeout-ms"),
+    ];
+    for (flags, expected) in cases {
+        let output = run_with_limit(
+            sse_ingest()
+                .args(["run", "--sink", "kinesis:events"])
+                .args(flags),
+            LIMIT,
+        );
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}

@@ -71,10 +71,12 @@ fn swap(port: u16, filter: &[u8], query: &str) -> (u16, String) {
 #[test]
 fn swap_during_stream_loses_no_event() {
     const TOTAL: u64 = 100_000;
+    // 100 chunks 25 ms apart: the stream lasts at least 2.5 s however fast the machine
+    // is, time for a swap every 50 ms or so (a stream over too soon saw only 4 swaps).
     let server = SseServer::always(Response::stream(numbered_stream(
         TOTAL,
         1_000,
-        Duration::from_millis(3),
+        Duration::from_millis(25),
     )));
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();

@@ -16,8 +16,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use base64::Engine as _;
-use kinesis_support::chaos::{ChaosConfig, ChaosProxy, Counters};
-use kinesis_support::{Kinesalite, create_stream, read_stream};
+use kinesis_support::chaos::{ChaosConfig, Counters};
+use kinesis_support::{Kinesalite, ProxiedStream, create_stream, read_stream};
 use support::sse_server::{Response, SseServer, Step};
 use support::{
     dead_letters, isolated, run_with_limit, sse_ingest, stderr_of, summary_field, terminate_after,
@@ -135,21 +135,19 @@ async fn twenty_thousand_events_reach_kinesis_none_missing() {
 async fn chaos_loses_nothing_and_ordered_mode_never_inverts_a_key() {
     // One shard, so that 1000 records/s is well below what the pipeline offers.
     const TOTAL: u64 = 6_000;
-    let kinesalite = Kinesalite::start();
-    let client = kinesalite.client();
-    create_stream(&client, "chaos", 1).await;
-    let proxy = ChaosProxy::start(
-        kinesalite.port,
-        ChaosConfig {
-            throttle: true,
-            p_record_fail: 0.01,
-            p_lost_ack: 0.02,
-            lost_ack_every: 7,
-            seed: 42,
-            ..ChaosConfig::default()
-        },
-    )
-    .await;
+    let faults = ChaosConfig {
+        throttle: true,
+        p_record_fail: 0.01,
+        p_lost_ack: 0.02,
+        lost_ack_every: 7,
+        seed: 42,
+        ..ChaosConfig::default()
+    };
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client,
+        proxy,
+    } = ProxiedStream::start("chaos", 1, faults).await;
     let server = SseServer::always(Response::stream(numbered_body(TOTAL, 500)));
     let (output, _state) = run_into_kinesis(
         server.url("/s"),
@@ -314,10 +312,11 @@ struct Stopped {
 /// Streams an endless body into a one-shard stream through the fault proxy configured
 /// by `chaos`, sends SIGTERM after 1 s, and collects what the run left behind.
 async fn stop_while_streaming(stream: &str, chaos: ChaosConfig, shutdown_ms: &str) -> Stopped {
-    let kinesalite = Kinesalite::start();
-    let client = kinesalite.client();
-    create_stream(&client, stream, 1).await;
-    let proxy = ChaosProxy::start(kinesalite.port, chaos).await;
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client,
+        proxy,
+    } = ProxiedStream::start(stream, 1, chaos).await;
     let server = SseServer::always(Response::stream(endless_body()));
     let dead = tempfile::tempdir().unwrap();
     let dead_arg = format!("file:{}", dead.path().display());
@@ -414,4 +413,82 @@ async fn sigterm_with_kinesis_refusing_everything_dead_letters_the_rest_and_exit
         .collect();
     numbers.sort_unstable();
     assert!(numbers.iter().copied().eq(0..received));
+}
+
+/// Resident memory of a process, from `/proc/PID/status`.
+fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat() {
+    // 100 MB of events offered as fast as TCP takes them; Kinesis answers one request of
+    // at most 100 records a second, about 100 KB/s.
+    let event = format!("data: {{\"pad\":\"{}\"}}\n\n", "x".repeat(1000));
+    let body: Vec<Step> = event
+        .repeat(100_000)
+        .into_bytes()
+        .chunks(64 * 1024)
+        .map(|c| Step::Bytes(c.to_vec()))
+        .collect();
+    let server = SseServer::always(Response::stream(body));
+    let slow = ChaosConfig {
+        delay: Duration::from_secs(1),
+        ..ChaosConfig::default()
+    };
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client: _,
+        proxy,
+    } = ProxiedStream::start("slow-sink", 1, slow).await;
+    let (mut command, _state) = kinesis_command(
+        &server.url("/s"),
+        "slow-sink",
+        &proxy.endpoint(),
+        &[
+            "--max-in-flight",
+            "1",
+            "--max-records-per-request",
+            "100",
+            "--buffer-max-records",
+            "1000",
+            "--partition-key",
+            "random",
+        ],
+    );
+    let mut child = command.spawn().unwrap();
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (sent_early, resident_early) = (server.body_bytes_sent(), resident_bytes(pid));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (sent_late, resident_late) = (server.body_bytes_sent(), resident_bytes(pid));
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // Without backpressure the whole 100 MB would be read (and held) within a second.
+    assert!(
+        sent_late < 30 * 1024 * 1024,
+        "the source kept reading: {sent_late} bytes sent"
+    );
+    // Over 3 s the sink takes ~300 records (~300 KB); the source may read only about that.
+    assert!(
+        sent_late - sent_early < 8 * 1024 * 1024,
+        "read {} bytes in 3 s while the sink took about 300 KB",
+        sent_late - sent_early
+    );
+    assert!(
+        resident_late < resident_early + 16 * 1024 * 1024,
+        "memory grew from {resident_early} to {resident_late} bytes"
+    );
+    eprintln!(
+        "slow sink: {sent_early} then {sent_late} bytes sent; resident {} then {} MiB",
+        resident_early >> 20,
+        resident_late >> 20
+    );
 }

@@ -118,6 +118,27 @@ pub struct RunArgs {
     /// Kinesis: how long a record is retried (throttling, failures) before it becomes a dead letter. Default: 300000.
     #[arg(long, default_value_t = 300_000)]
     pub record_deadline_ms: u64,
+    /// Kinesis: records per PutRecords request, 1 to 500. Default: 500.
+    #[arg(long, default_value_t = 500)]
+    pub max_records_per_request: usize,
+    /// Kinesis: data + partition key bytes per PutRecords request. Default: 5242880 (5 MiB).
+    #[arg(long, default_value_t = 5 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Kinesis: largest record (data + partition key bytes); larger ones are dead-lettered. Default: the stream's MaxRecordSizeInKiB, else 1 MiB.
+    #[arg(long)]
+    pub max_record_bytes: Option<usize>,
+    /// Kinesis: records buffered and not yet acknowledged; when full, reading the source pauses. Default: 10000.
+    #[arg(long, default_value_t = 10_000)]
+    pub buffer_max_records: usize,
+    /// Kinesis: bytes of those records (data + partition key). Default: 67108864 (64 MiB).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub buffer_max_bytes: usize,
+    /// Kinesis: time limit of one PutRecords attempt, after which its records are retried. Default: 10000.
+    #[arg(long, default_value_t = 10_000)]
+    pub attempt_timeout_ms: u64,
+    /// Kinesis: time limit of one PutRecords operation. Default: 15000.
+    #[arg(long, default_value_t = 15_000)]
+    pub operation_timeout_ms: u64,
     /// On stop or end of stream, how long to wait for buffered records to be delivered. Default: 30000.
     #[arg(long, default_value_t = 30_000)]
     pub shutdown_timeout_ms: u64,

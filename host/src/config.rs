@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use kinesis_producer::{ProducerConfig, ProducerError};
 use thiserror::Error;
 use url::Url;
 
@@ -21,6 +22,8 @@ pub enum ConfigError {
     Header(String),
     #[error("invalid --sink `{0}`: expected `file:DIR`, `stdout` or `kinesis:STREAM`")]
     Sink(String),
+    #[error("invalid Kinesis settings: {0}")]
+    Kinesis(String),
     #[error("invalid --filter-config `{0}`: expected `key=value`")]
     FilterConfig(String),
     #[error("invalid --name `{0}`: use letters, digits, `-` and `_` only")]
@@ -37,7 +40,7 @@ pub enum SinkSpec {
     /// Newline-delimited records on standard output.
     Stdout,
     /// A Kinesis data stream.
-    Kinesis(crate::sink::KinesisOptions),
+    Kinesis(Box<crate::sink::KinesisOptions>),
 }
 
 /// Which filter component runs.
@@ -188,15 +191,11 @@ impl PipelineConfig {
             sink: match parse_sink(&args.sink)? {
                 SinkTarget::File(dir) => SinkSpec::File(dir),
                 SinkTarget::Stdout => SinkSpec::Stdout,
-                SinkTarget::Kinesis(stream) => SinkSpec::Kinesis(KinesisOptions {
-                    stream,
+                SinkTarget::Kinesis(stream) => SinkSpec::Kinesis(Box::new(KinesisOptions {
                     region: args.region.clone(),
                     endpoint_url: args.endpoint_url.clone(),
-                    ordered: args.ordered,
-                    max_in_flight: args.max_in_flight.max(1),
-                    linger: Duration::from_millis(args.linger_ms),
-                    record_deadline: Duration::from_millis(args.record_deadline_ms),
-                }),
+                    producer: producer_config(stream, args)?,
+                })),
             },
             shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
             max_event_bytes: args.max_event_bytes,
@@ -307,6 +306,51 @@ fn parse_sink(text: &str) -> Result<SinkTarget, ConfigError> {
         Some(dir) if !dir.is_empty() => Ok(SinkTarget::File(PathBuf::from(dir))),
         _ => Err(ConfigError::Sink(text.to_string())),
     }
+}
+
+/// The Kinesis producer's settings from the flags, checked now so that a bad value is a
+/// usage error naming its flag rather than a failure after connecting.
+fn producer_config(stream: String, args: &RunArgs) -> Result<ProducerConfig, ConfigError> {
+    let mut config = ProducerConfig::new(stream);
+    config.ordered = args.ordered;
+    config.max_in_flight = args.max_in_flight;
+    config.linger = Duration::from_millis(args.linger_ms);
+    config.record_deadline = Duration::from_millis(args.record_deadline_ms);
+    config.max_records_per_request = args.max_records_per_request;
+    config.max_request_bytes = args.max_request_bytes;
+    config.max_record_bytes = args.max_record_bytes;
+    config.buffer_max_records = args.buffer_max_records;
+    config.buffer_max_bytes = args.buffer_max_bytes;
+    config.attempt_timeout = Duration::from_millis(args.attempt_timeout_ms);
+    config.operation_timeout = Duration::from_millis(args.operation_timeout_ms);
+    let record_limit = config
+        .max_record_bytes
+        .unwrap_or(kinesis_producer::DEFAULT_MAX_RECORD_BYTES);
+    config.validate(record_limit).map_err(|error| match error {
+        ProducerError::InvalidConfig(reason) => ConfigError::Kinesis(flag_names(&reason)),
+        other => ConfigError::Kinesis(other.to_string()),
+    })?;
+    Ok(config)
+}
+
+/// The producer names its settings by field (`buffer_max_bytes`); the user set them by flag.
+fn flag_names(message: &str) -> String {
+    const FIELDS: [(&str, &str); 9] = [
+        ("max_records_per_request", "--max-records-per-request"),
+        ("max_request_bytes", "--max-request-bytes"),
+        ("max_record_bytes", "--max-record-bytes"),
+        ("buffer_max_records", "--buffer-max-records"),
+        ("buffer_max_bytes", "--buffer-max-bytes"),
+        ("max_in_flight", "--max-in-flight"),
+        ("attempt_timeout", "--attempt-timeout-ms"),
+        ("operation_timeout", "--operation-timeout-ms"),
+        ("record limit", "record limit (--max-record-bytes)"),
+    ];
+    FIELDS
+        .iter()
+        .fold(message.to_owned(), |text, (field, flag)| {
+            text.replace(field, flag)
+        })
 }
 
 #[cfg(test)]

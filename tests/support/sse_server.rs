@@ -2,7 +2,7 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -110,6 +110,7 @@ pub struct SseServer {
     stopping: Arc<AtomicBool>,
     requests: Arc<Mutex<Vec<Request>>>,
     connections: Arc<AtomicUsize>,
+    body_bytes_sent: Arc<AtomicU64>,
 }
 
 impl SseServer {
@@ -120,11 +121,13 @@ impl SseServer {
         let stopping = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
+        let body_bytes_sent = Arc::new(AtomicU64::new(0));
         let script: Arc<Script> = Arc::new(script);
         {
             let stopping = Arc::clone(&stopping);
             let requests = Arc::clone(&requests);
             let connections = Arc::clone(&connections);
+            let sent = Arc::clone(&body_bytes_sent);
             thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stopping.load(Ordering::SeqCst) {
@@ -135,7 +138,10 @@ impl SseServer {
                     let script = Arc::clone(&script);
                     let requests = Arc::clone(&requests);
                     let stopping = Arc::clone(&stopping);
-                    thread::spawn(move || serve(stream, index, &*script, &requests, &stopping));
+                    let sent = Arc::clone(&sent);
+                    thread::spawn(move || {
+                        serve(stream, index, &*script, &requests, &stopping, &sent);
+                    });
                 }
             });
         }
@@ -144,6 +150,7 @@ impl SseServer {
             stopping,
             requests,
             connections,
+            body_bytes_sent,
         }
     }
 
@@ -160,6 +167,12 @@ impl SseServer {
     /// Requests received so far.
     pub fn requests(&self) -> Vec<Request> {
         self.requests.lock().expect("requests lock").clone()
+    }
+
+    /// Body bytes written to clients so far (the socket took them: a client that stops
+    /// reading stops this count once the TCP buffers are full).
+    pub fn body_bytes_sent(&self) -> u64 {
+        self.body_bytes_sent.load(Ordering::SeqCst)
     }
 
     /// Connections accepted so far.
@@ -182,6 +195,7 @@ fn serve(
     script: &Script,
     requests: &Mutex<Vec<Request>>,
     stopping: &AtomicBool,
+    body_bytes_sent: &AtomicU64,
 ) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let _ = stream.set_nodelay(true);
@@ -225,6 +239,7 @@ fn serve(
                 {
                     return;
                 }
+                body_bytes_sent.fetch_add(bytes.len() as u64, Ordering::SeqCst);
             }
             Step::Pause(duration) => thread::sleep(*duration),
         }

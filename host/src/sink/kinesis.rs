@@ -13,20 +13,13 @@ use crate::record::Record;
 /// How the Kinesis sink is set up (from `--sink kinesis:NAME` and friends).
 #[derive(Debug, Clone)]
 pub struct KinesisOptions {
-    /// The default stream.
-    pub stream: String,
     /// `--region`; else the standard AWS chain decides.
     pub region: Option<String>,
     /// `--endpoint-url`, e.g. a local Kinesis server.
     pub endpoint_url: Option<String>,
-    /// `--ordered`: no record overtakes an earlier one with the same key.
-    pub ordered: bool,
-    /// `--max-in-flight`: PutRecords requests at once.
-    pub max_in_flight: usize,
-    /// `--linger-ms`: how long a partly full request waits for more records.
-    pub linger: Duration,
-    /// `--record-deadline-ms`: how long a record is retried before it is dead-lettered.
-    pub record_deadline: Duration,
+    /// The stream and every producer setting (`--ordered`, `--max-in-flight`, `--linger-ms`,
+    /// `--record-deadline-ms`, request and buffer limits, timeouts), already validated.
+    pub producer: ProducerConfig,
 }
 
 /// Starts a Kinesis sink's shutdown deadline from outside the pipeline's task.
@@ -53,12 +46,7 @@ impl KinesisSink {
         let client =
             kinesis_producer::client_from_env(options.region.clone(), options.endpoint_url.clone())
                 .await;
-        let mut config = ProducerConfig::new(options.stream.clone());
-        config.ordered = options.ordered;
-        config.max_in_flight = options.max_in_flight;
-        config.linger = options.linger;
-        config.record_deadline = options.record_deadline;
-        let producer = Producer::new(client, config)
+        let producer = Producer::new(client, options.producer.clone())
             .await
             .map_err(SinkError::Kinesis)?;
         let summary = producer.stream_summary();
@@ -66,7 +54,7 @@ impl KinesisSink {
             stream = %summary.stream_name,
             shards = summary.open_shard_count,
             max_record_bytes = producer.max_record_bytes(),
-            ordered = options.ordered,
+            ordered = options.producer.ordered,
             "Kinesis stream ready"
         );
         Ok(Self { producer, keys })

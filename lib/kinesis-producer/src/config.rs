@@ -89,7 +89,13 @@ impl ProducerConfig {
     }
 
     /// Checks the ranges that would otherwise make the producer stall or fail every request.
-    pub(crate) fn validate(&self, max_record_bytes: usize) -> Result<(), ProducerError> {
+    /// Checks the settings without connecting, with the record limit that will apply
+    /// (`max_record_bytes`, or [`DEFAULT_MAX_RECORD_BYTES`] when the stream's is not known
+    /// yet). [`Producer::new`](crate::Producer::new) checks again with the stream's limit.
+    ///
+    /// # Errors
+    /// [`ProducerError::InvalidConfig`], naming the field and the allowed range.
+    pub fn validate(&self, max_record_bytes: usize) -> Result<(), ProducerError> {
         let fail = |m: String| Err(ProducerError::InvalidConfig(m));
         if self.stream.is_empty() {
             return fail("stream is empty".into());

@@ -11,9 +11,10 @@ use bytes::Bytes;
 use kinesis_producer::{
     BatchTicket, Producer, ProducerError, ProducerRecord, client_for_local, hex_sha256,
 };
-use support::chaos::{ChaosConfig, ChaosProxy, Counters};
+use support::chaos::{ChaosConfig, Counters};
 use support::{
-    Kinesalite, audit, create_stream, delete_stream, id_of, quick_config, read_stream, record,
+    Kinesalite, ProxiedStream, audit, create_stream, delete_stream, id_of, producer_through,
+    quick_config, read_stream, record,
 };
 
 /// Submits `per_key` records for each of `keys` keys in calls of `call_size` records, keys
@@ -104,16 +105,15 @@ fn chaos(seed: u64, p_record_fail: f64) -> ChaosConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_loses_nothing_and_duplicates_only_lost_acks() {
-    let k = Kinesalite::start();
-    let client = k.client();
-    create_stream(&client, "chaos", 2).await;
-    let proxy = ChaosProxy::start(k.port, chaos(7, 0.01)).await;
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client,
+        proxy,
+    } = ProxiedStream::start("chaos", 2, chaos(7, 0.01)).await;
     // Smaller requests: more of them, so every kind of fault happens.
     let mut config = quick_config("chaos");
     config.max_records_per_request = 100;
-    let producer = Producer::new(client_for_local(proxy.endpoint(), "us-east-1"), config)
-        .await
-        .unwrap();
+    let producer = producer_through(&proxy, config).await;
 
     let (sent, tickets) = submit_many(&producer, 100, 60, 200, 500, 1).await;
     let (acked, dead) = outcomes(tickets).await;
@@ -162,16 +162,15 @@ async fn chaos_loses_nothing_and_duplicates_only_lost_acks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_mode_never_inverts_a_key_under_chaos() {
-    let k = Kinesalite::start();
-    let client = k.client();
     // One shard, so that the load is enough for throttling.
-    create_stream(&client, "ordered", 1).await;
-    let proxy = ChaosProxy::start(k.port, chaos(11, 0.05)).await;
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client,
+        proxy,
+    } = ProxiedStream::start("ordered", 1, chaos(11, 0.05)).await;
     let mut config = quick_config("ordered");
     config.ordered = true;
-    let producer = Producer::new(client_for_local(proxy.endpoint(), "us-east-1"), config)
-        .await
-        .unwrap();
+    let producer = producer_through(&proxy, config).await;
 
     // Runs of 2 records per key: without the hold-back, a failed record and a successful
     // later one of the same key would often share a request. 1000 keys, so that requests are
@@ -338,17 +337,15 @@ async fn deleted_stream_dead_letters_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffer_stays_bounded_under_a_slow_endpoint() {
-    let k = Kinesalite::start();
-    let client = k.client();
-    create_stream(&client, "slow", 2).await;
-    let proxy = ChaosProxy::start(
-        k.port,
-        ChaosConfig {
-            delay: Duration::from_millis(40),
-            ..ChaosConfig::default()
-        },
-    )
-    .await;
+    let slow_endpoint = ChaosConfig {
+        delay: Duration::from_millis(40),
+        ..ChaosConfig::default()
+    };
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client: _,
+        proxy,
+    } = ProxiedStream::start("slow", 2, slow_endpoint).await;
     let slow = client_for_local(proxy.endpoint(), "us-east-1");
 
     // Bounded by bytes: 1 KiB records, a 100 000-byte buffer (97 records).
@@ -445,15 +442,14 @@ async fn long_partition_keys_are_hashed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_hold_at_most_500_records_and_5_mib() {
-    let k = Kinesalite::start();
-    let client = k.client();
-    create_stream(&client, "batches", 2).await;
-    let proxy = ChaosProxy::start(k.port, ChaosConfig::default()).await;
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client,
+        proxy,
+    } = ProxiedStream::start("batches", 2, ChaosConfig::default()).await;
     let mut config = quick_config("batches");
     config.linger = Duration::from_millis(200);
-    let producer = Producer::new(client_for_local(proxy.endpoint(), "us-east-1"), config)
-        .await
-        .unwrap();
+    let producer = producer_through(&proxy, config).await;
 
     let small: Vec<ProducerRecord> = (0..1200).map(|i| record("s", i, 10)).collect();
     assert_eq!(
@@ -507,23 +503,19 @@ async fn a_partial_batch_waits_for_the_linger_and_close_sends_it_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_requests_fly_at_once_but_never_more_than_configured() {
-    let k = Kinesalite::start();
-    let client = k.client();
-    create_stream(&client, "flight", 2).await;
-    let proxy = ChaosProxy::start(
-        k.port,
-        ChaosConfig {
-            delay: Duration::from_millis(100),
-            ..ChaosConfig::default()
-        },
-    )
-    .await;
+    let slow_endpoint = ChaosConfig {
+        delay: Duration::from_millis(100),
+        ..ChaosConfig::default()
+    };
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client: _,
+        proxy,
+    } = ProxiedStream::start("flight", 2, slow_endpoint).await;
     let mut config = quick_config("flight");
     config.max_records_per_request = 10;
     config.max_in_flight = 3;
-    let producer = Producer::new(client_for_local(proxy.endpoint(), "us-east-1"), config)
-        .await
-        .unwrap();
+    let producer = producer_through(&proxy, config).await;
     let records: Vec<ProducerRecord> = (0..120).map(|i| record("f", i, 10)).collect();
     let start = Instant::now();
     assert_eq!(
@@ -541,11 +533,13 @@ async fn several_requests_fly_at_once_but_never_more_than_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_request_times_out_and_is_retried() {
-    let k = Kinesalite::start();
-    let client = k.client();
-    create_stream(&client, "hung", 1).await;
-    let proxy = ChaosProxy::start(
-        k.port,
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client,
+        proxy,
+    } = ProxiedStream::start(
+        "hung",
+        1,
         ChaosConfig {
             hang_first: 1,
             ..ChaosConfig::default()
@@ -554,9 +548,7 @@ async fn a_hung_request_times_out_and_is_retried() {
     .await;
     let mut config = quick_config("hung");
     config.attempt_timeout = Duration::from_millis(500);
-    let producer = Producer::new(client_for_local(proxy.endpoint(), "us-east-1"), config)
-        .await
-        .unwrap();
+    let producer = producer_through(&proxy, config).await;
     let start = Instant::now();
     let outcome = producer
         .submit((0..5).map(|i| record("h", i, 10)).collect())
@@ -577,11 +569,13 @@ async fn a_hung_request_times_out_and_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_records_are_retried_until_their_deadline_then_dead_lettered() {
-    let k = Kinesalite::start();
-    let client = k.client();
-    create_stream(&client, "throttled", 1).await;
-    let proxy = ChaosProxy::start(
-        k.port,
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client: _,
+        proxy,
+    } = ProxiedStream::start(
+        "throttled",
+        1,
         ChaosConfig {
             throttle_everything: true,
             ..ChaosConfig::default()
@@ -592,9 +586,7 @@ async fn throttled_records_are_retried_until_their_deadline_then_dead_lettered()
     config.record_deadline = Duration::from_millis(1500);
     config.retry_base = Duration::from_millis(10);
     config.retry_cap = Duration::from_millis(100);
-    let producer = Producer::new(client_for_local(proxy.endpoint(), "us-east-1"), config)
-        .await
-        .unwrap();
+    let producer = producer_through(&proxy, config).await;
     let start = Instant::now();
     let records: Vec<ProducerRecord> = (0..3).map(|i| record("t", i, 10)).collect();
     let outcome = producer
@@ -633,23 +625,20 @@ async fn throttled_records_are_retried_until_their_deadline_then_dead_lettered()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_reports_what_could_not_be_delivered_in_time() {
-    let k = Kinesalite::start();
-    let client = k.client();
-    create_stream(&client, "closing", 1).await;
-    let proxy = ChaosProxy::start(
-        k.port,
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client: _,
+        proxy,
+    } = ProxiedStream::start(
+        "closing",
+        1,
         ChaosConfig {
             throttle_everything: true,
             ..ChaosConfig::default()
         },
     )
     .await;
-    let producer = Producer::new(
-        client_for_local(proxy.endpoint(), "us-east-1"),
-        quick_config("closing"),
-    )
-    .await
-    .unwrap();
+    let producer = producer_through(&proxy, quick_config("closing")).await;
     let records: Vec<ProducerRecord> = (0..4).map(|i| record("c", i, 10)).collect();
     let ticket = producer.submit(records.clone()).await.unwrap();
     let handle = producer.clone();
@@ -679,11 +668,13 @@ async fn close_reports_what_could_not_be_delivered_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_by_frees_a_submit_stuck_on_a_full_buffer_at_the_deadline() {
-    let k = Kinesalite::start();
-    let client = k.client();
-    create_stream(&client, "draining", 1).await;
-    let proxy = ChaosProxy::start(
-        k.port,
+    let ProxiedStream {
+        kinesalite: _kinesalite,
+        client,
+        proxy,
+    } = ProxiedStream::start(
+        "draining",
+        1,
         ChaosConfig {
             throttle_everything: true,
             ..ChaosConfig::default()
@@ -692,9 +683,7 @@ async fn drain_by_frees_a_submit_stuck_on_a_full_buffer_at_the_deadline() {
     .await;
     let mut config = quick_config("draining");
     config.buffer_max_records = 10;
-    let producer = Producer::new(client_for_local(proxy.endpoint(), "us-east-1"), config)
-        .await
-        .unwrap();
+    let producer = producer_through(&proxy, config).await;
     // Fills the buffer; nothing is ever acknowledged, so the next call waits for space.
     let first = producer
         .submit((0..10).map(|i| record("d", i, 10)).collect())

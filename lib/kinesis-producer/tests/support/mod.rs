@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use kinesis_producer::aws_sdk_kinesis::Client;
 use kinesis_producer::aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
-use kinesis_producer::{ProducerConfig, ProducerRecord, client_for_local};
+use kinesis_producer::{Producer, ProducerConfig, ProducerRecord, client_for_local};
 
 /// kinesalite in a child process on 127.0.0.1, killed on drop. Its stdin is a pipe from this
 /// process: if the test process dies, the pipe closes and kinesalite exits by itself.
@@ -71,6 +71,36 @@ impl Drop for Kinesalite {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A kinesalite with one ACTIVE stream, and the fault-injecting proxy in front of it.
+/// Keep the whole value alive: dropping it stops kinesalite.
+pub struct ProxiedStream {
+    pub kinesalite: Kinesalite,
+    /// Talks to kinesalite directly (to read the stream back).
+    pub client: Client,
+    pub proxy: chaos::ChaosProxy,
+}
+
+impl ProxiedStream {
+    pub async fn start(stream: &str, shards: i32, faults: chaos::ChaosConfig) -> Self {
+        let kinesalite = Kinesalite::start();
+        let client = kinesalite.client();
+        create_stream(&client, stream, shards).await;
+        let proxy = chaos::ChaosProxy::start(kinesalite.port, faults).await;
+        Self {
+            kinesalite,
+            client,
+            proxy,
+        }
+    }
+}
+
+/// A producer that talks to Kinesis through `proxy`.
+pub async fn producer_through(proxy: &chaos::ChaosProxy, config: ProducerConfig) -> Producer {
+    Producer::new(client_for_local(proxy.endpoint(), "us-east-1"), config)
+        .await
+        .unwrap()
 }
 
 /// Creates a stream and waits until it is ACTIVE.
