@@ -724,8 +724,7 @@ impl Dispatcher {
     }
 
     /// The shutdown deadline (drain or close) passed: every record not yet acknowledged
-    /// becomes a dead letter
-    /// (those in flight may still have been written).
+    /// becomes a dead letter (those in flight may still have been written).
     fn abandon_everything(&mut self) {
         self.requests.abort_all();
         let in_flight: Vec<InFlight> = self.in_flight.drain().map(|(_, f)| f).collect();
