@@ -20,7 +20,8 @@ use kinesis_support::chaos::{ChaosConfig, Counters};
 use kinesis_support::{Kinesalite, ProxiedStream, create_stream, read_stream};
 use support::sse_server::{Response, SseServer, Step};
 use support::{
-    dead_letters, isolated, run_with_limit, sse_ingest, stderr_of, summary_field, terminate_after,
+    dead_letters, free_port, http_request, isolated, run_with_limit, sse_ingest, stderr_of,
+    summary_field, terminate_after,
 };
 
 fn numbered_body(total: u64, keys: u64) -> Vec<Step> {
@@ -427,7 +428,7 @@ fn resident_bytes(pid: u32) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat() {
+async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat_and_metrics_show_it() {
     // 100 MB of events offered as fast as TCP takes them; Kinesis answers one request of
     // at most 100 records a second, about 100 KB/s.
     let event = format!("data: {{\"pad\":\"{}\"}}\n\n", "x".repeat(1000));
@@ -447,11 +448,15 @@ async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat() {
         client: _,
         proxy,
     } = ProxiedStream::start("slow-sink", 1, slow).await;
+    let admin_port = free_port();
+    let admin = format!("127.0.0.1:{admin_port}");
     let (mut command, _state) = kinesis_command(
         &server.url("/s"),
         "slow-sink",
         &proxy.endpoint(),
         &[
+            "--admin",
+            &admin,
             "--max-in-flight",
             "1",
             "--max-records-per-request",
@@ -468,8 +473,29 @@ async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat() {
     let (sent_early, resident_early) = (server.body_bytes_sent(), resident_bytes(pid));
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (sent_late, resident_late) = (server.body_bytes_sent(), resident_bytes(pid));
+    let metrics =
+        tokio::task::spawn_blocking(move || http_request(admin_port, "GET", "/metrics", b""))
+            .await
+            .unwrap();
     let _ = child.kill();
     let _ = child.wait();
+    let (status, metrics) = metrics.expect("the admin API answers");
+    assert_eq!(status, 200);
+    // The full buffer and the requests are visible while it happens.
+    let value = |name: &str| -> u64 {
+        let prefix = format!("sse_ingest_{name}{{pipeline=\"default\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(value("kinesis_buffered_records") > 0, "{metrics}");
+    assert!(value("kinesis_requests_total") >= 3, "{metrics}");
+    assert!(
+        value("events_received_total") > value("records_written_total"),
+        "{metrics}"
+    );
 
     // Without backpressure the whole 100 MB would be read (and held) within a second.
     assert!(

@@ -4,12 +4,15 @@
 //! that the exposition format is not ours to get wrong. Each metric has a
 //! typed field here, so a metric cannot be misspelt at the place it counts.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use kinesis_producer::StatsSnapshot;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter as PromCounter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter as PromCounter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge as PromGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge as PromGauge};
 use prometheus_client::registry::Registry;
 
 /// A monotonically increasing count.
@@ -102,6 +105,100 @@ pub struct Metrics {
     pub duplicates_dropped: Counter,
     /// Unix time (seconds) of the last event received; "time since the last event" is now minus this.
     pub last_event_unix_seconds: Gauge,
+    /// The Kinesis producer's own counters, read at each scrape once a Kinesis sink is open.
+    kinesis: Arc<KinesisCollector>,
+}
+
+/// Reads the Kinesis producer's counters (set once, when the sink opens).
+type KinesisStats = OnceLock<Box<dyn Fn() -> StatsSnapshot + Send + Sync>>;
+
+/// Exports the producer's counters at scrape time, so they are never stale copies.
+struct KinesisCollector(KinesisStats);
+
+impl std::fmt::Debug for KinesisCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KinesisCollector")
+            .field("watching", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl Collector for KinesisCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(read) = self.0.get() else {
+            return Ok(());
+        };
+        let s = read();
+        let counters = [
+            (
+                "kinesis_records_submitted",
+                "Records handed to the Kinesis producer",
+                s.records_submitted,
+            ),
+            (
+                "kinesis_records_acked",
+                "Records Kinesis acknowledged",
+                s.records_acked,
+            ),
+            ("kinesis_requests", "PutRecords requests sent", s.requests),
+            (
+                "kinesis_retried_records",
+                "Records sent again after a failure",
+                s.retried_records,
+            ),
+            (
+                "kinesis_throttled_records",
+                "Records Kinesis throttled (ProvisionedThroughputExceeded)",
+                s.throttled_records,
+            ),
+            (
+                "kinesis_failed_requests",
+                "PutRecords requests that failed as a whole",
+                s.failed_requests,
+            ),
+            (
+                "kinesis_dead_lettered",
+                "Records the producer gave up on",
+                s.dead_lettered,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            (
+                "kinesis_buffered_records",
+                "Records accepted and not yet settled",
+                s.buffered_records,
+            ),
+            (
+                "kinesis_buffered_bytes",
+                "Bytes of those records",
+                s.buffered_bytes,
+            ),
+            (
+                "kinesis_in_flight_requests",
+                "PutRecords requests awaiting a response",
+                s.in_flight_requests,
+            ),
+            (
+                "kinesis_in_flight_records",
+                "Records in those requests",
+                s.in_flight_records,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        Ok(())
+    }
 }
 
 impl Metrics {
@@ -159,6 +256,33 @@ impl Metrics {
             "Non-200 HTTP statuses by status",
             http_statuses.family.clone(),
         );
+        registry.register(
+            "duplicates_dropped",
+            "Events dropped because their id was seen recently (a server replay)",
+            duplicates_dropped.0.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Events or records written to the dead-letter output",
+            dead_letters.0.clone(),
+        );
+        registry.register(
+            "filter_rollbacks",
+            "Filter versions rolled back after failing on probation",
+            filter_rollbacks.0.clone(),
+        );
+        registry.register(
+            "filter_swaps",
+            "Filter swaps that went live",
+            filter_swaps.0.clone(),
+        );
+        registry.register(
+            "last_event_unix_seconds",
+            "Unix time of the last event received",
+            last_event_unix_seconds.0.clone(),
+        );
+        let kinesis = Arc::new(KinesisCollector(KinesisStats::default()));
+        registry.register_collector(Box::new(Arc::clone(&kinesis)));
         Arc::new(Self {
             registry: root,
             events_received,
@@ -173,7 +297,14 @@ impl Metrics {
             filter_rollbacks,
             filter_swaps,
             last_event_unix_seconds,
+            kinesis,
         })
+    }
+
+    /// Exports the Kinesis producer's counters, read through `stats` at each scrape.
+    /// Only the first call counts (a pipeline has one sink).
+    pub fn watch_kinesis(&self, stats: impl Fn() -> StatsSnapshot + Send + Sync + 'static) {
+        let _ = self.kinesis.0.set(Box::new(stats));
     }
 
     /// The Prometheus text exposition of every counter.
@@ -202,6 +333,62 @@ mod tests {
         assert!(
             text.contains("sse_ingest_reconnects_total{pipeline=\"wiki\",cause=\"network\"} 1"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn every_counter_is_exported() {
+        let metrics = Metrics::new("wiki");
+        metrics.dead_letters.add(2);
+        metrics.duplicates_dropped.inc();
+        metrics.filter_swaps.inc();
+        metrics.filter_rollbacks.inc();
+        metrics.last_event_unix_seconds.set(1_700_000_000);
+        let text = metrics.render();
+        for line in [
+            "sse_ingest_dead_letters_total{pipeline=\"wiki\"} 2",
+            "sse_ingest_duplicates_dropped_total{pipeline=\"wiki\"} 1",
+            "sse_ingest_filter_swaps_total{pipeline=\"wiki\"} 1",
+            "sse_ingest_filter_rollbacks_total{pipeline=\"wiki\"} 1",
+            "sse_ingest_last_event_unix_seconds{pipeline=\"wiki\"} 1700000000",
+        ] {
+            assert!(text.contains(line), "no `{line}` in:\n{text}");
+        }
+        assert!(
+            !text.contains("kinesis"),
+            "no Kinesis sink, no Kinesis metrics"
+        );
+    }
+
+    #[test]
+    fn kinesis_producer_counters_are_read_at_each_scrape() {
+        let metrics = Metrics::new("wiki");
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(5));
+        let source = Arc::clone(&acked);
+        metrics.watch_kinesis(move || StatsSnapshot {
+            records_acked: source.load(std::sync::atomic::Ordering::Relaxed),
+            throttled_records: 7,
+            buffered_records: 3,
+            ..StatsSnapshot::default()
+        });
+        let text = metrics.render();
+        assert!(
+            text.contains("sse_ingest_kinesis_records_acked_total{pipeline=\"wiki\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sse_ingest_kinesis_throttled_records_total{pipeline=\"wiki\"} 7"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sse_ingest_kinesis_buffered_records{pipeline=\"wiki\"} 3"),
+            "{text}"
+        );
+        acked.store(9, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            metrics
+                .render()
+                .contains("sse_ingest_kinesis_records_acked_total{pipeline=\"wiki\"} 9")
         );
     }
 }

@@ -116,6 +116,9 @@ impl Pipeline {
             tracing::info!(pipeline = %config.name, last_event_id = %id, "resuming from checkpoint");
         }
         let mut sink = Sink::open(&config.sink, &config.name, &config.partition_key).await?;
+        if let Sink::Kinesis(kinesis) = &sink {
+            self.metrics.watch_kinesis(kinesis.stats_reader());
+        }
         let dead_letters = DeadLetters::open(&config.dead_letter_dir, &config.name)?;
         let context = self.filter_context();
         let mut stage = FilterStage::start(

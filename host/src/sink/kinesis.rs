@@ -107,8 +107,11 @@ impl KinesisSink {
         Ok(report.undelivered.len())
     }
 
-    /// The producer's counters.
-    pub fn stats(&self) -> kinesis_producer::StatsSnapshot {
-        self.producer.stats().snapshot()
+    /// Reads the producer's counters whenever called (for the metrics endpoint).
+    pub fn stats_reader(
+        &self,
+    ) -> impl Fn() -> kinesis_producer::StatsSnapshot + Send + Sync + 'static {
+        let producer = self.producer.clone();
+        move || producer.stats().snapshot()
     }
 }
