@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::sse_server::{Answer, End, Response, SseServer, Step};
-use support::{isolated, run_command, run_with_limit, sse_ingest, stderr_of};
+use support::{assert_exit_saying, isolated, run_command, run_with_limit, sse_ingest, stderr_of};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -36,12 +36,7 @@ fn http_404_fails_with_the_status_and_the_start_of_the_body() {
 fn http_500_with_once_fails_with_the_status() {
     let server = SseServer::always(Response::plain(500, "text/plain", "boom"));
     let output = run_once(&server.url("/s"), &[]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr_of(&output).contains("HTTP 500"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_exit_saying(&output, 1, "HTTP 500");
 }
 
 #[test]
@@ -64,12 +59,7 @@ fn an_html_page_with_status_200_is_refused_for_its_content_type() {
 fn a_server_that_closes_before_any_byte_is_a_network_error() {
     let server = SseServer::start(|_, _| Answer::CloseImmediately);
     let output = run_once(&server.url("/s"), &[]);
-    assert_eq!(output.status.code(), Some(1));
-    assert!(
-        stderr_of(&output).contains("network error"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_exit_saying(&output, 1, "network error");
 }
 
 #[test]
@@ -146,12 +136,7 @@ fn an_unknown_builtin_filter_is_a_usage_error() {
     command.args(["run", "--filter", "nope"]);
     isolated(&mut command, state.path());
     let output = run_with_limit(&mut command, LIMIT);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr_of(&output).contains("unknown filter `nope`"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_exit_saying(&output, 2, "unknown filter `nope`");
 }
 
 #[test]

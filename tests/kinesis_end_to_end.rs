@@ -144,11 +144,8 @@ async fn chaos_loses_nothing_and_ordered_mode_never_inverts_a_key() {
         seed: 42,
         ..ChaosConfig::default()
     };
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client,
-        proxy,
-    } = ProxiedStream::start("chaos", 1, faults).await;
+    let kinesis = ProxiedStream::start("chaos", 1, faults).await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
     let server = SseServer::always(Response::stream(numbered_body(TOTAL, 500)));
     let (output, _state) = run_into_kinesis(
         server.url("/s"),
@@ -177,7 +174,7 @@ async fn chaos_loses_nothing_and_ordered_mode_never_inverts_a_key() {
     );
     assert!(lost_acks > 0, "acknowledgements should have been lost");
 
-    let stored = read_stream(&client, "chaos").await;
+    let stored = read_stream(client, "chaos").await;
     let by_key = numbers_by_key(&stored);
     let mut distinct: Vec<u64> = by_key.values().flatten().copied().collect();
     let total_stored = distinct.len() as u64;
@@ -313,11 +310,8 @@ struct Stopped {
 /// Streams an endless body into a one-shard stream through the fault proxy configured
 /// by `chaos`, sends SIGTERM after 1 s, and collects what the run left behind.
 async fn stop_while_streaming(stream: &str, chaos: ChaosConfig, shutdown_ms: &str) -> Stopped {
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client,
-        proxy,
-    } = ProxiedStream::start(stream, 1, chaos).await;
+    let kinesis = ProxiedStream::start(stream, 1, chaos).await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
     let server = SseServer::always(Response::stream(endless_body()));
     let dead = tempfile::tempdir().unwrap();
     let dead_arg = format!("file:{}", dead.path().display());
@@ -344,7 +338,7 @@ async fn stop_while_streaming(stream: &str, chaos: ChaosConfig, shutdown_ms: &st
     Stopped {
         output,
         stopping,
-        stored: read_stream(&client, stream).await,
+        stored: read_stream(client, stream).await,
         dead_letters: dead_letters(dead.path()),
     }
 }
@@ -353,11 +347,8 @@ async fn stop_while_streaming(stream: &str, chaos: ChaosConfig, shutdown_ms: &st
 async fn sigterm_flushes_what_kinesis_has_not_acknowledged_yet_and_exits_zero() {
     // Every PutRecords takes 1.5 s, so at the signal (after 1 s) nothing has been
     // acknowledged: everything read is still buffered or in flight.
-    let chaos = ChaosConfig {
-        delay: Duration::from_millis(1500),
-        ..ChaosConfig::default()
-    };
-    let stopped = stop_while_streaming("stopping", chaos, "30000").await;
+    let slow = ChaosConfig::slow(Duration::from_millis(1500));
+    let stopped = stop_while_streaming("stopping", slow, "30000").await;
     let stderr = stderr_of(&stopped.output);
     assert_eq!(stopped.output.status.code(), Some(0), "{stderr}");
     let stopping = stopped.stopping;
@@ -380,10 +371,7 @@ async fn sigterm_flushes_what_kinesis_has_not_acknowledged_yet_and_exits_zero() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_kinesis_refusing_everything_dead_letters_the_rest_and_exits_one() {
-    let chaos = ChaosConfig {
-        throttle_everything: true,
-        ..ChaosConfig::default()
-    };
+    let chaos = ChaosConfig::refusing_everything();
     let stopped = stop_while_streaming("refusing", chaos, "1000").await;
     let stderr = stderr_of(&stopped.output);
     assert_eq!(stopped.output.status.code(), Some(1), "{stderr}");
@@ -439,15 +427,9 @@ async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat_and_m
         .map(|c| Step::Bytes(c.to_vec()))
         .collect();
     let server = SseServer::always(Response::stream(body));
-    let slow = ChaosConfig {
-        delay: Duration::from_secs(1),
-        ..ChaosConfig::default()
-    };
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client: _,
-        proxy,
-    } = ProxiedStream::start("slow-sink", 1, slow).await;
+    let kinesis =
+        ProxiedStream::start("slow-sink", 1, ChaosConfig::slow(Duration::from_secs(1))).await;
+    let proxy = &kinesis.proxy;
     let admin_port = free_port();
     let admin = format!("127.0.0.1:{admin_port}");
     let (mut command, _state) = kinesis_command(

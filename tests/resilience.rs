@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use support::sse_server::{Answer, End, Response, SseServer, Step};
 use support::{
-    file_sink, file_sink_lines, run_command, run_with_limit, stderr_of, summary_field,
-    terminate_after,
+    assert_exit_saying, file_sink, file_sink_lines, run_command, run_with_limit, stderr_of,
+    summary_field, terminate_after,
 };
 
 /// A small deterministic generator, so a failing run can be replayed.
@@ -266,12 +266,7 @@ fn http_204_stops_the_pipeline_with_its_own_exit_code_and_no_retry() {
     let mut command = run_command(&server.url("/s"), state.path());
     command.args(["--sink", "stdout"]);
     let output = run_with_limit(&mut command, Duration::from_secs(30));
-    assert_eq!(output.status.code(), Some(3), "{}", stderr_of(&output));
-    assert!(
-        stderr_of(&output).contains("204 No Content"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_exit_saying(&output, 3, "204 No Content");
     assert_eq!(server.connections(), 1, "a 204 must not be retried");
 }
 

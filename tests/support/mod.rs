@@ -166,6 +166,13 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// Asserts that the run exited with `code` and that its standard error says `needle`.
+pub fn assert_exit_saying(output: &Output, code: i32, needle: &str) {
+    let stderr = stderr_of(output);
+    assert_eq!(output.status.code(), Some(code), "{stderr}");
+    assert!(stderr.contains(needle), "no `{needle}` in: {stderr}");
+}
+
 /// Standard error as text, for assertions and failure messages.
 pub fn stderr_of(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kinesis_producer::aws_sdk_kinesis::Client;
 use kinesis_producer::{
     BatchTicket, Producer, ProducerError, ProducerRecord, client_for_local, hex_sha256,
 };
@@ -52,6 +53,21 @@ async fn submit_many(
     (sent, tickets)
 }
 
+/// Sends `submit_many`'s load through `producer`, requires every record to be acknowledged
+/// (none dead-lettered), then reads `stream` back and audits it against what was sent.
+async fn deliver_and_audit(
+    producer: &Producer,
+    client: &Client,
+    stream: &str,
+    (keys, per_key, pad, call_size, run): (usize, u64, usize, usize, usize),
+) -> support::Audit {
+    let (sent, tickets) = submit_many(producer, keys, per_key, pad, call_size, run).await;
+    let (acked, dead) = outcomes(tickets).await;
+    let total = keys * per_key as usize;
+    assert_eq!((acked, dead.len()), (total, 0), "{dead:?}");
+    audit(&read_stream(client, stream).await, &sent)
+}
+
 async fn outcomes(tickets: Vec<BatchTicket>) -> (usize, Vec<kinesis_producer::DeadLetter>) {
     let mut acked = 0;
     let mut dead = Vec::new();
@@ -72,12 +88,7 @@ async fn twenty_thousand_records_arrive_complete_and_in_key_order() {
     config.ordered = true;
     let producer = Producer::new(client.clone(), config).await.unwrap();
 
-    let (sent, tickets) = submit_many(&producer, 500, 40, 100, 250, 2).await;
-    let (acked, dead) = outcomes(tickets).await;
-    assert_eq!((acked, dead.len()), (20_000, 0), "{dead:?}");
-
-    let stored = read_stream(&client, "twenty").await;
-    let a = audit(&stored, &sent);
+    let a = deliver_and_audit(&producer, &client, "twenty", (500, 40, 100, 250, 2)).await;
     assert_eq!(a.stored, 20_000);
     assert_eq!((a.missing, a.duplicates, a.inversions), (0, 0, 0), "{a:?}");
     let s = producer.stats().snapshot();
@@ -105,22 +116,14 @@ fn chaos(seed: u64, p_record_fail: f64) -> ChaosConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_loses_nothing_and_duplicates_only_lost_acks() {
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client,
-        proxy,
-    } = ProxiedStream::start("chaos", 2, chaos(7, 0.01)).await;
+    let kinesis = ProxiedStream::start("chaos", 2, chaos(7, 0.01)).await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
     // Smaller requests: more of them, so every kind of fault happens.
     let mut config = quick_config("chaos");
     config.max_records_per_request = 100;
-    let producer = producer_through(&proxy, config).await;
+    let producer = producer_through(proxy, config).await;
 
-    let (sent, tickets) = submit_many(&producer, 100, 60, 200, 500, 1).await;
-    let (acked, dead) = outcomes(tickets).await;
-    assert_eq!((acked, dead.len()), (6000, 0), "{dead:?}");
-
-    let stored = read_stream(&client, "chaos").await;
-    let a = audit(&stored, &sent);
+    let a = deliver_and_audit(&producer, client, "chaos", (100, 60, 200, 500, 1)).await;
     let c = &proxy.counters;
     let lost = Counters::get(&c.lost_ack_records);
     eprintln!(
@@ -163,24 +166,16 @@ async fn chaos_loses_nothing_and_duplicates_only_lost_acks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ordered_mode_never_inverts_a_key_under_chaos() {
     // One shard, so that the load is enough for throttling.
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client,
-        proxy,
-    } = ProxiedStream::start("ordered", 1, chaos(11, 0.05)).await;
+    let kinesis = ProxiedStream::start("ordered", 1, chaos(11, 0.05)).await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
     let mut config = quick_config("ordered");
     config.ordered = true;
-    let producer = producer_through(&proxy, config).await;
+    let producer = producer_through(proxy, config).await;
 
     // Runs of 2 records per key: without the hold-back, a failed record and a successful
     // later one of the same key would often share a request. 1000 keys, so that requests are
     // large enough to be throttled.
-    let (sent, tickets) = submit_many(&producer, 1000, 4, 100, 500, 2).await;
-    let (acked, dead) = outcomes(tickets).await;
-    assert_eq!((acked, dead.len()), (4000, 0), "{dead:?}");
-
-    let stored = read_stream(&client, "ordered").await;
-    let a = audit(&stored, &sent);
+    let a = deliver_and_audit(&producer, client, "ordered", (1000, 4, 100, 500, 2)).await;
     let c = &proxy.counters;
     eprintln!(
         "ordered chaos: {} internal failures, {} throttled, {} request failures, {} lost acks; \
@@ -337,15 +332,9 @@ async fn deleted_stream_dead_letters_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffer_stays_bounded_under_a_slow_endpoint() {
-    let slow_endpoint = ChaosConfig {
-        delay: Duration::from_millis(40),
-        ..ChaosConfig::default()
-    };
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client: _,
-        proxy,
-    } = ProxiedStream::start("slow", 2, slow_endpoint).await;
+    let kinesis =
+        ProxiedStream::start("slow", 2, ChaosConfig::slow(Duration::from_millis(40))).await;
+    let proxy = &kinesis.proxy;
     let slow = client_for_local(proxy.endpoint(), "us-east-1");
 
     // Bounded by bytes: 1 KiB records, a 100 000-byte buffer (97 records).
@@ -442,14 +431,11 @@ async fn long_partition_keys_are_hashed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_hold_at_most_500_records_and_5_mib() {
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client,
-        proxy,
-    } = ProxiedStream::start("batches", 2, ChaosConfig::default()).await;
+    let kinesis = ProxiedStream::start("batches", 2, ChaosConfig::default()).await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
     let mut config = quick_config("batches");
     config.linger = Duration::from_millis(200);
-    let producer = producer_through(&proxy, config).await;
+    let producer = producer_through(proxy, config).await;
 
     let small: Vec<ProducerRecord> = (0..1200).map(|i| record("s", i, 10)).collect();
     assert_eq!(
@@ -469,7 +455,7 @@ async fn requests_hold_at_most_500_records_and_5_mib() {
         max > 4 * 1024 * 1024,
         "batches are filled up to the limit: {max}"
     );
-    assert_eq!(read_stream(&client, "batches").await.len(), 1212);
+    assert_eq!(read_stream(client, "batches").await.len(), 1212);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,19 +489,13 @@ async fn a_partial_batch_waits_for_the_linger_and_close_sends_it_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_requests_fly_at_once_but_never_more_than_configured() {
-    let slow_endpoint = ChaosConfig {
-        delay: Duration::from_millis(100),
-        ..ChaosConfig::default()
-    };
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client: _,
-        proxy,
-    } = ProxiedStream::start("flight", 2, slow_endpoint).await;
+    let kinesis =
+        ProxiedStream::start("flight", 2, ChaosConfig::slow(Duration::from_millis(100))).await;
+    let proxy = &kinesis.proxy;
     let mut config = quick_config("flight");
     config.max_records_per_request = 10;
     config.max_in_flight = 3;
-    let producer = producer_through(&proxy, config).await;
+    let producer = producer_through(proxy, config).await;
     let records: Vec<ProducerRecord> = (0..120).map(|i| record("f", i, 10)).collect();
     let start = Instant::now();
     assert_eq!(
@@ -533,11 +513,7 @@ async fn several_requests_fly_at_once_but_never_more_than_configured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_request_times_out_and_is_retried() {
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client,
-        proxy,
-    } = ProxiedStream::start(
+    let kinesis = ProxiedStream::start(
         "hung",
         1,
         ChaosConfig {
@@ -546,9 +522,10 @@ async fn a_hung_request_times_out_and_is_retried() {
         },
     )
     .await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
     let mut config = quick_config("hung");
     config.attempt_timeout = Duration::from_millis(500);
-    let producer = producer_through(&proxy, config).await;
+    let producer = producer_through(proxy, config).await;
     let start = Instant::now();
     let outcome = producer
         .submit((0..5).map(|i| record("h", i, 10)).collect())
@@ -564,29 +541,18 @@ async fn a_hung_request_times_out_and_is_retried() {
         (s.failed_requests, s.requests, s.retried_records),
         (1, 2, 5)
     );
-    assert_eq!(read_stream(&client, "hung").await.len(), 5);
+    assert_eq!(read_stream(client, "hung").await.len(), 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throttled_records_are_retried_until_their_deadline_then_dead_lettered() {
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client: _,
-        proxy,
-    } = ProxiedStream::start(
-        "throttled",
-        1,
-        ChaosConfig {
-            throttle_everything: true,
-            ..ChaosConfig::default()
-        },
-    )
-    .await;
+    let kinesis = ProxiedStream::start("throttled", 1, ChaosConfig::refusing_everything()).await;
+    let proxy = &kinesis.proxy;
     let mut config = quick_config("throttled");
     config.record_deadline = Duration::from_millis(1500);
     config.retry_base = Duration::from_millis(10);
     config.retry_cap = Duration::from_millis(100);
-    let producer = producer_through(&proxy, config).await;
+    let producer = producer_through(proxy, config).await;
     let start = Instant::now();
     let records: Vec<ProducerRecord> = (0..3).map(|i| record("t", i, 10)).collect();
     let outcome = producer
@@ -625,20 +591,9 @@ async fn throttled_records_are_retried_until_their_deadline_then_dead_lettered()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_reports_what_could_not_be_delivered_in_time() {
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client: _,
-        proxy,
-    } = ProxiedStream::start(
-        "closing",
-        1,
-        ChaosConfig {
-            throttle_everything: true,
-            ..ChaosConfig::default()
-        },
-    )
-    .await;
-    let producer = producer_through(&proxy, quick_config("closing")).await;
+    let kinesis = ProxiedStream::start("closing", 1, ChaosConfig::refusing_everything()).await;
+    let proxy = &kinesis.proxy;
+    let producer = producer_through(proxy, quick_config("closing")).await;
     let records: Vec<ProducerRecord> = (0..4).map(|i| record("c", i, 10)).collect();
     let ticket = producer.submit(records.clone()).await.unwrap();
     let handle = producer.clone();
@@ -668,22 +623,11 @@ async fn close_reports_what_could_not_be_delivered_in_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_by_frees_a_submit_stuck_on_a_full_buffer_at_the_deadline() {
-    let ProxiedStream {
-        kinesalite: _kinesalite,
-        client,
-        proxy,
-    } = ProxiedStream::start(
-        "draining",
-        1,
-        ChaosConfig {
-            throttle_everything: true,
-            ..ChaosConfig::default()
-        },
-    )
-    .await;
+    let kinesis = ProxiedStream::start("draining", 1, ChaosConfig::refusing_everything()).await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
     let mut config = quick_config("draining");
     config.buffer_max_records = 10;
-    let producer = producer_through(&proxy, config).await;
+    let producer = producer_through(proxy, config).await;
     // Fills the buffer; nothing is ever acknowledged, so the next call waits for space.
     let first = producer
         .submit((0..10).map(|i| record("d", i, 10)).collect())
@@ -737,5 +681,5 @@ async fn drain_by_frees_a_submit_stuck_on_a_full_buffer_at_the_deadline() {
         "close waited for its own timeout"
     );
     assert_eq!(report.undelivered.len(), 16);
-    assert!(read_stream(&client, "draining").await.is_empty());
+    assert!(read_stream(client, "draining").await.is_empty());
 }

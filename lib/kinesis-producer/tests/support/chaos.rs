@@ -51,6 +51,24 @@ pub struct ChaosConfig {
     pub seed: u64,
 }
 
+impl ChaosConfig {
+    /// Every record is throttled: a stream hopelessly over its limit.
+    pub fn refusing_everything() -> Self {
+        Self {
+            throttle_everything: true,
+            ..Self::default()
+        }
+    }
+
+    /// Every PutRecords waits `delay` before it is handled: a slow endpoint.
+    pub fn slow(delay: Duration) -> Self {
+        Self {
+            delay,
+            ..Self::default()
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Counters {
     pub put_requests: AtomicU64,
