@@ -28,10 +28,12 @@
 //! Build it with `cargo build --target wasm32-wasip2 --release` and pass the
 //! `.wasm` to `sse-ingest run --filter FILE.wasm`.
 
+mod drops;
 mod envelope;
 #[doc(hidden)]
 pub mod runtime;
 
+pub use drops::DropCounter;
 pub use envelope::{envelope, rfc3339_millis};
 
 /// Generated bindings of the `filter` world; most filters never touch them.

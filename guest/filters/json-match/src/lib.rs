@@ -48,7 +48,7 @@
 use std::cmp::Ordering;
 use std::str::FromStr;
 
-use filter_sdk::{Config, Context, Event, Filter, Level, Output};
+use filter_sdk::{Config, Context, DropCounter, Event, Filter, Output};
 use serde_json::{Number, Value};
 
 /// Keeps the events whose JSON data matches every predicate.
@@ -56,7 +56,7 @@ use serde_json::{Number, Value};
 pub struct JsonMatch {
     predicates: Vec<Predicate>,
     key: Option<String>,
-    not_json_total: u64,
+    not_json: DropCounter,
 }
 
 /// What happens to one event.
@@ -90,7 +90,7 @@ impl JsonMatch {
         Ok(Self {
             predicates,
             key,
-            not_json_total: 0,
+            not_json: not_json_counter(),
         })
     }
 
@@ -129,12 +129,9 @@ impl JsonMatch {
     }
 }
 
-/// The warning for a batch in which `dropped` events were not JSON.
-pub fn not_json_warning(dropped: u64, total: u64) -> String {
-    format!(
-        "json-match: dropped {dropped} event(s) of this batch whose data is not JSON \
-         ({total} since start)"
-    )
+/// Counts the events dropped because their data is not JSON (only with predicates).
+fn not_json_counter() -> DropCounter {
+    DropCounter::new("json-match", "whose data is not JSON")
 }
 
 impl Filter for JsonMatch {
@@ -157,13 +154,7 @@ impl Filter for JsonMatch {
                 Decision::NotJson => not_json += 1,
             }
         }
-        if not_json > 0 {
-            self.not_json_total += not_json;
-            filter_sdk::log(
-                Level::Warn,
-                &not_json_warning(not_json, self.not_json_total),
-            );
-        }
+        self.not_json.batch_done(not_json);
         Ok(())
     }
 }
@@ -515,8 +506,10 @@ mod tests {
     #[test]
     fn the_not_json_warning_gives_the_batch_count_and_the_total() {
         assert_eq!(
-            not_json_warning(3, 12),
-            "json-match: dropped 3 event(s) of this batch whose data is not JSON (12 since start)"
+            not_json_counter().count(3).as_deref(),
+            Some(
+                "json-match: dropped 3 event(s) of this batch whose data is not JSON (3 since start)"
+            )
         );
     }
 

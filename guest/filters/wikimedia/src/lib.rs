@@ -20,7 +20,7 @@
 //!
 //! The filter takes no configuration; any key is an error.
 
-use filter_sdk::{Config, Context, Event, Filter, Level, Output};
+use filter_sdk::{Config, Context, DropCounter, Event, Filter, Output};
 use serde_json::{Map, Value};
 
 /// The fields copied from the event, in output order (`delta` follows).
@@ -76,18 +76,18 @@ fn delta(event: &Map<String, Value>) -> Option<i64> {
     new.checked_sub(old)
 }
 
-/// The warning for a batch in which `dropped` events were not JSON objects.
-pub fn not_json_warning(dropped: u64, total: u64) -> String {
-    format!(
-        "wikimedia: dropped {dropped} event(s) of this batch whose data is not a JSON object \
-         ({total} since start)"
-    )
+/// The recentchange projection.
+#[derive(Debug)]
+pub struct Wikimedia {
+    not_json: DropCounter,
 }
 
-/// The recentchange projection.
-#[derive(Debug, Default)]
-pub struct Wikimedia {
-    not_json_total: u64,
+impl Default for Wikimedia {
+    fn default() -> Self {
+        Self {
+            not_json: DropCounter::new("wikimedia", "whose data is not a JSON object"),
+        }
+    }
 }
 
 impl Filter for Wikimedia {
@@ -111,13 +111,7 @@ impl Filter for Wikimedia {
                 None => not_json += 1,
             }
         }
-        if not_json > 0 {
-            self.not_json_total += not_json;
-            filter_sdk::log(
-                Level::Warn,
-                &not_json_warning(not_json, self.not_json_total),
-            );
-        }
+        self.not_json.batch_done(not_json);
         Ok(())
     }
 }
@@ -250,9 +244,11 @@ mod tests {
     #[test]
     fn the_not_json_warning_gives_the_batch_count_and_the_total() {
         assert_eq!(
-            not_json_warning(1, 5),
-            "wikimedia: dropped 1 event(s) of this batch whose data is not a JSON object \
-             (5 since start)"
+            Wikimedia::default().not_json.count(1).as_deref(),
+            Some(
+                "wikimedia: dropped 1 event(s) of this batch whose data is not a JSON object \
+                 (1 since start)"
+            )
         );
     }
 
