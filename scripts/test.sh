@@ -21,6 +21,13 @@ if [ "${SKIP_LINT:-0}" != 1 ]; then
     -p wikimedia-filter -p trap-filter -p spin-filter -p memory-hog-filter -- -D warnings
 fi
 
+echo "== one TLS crypto provider (aws-lc-rs; see docs/architecture.md#the-network)"
+if cargo tree --locked -p sse-ingest -e normal --target all -i ring 2>/dev/null | grep -q '^ring '; then
+  echo "ring is back in the binary's dependency tree: two rustls crypto providers" >&2
+  cargo tree --locked -p sse-ingest -e normal --target all -i ring >&2
+  exit 1
+fi
+
 echo "== cargo test"
 # Every crate but the two components without native tests (their bindings target wasm32).
 cargo test --locked --workspace --exclude source-component --exclude passthrough-filter

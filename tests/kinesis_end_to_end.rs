@@ -18,6 +18,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use kinesis_support::chaos::{ChaosConfig, Counters};
 use kinesis_support::{Kinesalite, ProxiedStream, create_stream, read_stream};
+use support::proxy::TestProxy;
 use support::sse_server::{Response, SseServer, Step};
 use support::{
     dead_letters, free_port, http_request, isolated, run_with_limit, sse_ingest, stderr_of,
@@ -130,6 +131,52 @@ async fn twenty_thousand_events_reach_kinesis_none_missing() {
     let numbers = sorted_numbers(&read_stream(&client, "twenty-k").await);
     assert_eq!(numbers.len() as u64, TOTAL, "missing or duplicated records");
     assert!(numbers.iter().copied().eq(0..TOTAL));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kinesis_client_goes_through_the_configured_proxy() {
+    const TOTAL: u64 = 500;
+    let kinesalite = Kinesalite::start();
+    let client = kinesalite.client();
+    create_stream(&client, "proxied", 1).await;
+    let server = SseServer::always(Response::stream(numbered_body(TOTAL, 5)));
+    let proxy = TestProxy::forwarding();
+    // Both the SSE request and the Kinesis client go through the proxy.
+    let (mut command, _state) = kinesis_command(
+        &server.url("/s"),
+        "proxied",
+        &kinesalite.endpoint(),
+        &["--once", "--proxy", &proxy.url(), "--no-proxy", "localhost"],
+    );
+    let output =
+        tokio::task::spawn_blocking(move || run_with_limit(&mut command, Duration::from_secs(300)))
+            .await
+            .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let numbers = sorted_numbers(&read_stream(&client, "proxied").await);
+    assert!(numbers.iter().copied().eq(0..TOTAL), "{numbers:?}");
+    let kinesis_address = kinesalite
+        .endpoint()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let through_proxy: Vec<_> = proxy
+        .requests()
+        .into_iter()
+        .map(|r| r.request_line)
+        .collect();
+    assert!(
+        through_proxy
+            .iter()
+            .any(|line| line.starts_with(&format!("POST http://{kinesis_address}/"))),
+        "the proxy saw no Kinesis request: {through_proxy:?}"
+    );
+    assert!(
+        through_proxy
+            .iter()
+            .any(|line| line.starts_with(&format!("GET http://{}/s", server.address()))),
+        "the proxy did not carry the SSE request too: {through_proxy:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

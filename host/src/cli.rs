@@ -172,6 +172,32 @@ pub struct RunArgs {
     /// Most events per batch handed from the source to the filter. Default: 512.
     #[arg(long, default_value_t = 512)]
     pub batch_max_events: u32,
+    /// The User-Agent request header. Keep `sse-ingest/VERSION` in it and add how to reach
+    /// you, as public streams such as Wikimedia's ask. Default: sse-ingest/VERSION.
+    #[arg(long, default_value = concat!("sse-ingest/", env!("CARGO_PKG_VERSION")))]
+    pub user_agent: String,
+    /// A PEM file of certificate authorities to trust besides the system's (e.g. a private
+    /// CA); repeat for more.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_files: Vec<PathBuf>,
+    /// A client certificate chain (PEM), for endpoints that require mutual TLS; needs --client-key.
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// An http:// proxy for every request (CONNECT tunnel for https); default: HTTPS_PROXY,
+    /// HTTP_PROXY or ALL_PROXY from the environment, as curl reads them.
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Hosts that go direct, comma-separated (domains with their subdomains, IPs, CIDR
+    /// ranges, `*`); default: NO_PROXY from the environment.
+    #[arg(long, value_name = "LIST")]
+    pub no_proxy: Option<String>,
+    /// Another origin (`https://host[:port]`) that redirects may lead to; repeat for more.
+    /// The configured URL's origin is always allowed, nothing else is.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origins: Vec<String>,
 }
 
 /// The record format.

@@ -2,6 +2,7 @@
 //! says, checked once, so the rest of the host never sees a bad value.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kinesis_producer::{ProducerConfig, ProducerError};
@@ -11,6 +12,7 @@ use url::Url;
 use crate::cli::{Format, RunArgs};
 use crate::filter::FilterLimits;
 use crate::filter_stage::OnFilterError;
+use crate::net::{Origin, ProxySettings, TlsSettings};
 use crate::sink::KinesisOptions;
 
 /// A configuration value that cannot be used, with the flag it came from.
@@ -30,6 +32,8 @@ pub enum ConfigError {
     Name(String),
     #[error("invalid --{flag}: {reason}")]
     Value { flag: &'static str, reason: String },
+    #[error("invalid TLS settings: {0}")]
+    Tls(String),
 }
 
 /// Where records go.
@@ -107,6 +111,24 @@ pub struct PipelineConfig {
     pub partition_key: crate::partition::KeyStrategy,
     /// Where the admin API listens, if anywhere.
     pub admin: Option<std::net::SocketAddr>,
+    /// TLS trust, proxies, redirects and the User-Agent.
+    pub network: NetworkConfig,
+}
+
+/// How a pipeline meets the network (`--ca-file`, `--client-cert`, `--proxy`,
+/// `--allow-origin`, `--user-agent`), loaded and checked at start.
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// The files the TLS configuration came from (the AWS clients trust the same CAs).
+    pub tls_settings: TlsSettings,
+    /// The loaded TLS client configuration of the SSE connection.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Proxy flags; unset ones fall back to the environment.
+    pub proxy: ProxySettings,
+    /// Origins besides the URL's own that redirects may lead to.
+    pub allowed_origins: Vec<Origin>,
+    /// The User-Agent request header.
+    pub user_agent: String,
 }
 
 impl PipelineConfig {
@@ -194,6 +216,7 @@ impl PipelineConfig {
                 SinkTarget::Kinesis(stream) => SinkSpec::Kinesis(Box::new(KinesisOptions {
                     region: args.region.clone(),
                     endpoint_url: args.endpoint_url.clone(),
+                    http: aws_http_settings(args)?,
                     producer: producer_config(stream, args)?,
                 })),
             },
@@ -240,8 +263,84 @@ impl PipelineConfig {
             watch: args.watch,
             admin: args.admin,
             partition_key: args.partition_key.clone(),
+            network: network_config(args)?,
         })
     }
+}
+
+/// Loads the TLS files and checks the proxy, origins and User-Agent.
+fn network_config(args: &RunArgs) -> Result<NetworkConfig, ConfigError> {
+    let tls_settings = TlsSettings {
+        ca_files: args.ca_files.clone(),
+        client_identity: args.client_cert.clone().zip(args.client_key.clone()),
+    };
+    let tls = crate::net::tls::client_config(&tls_settings)
+        .map_err(|error| ConfigError::Tls(error.to_string()))?;
+    let proxy = ProxySettings {
+        proxy: args.proxy.clone(),
+        no_proxy: args.no_proxy.clone(),
+    };
+    proxy.validate().map_err(|reason| ConfigError::Value {
+        flag: "proxy",
+        reason,
+    })?;
+    let allowed_origins = args
+        .allow_origins
+        .iter()
+        .map(|text| parse_origin(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    if http::HeaderValue::from_str(&args.user_agent).is_err() || args.user_agent.trim().is_empty() {
+        return Err(ConfigError::Value {
+            flag: "user-agent",
+            reason: "must be non-empty visible ASCII".into(),
+        });
+    }
+    Ok(NetworkConfig {
+        tls_settings,
+        tls,
+        proxy,
+        allowed_origins,
+        user_agent: args.user_agent.clone(),
+    })
+}
+
+/// The AWS clients trust the same extra CAs and use the same proxies as the SSE connection.
+fn aws_http_settings(args: &RunArgs) -> Result<kinesis_producer::HttpSettings, ConfigError> {
+    let extra_ca_pem = args
+        .ca_files
+        .iter()
+        .map(|path| {
+            std::fs::read(path)
+                .map_err(|error| ConfigError::Tls(format!("--ca-file {}: {error}", path.display())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (http_proxy, https_proxy, no_proxy) = ProxySettings {
+        proxy: args.proxy.clone(),
+        no_proxy: args.no_proxy.clone(),
+    }
+    .resolved();
+    Ok(kinesis_producer::HttpSettings {
+        extra_ca_pem,
+        http_proxy,
+        https_proxy,
+        no_proxy,
+    })
+}
+
+/// An `--allow-origin`: scheme, host and optional port, nothing else.
+fn parse_origin(text: &str) -> Result<Origin, ConfigError> {
+    let invalid = |reason: &str| ConfigError::Value {
+        flag: "allow-origin",
+        reason: format!("`{text}` {reason}"),
+    };
+    let url = Url::parse(text).map_err(|_| invalid("is not a URL like https://host:port"))?;
+    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("is not an origin: give only scheme, host and port"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not carry credentials"));
+    }
+    Origin::of_url(&url).ok_or_else(|| invalid("is not an http or https origin"))
 }
 
 /// An absolute http(s) URL with a host.
@@ -363,6 +462,15 @@ mod tests {
             parse_url("/v2/stream"),
             Err(ConfigError::Url { .. })
         ));
+    }
+
+    #[test]
+    fn an_allowed_origin_is_scheme_host_and_port_only() {
+        let origin = parse_origin("https://cdn.example.org:8443").expect("an origin");
+        assert_eq!(origin.to_string(), "https://cdn.example.org:8443");
+        assert!(parse_origin("https://cdn.example.org/path").is_err());
+        assert!(parse_origin("ftp://cdn.example.org").is_err());
+        assert!(parse_origin("cdn.example.org").is_err());
     }
 
     #[test]

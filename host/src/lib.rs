@@ -19,7 +19,7 @@ pub mod filter_harness;
 pub mod filter_stage;
 pub mod logging;
 pub mod metrics;
-pub mod outbound;
+pub mod net;
 pub mod partition;
 pub mod pipeline;
 pub mod record;

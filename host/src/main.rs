@@ -15,6 +15,8 @@ use sse_ingest::exit::{self, Failure};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // Before anything can open a TLS connection: one crypto provider, chosen here.
+    sse_ingest::net::install_crypto_provider();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) if error.use_stderr() => {

@@ -1,7 +1,8 @@
 //! The host side of the `source` world: one source component per pipeline.
 //!
 //! The component talks HTTP only through wasmtime-wasi-http with the
-//! pipeline's [`OutboundPolicy`]; it hands batches over with `deliver`, which
+//! pipeline's [`OutboundClient`] (allowed origins, timeouts, TLS, proxies,
+//! redirects); it hands batches over with `deliver`, which
 //! waits while the pipeline's bounded queue is full — that wait is what makes
 //! the guest stop reading and TCP push back on the server.
 
@@ -16,7 +17,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::config::PipelineConfig;
 use crate::metrics::Metrics;
-use crate::outbound::OutboundPolicy;
+use crate::net::{FailureClass, OutboundClient, OutboundPolicy, ProxyRoutes};
 
 /// Generated bindings of the `source` world.
 pub mod bindings {
@@ -57,7 +58,7 @@ struct SourceState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
-    policy: OutboundPolicy,
+    client: OutboundClient,
     limits: StoreLimits,
     batches: mpsc::Sender<SourceBatch>,
     stop: watch::Receiver<bool>,
@@ -78,7 +79,7 @@ impl WasiHttpView for SourceState {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.policy,
+            hooks: &mut self.client,
         }
     }
 }
@@ -114,7 +115,13 @@ impl bindings::sse_ingest::pipeline::source_host::Host for SourceState {
                 tracing::info!(pipeline = %self.pipeline, "connected");
             }
             ConnectionEvent::Reconnecting(info) => {
-                let cause = cause_label(&info.cause);
+                // The client recorded the class of a transport failure; the guest only
+                // passes its sentence along.
+                let failure = self.client.failures().take();
+                let cause = match (&info.cause, &failure) {
+                    (DisconnectCause::Network(_), Some(failure)) => failure.class.label(),
+                    _ => cause_label(&info.cause),
+                };
                 self.metrics.reconnects.inc_label(cause);
                 if let DisconnectCause::HttpStatus(status) = info.cause {
                     self.metrics.http_statuses.inc_label(&status.to_string());
@@ -165,12 +172,14 @@ pub fn log_from_guest(pipeline: &str, component: &str, level: Level, message: &s
     }
 }
 
-/// A stable metric label for a disconnect cause.
+/// A stable metric label for a disconnect cause the guest reported; transport failures
+/// get their class from the client's [`crate::net::FailureSlot`] instead (`dns`, `connect`,
+/// `tls`, `timeout`, `reset`, `proxy`, `redirect`, `protocol`).
 pub fn cause_label(cause: &DisconnectCause) -> &'static str {
     match cause {
         DisconnectCause::EndOfStream => "end_of_stream",
-        DisconnectCause::Network(_) => "network",
-        DisconnectCause::HttpStatus(_) => "http_status",
+        DisconnectCause::Network(_) => "protocol",
+        DisconnectCause::HttpStatus(_) => "status",
         DisconnectCause::ContentType(_) => "content_type",
     }
 }
@@ -243,16 +252,24 @@ impl SourceComponent {
         // Room for the parser's largest event several times over (partial
         // line, data buffer, decoded string, the batch) plus the runtime.
         let memory_limit = 64 * 1024 * 1024 + 4 * config.max_event_bytes as usize;
+        let network = &config.network;
+        let client = OutboundClient::new(
+            &config.name,
+            OutboundPolicy::new(
+                &config.url,
+                &network.allowed_origins,
+                config.connect_timeout,
+                config.idle_timeout,
+            ),
+            std::sync::Arc::clone(&network.tls),
+            ProxyRoutes::new(&network.proxy),
+        );
         let state = SourceState {
             pipeline: config.name.clone(),
             wasi: WasiCtx::builder().inherit_stderr().build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            policy: OutboundPolicy::for_origin(
-                &config.url,
-                config.connect_timeout,
-                config.idle_timeout,
-            ),
+            client: client.clone(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_limit)
                 .trap_on_grow_failure(true)
@@ -274,7 +291,15 @@ impl SourceComponent {
         let guest_config = guest_config(config, last_event_id);
         match source.call_run(&mut store, &guest_config).await {
             Ok(Ok(finish)) => Ok(finish),
-            Ok(Err(message)) => Err(SourceError::Stream(message)),
+            Ok(Err(message)) => {
+                // A denied request is the guest's to stop on, but the client knows which
+                // origin it was and how to allow it.
+                let message = match client.failures().take() {
+                    Some(failure) if failure.class == FailureClass::Denied => failure.sentence,
+                    _ => message,
+                };
+                Err(SourceError::Stream(message))
+            }
             Err(trap) => Err(SourceError::Component(trap.into())),
         }
     }
@@ -285,7 +310,7 @@ fn guest_config(config: &PipelineConfig, last_event_id: Option<String>) -> Sourc
     let policy = &config.reconnect;
     SourceConfig {
         url: config.url.to_string(),
-        headers: config.headers.clone(),
+        headers: request_headers(config),
         types: config.types.clone(),
         last_event_id,
         max_event_bytes: config.max_event_bytes,
@@ -298,4 +323,18 @@ fn guest_config(config: &PipelineConfig, last_event_id: Option<String>) -> Sourc
         fatal_statuses: policy.fatal_statuses.clone(),
         fatal_content_type: policy.fatal_content_type,
     }
+}
+
+/// The user's headers, with `User-Agent` first unless the user set one with `--header`.
+fn request_headers(config: &PipelineConfig) -> Vec<(String, String)> {
+    let mut headers = Vec::with_capacity(config.headers.len() + 1);
+    if !config
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("user-agent"))
+    {
+        headers.push(("User-Agent".to_string(), config.network.user_agent.clone()));
+    }
+    headers.extend(config.headers.iter().cloned());
+    headers
 }

@@ -5,7 +5,9 @@
 //! cleanly, or drop the connection mid-event. Every loop is bounded.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod proxy;
 pub mod sse_server;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -39,11 +41,27 @@ pub fn wikimedia_frame(n: usize, data: &str) -> String {
     format!("event: message\nid: {}\ndata: {data}\n\n", wikimedia_id(n))
 }
 
+/// The environment variables a proxy is read from (as curl reads them).
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// `sse-ingest` with a shared component cache, so tests do not recompile components.
 pub fn sse_ingest() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sse-ingest"));
+    command.env_remove("RUST_LOG");
+    // Hermetic: the machine's proxy settings must not reach the servers on 127.0.0.1.
+    for name in PROXY_VARIABLES {
+        command.env_remove(name);
+    }
     command
-        .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

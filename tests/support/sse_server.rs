@@ -107,6 +107,7 @@ type Script = dyn Fn(usize, &Request) -> Answer + Send + Sync;
 /// A running server; stops when dropped.
 pub struct SseServer {
     addr: SocketAddr,
+    scheme: &'static str,
     stopping: Arc<AtomicBool>,
     requests: Arc<Mutex<Vec<Request>>>,
     connections: Arc<AtomicUsize>,
@@ -116,6 +117,22 @@ pub struct SseServer {
 impl SseServer {
     /// Starts a server whose `script` answers the n-th connection (from 0).
     pub fn start(script: impl Fn(usize, &Request) -> Answer + Send + Sync + 'static) -> Self {
+        Self::start_with(None, script)
+    }
+
+    /// The same over TLS with `tls` (see `support::tls::TestCa`): `url` gives https URLs.
+    pub fn start_tls(
+        tls: Arc<rustls::ServerConfig>,
+        script: impl Fn(usize, &Request) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_with(Some(tls), script)
+    }
+
+    fn start_with(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        script: impl Fn(usize, &Request) -> Answer + Send + Sync + 'static,
+    ) -> Self {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let addr = listener.local_addr().expect("local addr");
         let stopping = Arc::new(AtomicBool::new(false));
@@ -139,7 +156,18 @@ impl SseServer {
                     let requests = Arc::clone(&requests);
                     let stopping = Arc::clone(&stopping);
                     let sent = Arc::clone(&sent);
+                    let tls = tls.clone();
                     thread::spawn(move || {
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                        let _ = stream.set_nodelay(true);
+                        let Some(tls) = tls else {
+                            serve(stream, index, &*script, &requests, &stopping, &sent);
+                            return;
+                        };
+                        let Ok(connection) = rustls::ServerConnection::new(tls) else {
+                            return;
+                        };
+                        let stream = rustls::StreamOwned::new(connection, stream);
                         serve(stream, index, &*script, &requests, &stopping, &sent);
                     });
                 }
@@ -147,6 +175,7 @@ impl SseServer {
         }
         Self {
             addr,
+            scheme,
             stopping,
             requests,
             connections,
@@ -161,7 +190,12 @@ impl SseServer {
 
     /// The URL of `path` on this server.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
+    }
+
+    /// The server's `host:port`.
+    pub fn address(&self) -> SocketAddr {
+        self.addr
     }
 
     /// Requests received so far.
@@ -189,17 +223,35 @@ impl Drop for SseServer {
     }
 }
 
+/// A connection, plain or TLS.
+trait Connection: std::io::Read + std::io::Write {
+    /// Closes the sending side (after a clean end of stream).
+    fn finish_writing(&mut self);
+}
+
+impl Connection for TcpStream {
+    fn finish_writing(&mut self) {
+        let _ = self.shutdown(std::net::Shutdown::Write);
+    }
+}
+
+impl Connection for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn finish_writing(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush();
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+    }
+}
+
 fn serve(
-    mut stream: TcpStream,
+    mut stream: impl Connection,
     index: usize,
     script: &Script,
     requests: &Mutex<Vec<Request>>,
     stopping: &AtomicBool,
     body_bytes_sent: &AtomicU64,
 ) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = stream.set_nodelay(true);
-    let Some(request) = read_request(&stream) else {
+    let Some(request) = read_request(&mut stream) else {
         return;
     };
     requests
@@ -249,7 +301,7 @@ fn serve(
             let _ = stream.write_all(b"0\r\n\r\n");
             let _ = stream.flush();
             // Let the client read to the end before the socket closes.
-            let _ = stream.shutdown(std::net::Shutdown::Write);
+            stream.finish_writing();
             thread::sleep(Duration::from_millis(50));
         }
         End::Drop => {}
@@ -257,8 +309,9 @@ fn serve(
     }
 }
 
-fn read_request(stream: &TcpStream) -> Option<Request> {
-    let mut reader = BufReader::new(stream);
+fn read_request(stream: &mut impl std::io::Read) -> Option<Request> {
+    // Byte by byte, so that nothing after the head is read ahead (the requests have no body).
+    let mut reader = BufReader::with_capacity(1, stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let path = line.split_whitespace().nth(1)?.to_string();
@@ -282,6 +335,10 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        301 => "Moved Permanently",
+        302 => "Found",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         204 => "No Content",
         401 => "Unauthorized",
         404 => "Not Found",

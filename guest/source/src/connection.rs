@@ -81,8 +81,24 @@ fn transport_failure(config: &SourceConfig, code: &ErrorCode) -> Outcome {
         ));
     }
     Outcome::Retry {
-        cause: DisconnectCause::Network(format!("{code:?}")),
+        cause: DisconnectCause::Network(describe(code)),
         retry_after_ms: None,
+    }
+}
+
+/// A transport error in words. The host's client puts a sentence naming `host:port` and
+/// the cause into `internal-error`; other codes (from another host) are named by variant.
+pub fn describe(code: &ErrorCode) -> String {
+    match code {
+        ErrorCode::InternalError(Some(sentence)) => sentence.clone(),
+        ErrorCode::DnsError(_) => "the host name could not be resolved".to_string(),
+        ErrorCode::ConnectionRefused => "the connection was refused".to_string(),
+        ErrorCode::ConnectionTerminated | ErrorCode::ConnectionReadTimeout => {
+            "the connection ended or went silent".to_string()
+        }
+        ErrorCode::ConnectionTimeout => "connecting timed out".to_string(),
+        ErrorCode::TlsCertificateError => "the server's TLS certificate was refused".to_string(),
+        other => format!("{other:?}"),
     }
 }
 

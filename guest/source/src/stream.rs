@@ -10,7 +10,7 @@ use crate::bindings::sse_ingest::pipeline::source_host::{
 };
 use crate::bindings::sse_ingest::pipeline::types::{Event, Level};
 use crate::bindings::wasi::clocks::wall_clock;
-use crate::bindings::wasi::http::types::IncomingResponse;
+use crate::bindings::wasi::http::types::{IncomingResponse, http_error_code};
 use crate::bindings::wasi::io::poll::{Pollable, poll};
 use crate::bindings::wasi::io::streams::StreamError;
 use crate::connection::Outcome;
@@ -100,7 +100,20 @@ pub fn pump(
                 };
             }
             Err(StreamError::LastOperationFailed(error)) => {
-                break network(&error.to_debug_string());
+                // wasmtime-wasi-http hands body errors over as its own error type, which
+                // `http-error-code` does not recognise; its text for `internal-error` (the
+                // host client's sentence) starts with this prefix.
+                let reason = match http_error_code(&error) {
+                    Some(code) => crate::connection::describe(&code),
+                    None => {
+                        let text = error.to_debug_string();
+                        match text.strip_prefix("internal error: ") {
+                            Some(sentence) => sentence.to_string(),
+                            None => text,
+                        }
+                    }
+                };
+                break network(&reason);
             }
         }
     };

@@ -17,6 +17,8 @@ pub struct KinesisOptions {
     pub region: Option<String>,
     /// `--endpoint-url`, e.g. a local Kinesis server.
     pub endpoint_url: Option<String>,
+    /// Trust and proxies of the AWS clients (the same as the SSE connection's).
+    pub http: kinesis_producer::HttpSettings,
     /// The stream and every producer setting (`--ordered`, `--max-in-flight`, `--linger-ms`,
     /// `--record-deadline-ms`, request and buffer limits, timeouts), already validated.
     pub producer: ProducerConfig,
@@ -43,9 +45,13 @@ pub struct KinesisSink {
 impl KinesisSink {
     /// Connects (DescribeStreamSummary: a missing stream fails here, clearly).
     pub async fn open(options: &KinesisOptions, keys: KeyStrategy) -> Result<Self, SinkError> {
-        let client =
-            kinesis_producer::client_from_env(options.region.clone(), options.endpoint_url.clone())
-                .await;
+        let client = kinesis_producer::client_from_env(
+            options.region.clone(),
+            options.endpoint_url.clone(),
+            &options.http,
+        )
+        .await
+        .map_err(SinkError::KinesisClient)?;
         let producer = Producer::new(client, options.producer.clone())
             .await
             .map_err(SinkError::Kinesis)?;

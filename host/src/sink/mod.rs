@@ -32,6 +32,8 @@ pub enum SinkError {
     Stdout(std::io::Error),
     #[error("kinesis sink: {0}")]
     Kinesis(kinesis_producer::ProducerError),
+    #[error("kinesis sink: {0}")]
+    KinesisClient(kinesis_producer::ClientError),
 }
 
 /// The acknowledgement of one submitted batch.

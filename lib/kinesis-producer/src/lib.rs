@@ -1,10 +1,10 @@
 //! A Kinesis Data Streams producer (PutRecords) that loses nothing.
 //!
 //! ```no_run
-//! # async fn example() -> Result<(), kinesis_producer::ProducerError> {
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use kinesis_producer::{Producer, ProducerConfig, ProducerRecord, client_from_env};
 //!
-//! let client = client_from_env(None, None).await;
+//! let client = client_from_env(None, None, &Default::default()).await?;
 //! let producer = Producer::new(client, ProducerConfig::new("events")).await?;
 //! // Waits while the buffer is full: that is the backpressure.
 //! let ticket = producer.submit(vec![ProducerRecord::new(&b"{}"[..], "key")]).await?;
@@ -101,7 +101,8 @@ mod stats;
 
 pub use aws_sdk_kinesis;
 pub use client::{
-    ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, OPERATION_TIMEOUT, client_for_local, client_from_env,
+    ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, ClientError, HttpSettings, OPERATION_TIMEOUT,
+    client_for_local, client_from_env,
 };
 pub use config::{
     DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_REQUEST_BYTES, KINESIS_MAX_RECORDS_PER_REQUEST,
