@@ -355,3 +355,93 @@ fn comment_heartbeats_keep_a_quiet_stream_alive_past_the_idle_timeout() {
     );
     assert_eq!(numbers(&file_sink_lines(out.path())), vec![0, 1]);
 }
+
+/// 5,000 events whose ids come from `id_of`, in 16 KiB chunks, through `run --once`.
+fn run_with_ids(id_of: fn(u64) -> u64) -> (Vec<u64>, String) {
+    let body: String = (0..5_000u64)
+        .map(|n| format!("id: {}\ndata: {{\"n\":{n}}}\n\n", id_of(n)))
+        .collect();
+    let steps = body
+        .into_bytes()
+        .chunks(16 * 1024)
+        .map(|c| Step::Bytes(c.to_vec()))
+        .collect();
+    let server = SseServer::always(Response::stream(steps));
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut command = run_command(&server.url("/ids"), state.path());
+    command.args(["--once", "--sink", &file_sink(out.path())]);
+    let output = run_with_limit(&mut command, Duration::from_secs(120));
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    (numbers(&file_sink_lines(out.path())), stderr)
+}
+
+#[test]
+fn ids_cycling_through_a_hundred_values_within_one_connection_lose_no_event() {
+    let (delivered, stderr) = run_with_ids(|n| n % 100);
+    assert!(
+        delivered.iter().copied().eq(0..5_000),
+        "{} of 5000",
+        delivered.len()
+    );
+    assert_eq!(summary_field(&stderr, "duplicates_dropped"), 0);
+}
+
+#[test]
+fn ids_shared_by_groups_of_ten_lose_no_event() {
+    let (delivered, stderr) = run_with_ids(|n| n / 10);
+    assert!(
+        delivered.iter().copied().eq(0..5_000),
+        "{} of 5000",
+        delivered.len()
+    );
+    assert_eq!(summary_field(&stderr, "duplicates_dropped"), 0);
+}
+
+#[test]
+fn a_server_repeating_the_last_fifty_events_on_every_resume_delivers_each_once() {
+    const TOTAL: u64 = 3_000;
+    // Each connection starts 50 events before the resume point and is cut after a
+    // pseudo-random number of events, mid-event.
+    let cuts = Arc::new(Mutex::new(XorShift(0x5eed_cafe)));
+    let server = SseServer::start(move |_, request| {
+        if resume_point(request) >= TOTAL {
+            // Everything was delivered: "stop reconnecting" ends the run (exit 3).
+            return Answer::Respond(Response::plain(204, "text/plain", ""));
+        }
+        let start = resume_point(request).saturating_sub(50);
+        let length = 100 + cuts.lock().unwrap().below(400);
+        let end = (start + length).min(TOTAL);
+        let mut body: String = (start..end).map(frame).collect();
+        if end < TOTAL {
+            body.push_str("id: 999999\ndata: {\"n\":99");
+            return Answer::Respond(Response::text(&body).ending(End::Drop));
+        }
+        Answer::Respond(Response::text(&body))
+    });
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let mut command = run_command(&server.url("/replaying"), state.path());
+    command.args([
+        "--sink",
+        &file_sink(out.path()),
+        "--reconnect-initial-ms",
+        "10",
+        "--reconnect-min-ms",
+        "10",
+        "--reconnect-max-ms",
+        "20",
+    ]);
+    let output = run_with_limit(&mut command, Duration::from_secs(120));
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let delivered = numbers(&file_sink_lines(out.path()));
+    assert!(
+        delivered.iter().copied().eq(0..TOTAL),
+        "{} records, first wrong at {:?}: {stderr}",
+        delivered.len(),
+        delivered.iter().zip(0..).find(|(a, b)| **a != *b)
+    );
+    assert!(summary_field(&stderr, "duplicates_dropped") >= 50);
+}

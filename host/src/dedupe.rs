@@ -1,59 +1,124 @@
-//! Dropping events a server replays: a bounded window of recent event ids.
+//! Dropping events a server replays, and only those.
 //!
-//! After a reconnect (or a restart from a checkpoint) a server may send
-//! events again that were already delivered. An event whose id was *set* by
-//! an earlier event within the window is such a replay. An event without an
-//! `id:` field of its own carries the previous id (HTML §9.2.6), so it shares
-//! the verdict of the event that set that id. This works for streams whose
-//! events carry their own ids (Wikimedia's do); in streams without ids nothing
-//! is ever dropped.
+//! A replay can only happen where the client asked to resume: after a reconnect (the
+//! request carried `Last-Event-ID`) or after a restart from a checkpoint. So the window
+//! drops nothing within one connection's steady flow, where ids may legitimately repeat
+//! (`id:` only sets the id to resume from: a ring of offsets, a per-partition counter, a
+//! timestamp in seconds are all valid SSE). After a reconnect it is in a *replay phase*:
+//! an event whose id was delivered before is a replay and is dropped, and the first event
+//! that is not one ends the phase.
+//!
+//! Ids are counted per *run*: an event without an `id:` field carries the previous id (HTML
+//! §9.2.6), so consecutive events with the same id are one run and share a verdict. An id
+//! that occurred in more than one run among the last `capacity` is ambiguous (the stream
+//! reuses ids): it ends the replay phase instead of being dropped, so such streams may see
+//! duplicates after a reconnect but never lose an event. Events without any id are never
+//! dropped. See docs/architecture.md#replays.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
-/// The last `capacity` distinct ids, oldest first.
+/// Why an event was dropped, for the `duplicates_dropped_total{cause}` metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayCause {
+    /// Replayed after a reconnect.
+    Reconnect,
+    /// Replayed after a restart from a checkpoint.
+    Restart,
+}
+
+impl ReplayCause {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Reconnect => "reconnect",
+            Self::Restart => "restart",
+        }
+    }
+}
+
+/// The last `capacity` runs of ids, oldest first, and whether a replay may be under way.
 #[derive(Debug)]
 pub struct ReplayWindow {
     capacity: usize,
     order: VecDeque<String>,
-    seen: HashSet<String>,
+    runs: HashMap<String, u32>,
     previous: Option<(String, bool)>,
+    /// The connection the last event came on (the source counts them from 1).
+    connection: u64,
+    /// Set after a reconnect or a restart until the first event that is not a replay.
+    replaying: Option<ReplayCause>,
 }
 
 impl ReplayWindow {
-    /// A window of `capacity` ids; 0 turns de-duplication off.
+    /// A window of `capacity` id runs; 0 turns de-duplication off.
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
             order: VecDeque::with_capacity(capacity.min(65_536)),
-            seen: HashSet::with_capacity(capacity.min(65_536)),
+            runs: HashMap::with_capacity(capacity.min(65_536)),
             previous: None,
+            connection: 0,
+            replaying: None,
         }
     }
 
-    /// Whether the event with this id (the stream's last-event-ID at dispatch)
-    /// is a replay to drop. Call once per event, in stream order.
-    pub fn is_replay(&mut self, id: &str) -> bool {
+    /// A window that starts after a restart from a checkpoint whose last delivered event had
+    /// `id`: the server may send that event again, and it is then dropped.
+    pub fn resuming_after(capacity: usize, id: &str) -> Self {
+        let mut window = Self::new(capacity);
+        if capacity > 0 && !id.is_empty() {
+            window.remember(id);
+            window.replaying = Some(ReplayCause::Restart);
+        }
+        window
+    }
+
+    /// Whether the event with this id (the stream's last-event-ID at dispatch), which
+    /// arrived on `connection`, is a replay to drop, and why. Call once per event, in
+    /// stream order.
+    pub fn check(&mut self, connection: u64, id: &str) -> Option<ReplayCause> {
+        if connection != self.connection {
+            // The first connection of a restart keeps the checkpoint's replay phase.
+            if self.connection != 0 {
+                self.replaying = Some(ReplayCause::Reconnect);
+            }
+            self.connection = connection;
+            self.previous = None;
+        }
         if self.capacity == 0 || id.is_empty() {
             self.previous = None;
-            return false;
+            self.replaying = None;
+            return None;
         }
-        if let Some((previous_id, verdict)) = &self.previous
+        if let Some((previous_id, dropped)) = &self.previous
             && previous_id == id
         {
-            return *verdict;
+            return if *dropped { self.replaying } else { None };
         }
-        let replay = self.seen.contains(id);
-        if !replay {
-            if self.order.len() == self.capacity
-                && let Some(oldest) = self.order.pop_front()
-            {
-                self.seen.remove(&oldest);
-            }
-            self.order.push_back(id.to_string());
-            self.seen.insert(id.to_string());
+        let replay = match self.replaying {
+            Some(cause) if self.runs.get(id) == Some(&1) => Some(cause),
+            _ => None,
+        };
+        if replay.is_none() {
+            self.replaying = None;
+            self.remember(id);
         }
-        self.previous = Some((id.to_string(), replay));
+        self.previous = Some((id.to_string(), replay.is_some()));
         replay
+    }
+
+    fn remember(&mut self, id: &str) {
+        if self.order.len() == self.capacity
+            && let Some(oldest) = self.order.pop_front()
+            && let Some(count) = self.runs.get_mut(&oldest)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.runs.remove(&oldest);
+            }
+        }
+        self.order.push_back(id.to_string());
+        *self.runs.entry(id.to_string()).or_insert(0) += 1;
     }
 }
 
@@ -61,46 +126,77 @@ impl ReplayWindow {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_replayed_id_is_dropped_once_seen() {
-        let mut window = ReplayWindow::new(10);
-        assert!(!window.is_replay("1"));
-        assert!(!window.is_replay("2"));
-        assert!(window.is_replay("1"));
-        assert!(window.is_replay("2"));
-        assert!(!window.is_replay("3"));
+    /// Feeds `ids` on `connection` and returns which were dropped.
+    fn feed(window: &mut ReplayWindow, connection: u64, ids: &[&str]) -> Vec<bool> {
+        ids.iter()
+            .map(|id| window.check(connection, id).is_some())
+            .collect()
     }
 
     #[test]
-    fn events_without_their_own_id_share_the_verdict_of_the_id_setter() {
+    fn ids_repeating_within_one_connection_are_never_dropped() {
         let mut window = ReplayWindow::new(10);
-        assert!(!window.is_replay("a"));
-        assert!(
-            !window.is_replay("a"),
-            "a second event carrying id `a` is new"
+        assert_eq!(
+            feed(&mut window, 1, &["1", "2", "1", "2", "1"]),
+            vec![false; 5]
         );
-        assert!(!window.is_replay("b"));
-        assert!(window.is_replay("a"), "`a` again after `b` is a replay");
-        assert!(window.is_replay("a"), "and so are the events carrying it");
     }
 
     #[test]
-    fn the_window_forgets_the_oldest_id() {
+    fn after_a_reconnect_what_was_delivered_is_dropped_until_something_new_arrives() {
+        let mut window = ReplayWindow::new(10);
+        feed(&mut window, 1, &["1", "2", "3"]);
+        assert_eq!(
+            feed(&mut window, 2, &["2", "3", "4", "2"]),
+            vec![true, true, false, false],
+            "the replay phase ends at 4; a later 2 is data"
+        );
+        assert_eq!(window.check(3, "4"), Some(ReplayCause::Reconnect));
+    }
+
+    #[test]
+    fn events_carrying_a_dropped_id_share_its_verdict() {
+        let mut window = ReplayWindow::new(10);
+        feed(&mut window, 1, &["a", "a", "b"]);
+        assert_eq!(
+            feed(&mut window, 2, &["a", "a", "b", "c", "c"]),
+            vec![true, true, true, false, false]
+        );
+    }
+
+    #[test]
+    fn an_id_seen_in_two_runs_is_ambiguous_and_ends_the_replay_phase() {
+        let mut window = ReplayWindow::new(10);
+        feed(&mut window, 1, &["1", "2", "1", "3"]);
+        assert_eq!(
+            feed(&mut window, 2, &["1", "3"]),
+            vec![false, false],
+            "a duplicate is possible, a loss is not"
+        );
+    }
+
+    #[test]
+    fn after_a_restart_the_checkpointed_event_is_dropped_and_nothing_else() {
+        let mut window = ReplayWindow::resuming_after(10, "41");
+        assert_eq!(window.check(1, "41"), Some(ReplayCause::Restart));
+        assert_eq!(feed(&mut window, 1, &["42", "41"]), vec![false, false]);
+    }
+
+    #[test]
+    fn the_window_forgets_the_oldest_run() {
         let mut window = ReplayWindow::new(2);
-        for id in ["1", "2", "3"] {
-            assert!(!window.is_replay(id));
-        }
-        assert!(!window.is_replay("1"), "1 fell out of a window of 2");
-        assert!(window.is_replay("3"));
+        feed(&mut window, 1, &["1", "2", "3"]);
+        assert_eq!(feed(&mut window, 2, &["1"]), vec![false], "1 fell out");
+        assert_eq!(feed(&mut window, 3, &["3"]), vec![true]);
     }
 
     #[test]
     fn a_zero_window_or_an_empty_id_never_drops() {
         let mut off = ReplayWindow::new(0);
-        assert!(!off.is_replay("1"));
-        assert!(!off.is_replay("1"));
+        assert_eq!(feed(&mut off, 1, &["1"]), vec![false]);
+        assert_eq!(feed(&mut off, 2, &["1"]), vec![false]);
         let mut window = ReplayWindow::new(4);
-        assert!(!window.is_replay(""));
-        assert!(!window.is_replay(""));
+        feed(&mut window, 1, &["", "x"]);
+        assert_eq!(feed(&mut window, 2, &["", "x"]), vec![false, false]);
     }
 }

@@ -65,9 +65,13 @@ impl LabeledCounter {
     }
     /// Adds one to the count of `value`.
     pub fn inc_label(&self, value: &str) {
+        self.add_label(value, 1);
+    }
+    /// Adds `n` to the count of `value`.
+    pub fn add_label(&self, value: &str, n: u64) {
         self.family
             .get_or_create(&vec![(self.label.to_string(), value.to_string())])
-            .inc();
+            .inc_by(n);
     }
     /// The count of `value`.
     pub fn get_label(&self, value: &str) -> u64 {
@@ -101,8 +105,8 @@ pub struct Metrics {
     pub filter_rollbacks: Counter,
     /// Filter swaps that went live.
     pub filter_swaps: Counter,
-    /// Events dropped because their id was seen recently (a server replay).
-    pub duplicates_dropped: Counter,
+    /// Events dropped as a server's replay, by cause (`reconnect`, `restart`).
+    pub duplicates_dropped: LabeledCounter,
     /// Unix time (seconds) of the last event received; "time since the last event" is now minus this.
     pub last_event_unix_seconds: Gauge,
     /// The Kinesis producer's own counters, read at each scrape once a Kinesis sink is open.
@@ -216,7 +220,7 @@ impl Metrics {
         let filter_errors = Counter::default();
         let reconnects = LabeledCounter::new("cause");
         let http_statuses = LabeledCounter::new("status");
-        let duplicates_dropped = Counter::default();
+        let duplicates_dropped = LabeledCounter::new("cause");
         let dead_letters = Counter::default();
         let filter_rollbacks = Counter::default();
         let filter_swaps = Counter::default();
@@ -258,8 +262,8 @@ impl Metrics {
         );
         registry.register(
             "duplicates_dropped",
-            "Events dropped because their id was seen recently (a server replay)",
-            duplicates_dropped.0.clone(),
+            "Events dropped as a server's replay after a reconnect or restart, by cause",
+            duplicates_dropped.family.clone(),
         );
         registry.register(
             "dead_letters",
@@ -340,14 +344,14 @@ mod tests {
     fn every_counter_is_exported() {
         let metrics = Metrics::new("wiki");
         metrics.dead_letters.add(2);
-        metrics.duplicates_dropped.inc();
+        metrics.duplicates_dropped.inc_label("reconnect");
         metrics.filter_swaps.inc();
         metrics.filter_rollbacks.inc();
         metrics.last_event_unix_seconds.set(1_700_000_000);
         let text = metrics.render();
         for line in [
             "sse_ingest_dead_letters_total{pipeline=\"wiki\"} 2",
-            "sse_ingest_duplicates_dropped_total{pipeline=\"wiki\"} 1",
+            "sse_ingest_duplicates_dropped_total{pipeline=\"wiki\",cause=\"reconnect\"} 1",
             "sse_ingest_filter_swaps_total{pipeline=\"wiki\"} 1",
             "sse_ingest_filter_rollbacks_total{pipeline=\"wiki\"} 1",
             "sse_ingest_last_event_unix_seconds{pipeline=\"wiki\"} 1700000000",

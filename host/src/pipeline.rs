@@ -15,7 +15,7 @@ use wasmtime::Engine;
 use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::config::PipelineConfig;
 use crate::dead_letter::DeadLetters;
-use crate::dedupe::ReplayWindow;
+use crate::dedupe::{ReplayCause, ReplayWindow};
 use crate::filter::{FilterComponent, FilterContext, FilterError, FilterLimits};
 use crate::filter_stage::{FilterStage, PreparedFilter, ProbeSample};
 use crate::metrics::Metrics;
@@ -115,6 +115,10 @@ impl Pipeline {
         if let Some(id) = &resume_from {
             tracing::info!(pipeline = %config.name, last_event_id = %id, "resuming from checkpoint");
         }
+        let mut replays = match &resume_from {
+            Some(id) => ReplayWindow::resuming_after(config.dedupe_window, id),
+            None => ReplayWindow::new(config.dedupe_window),
+        };
         let mut sink = Sink::open(&config.sink, &config.name, &config.partition_key).await?;
         if let Sink::Kinesis(kinesis) = &sink {
             self.metrics.watch_kinesis(kinesis.stats_reader());
@@ -176,7 +180,6 @@ impl Pipeline {
             Arc::clone(&self.metrics),
         ));
 
-        let mut replays = ReplayWindow::new(config.dedupe_window);
         let consumed: Result<(), PipelineError> = async {
             loop {
                 tokio::select! {
@@ -254,12 +257,23 @@ impl Pipeline {
             let seconds = i64::try_from(last.received_at_ms / 1000).unwrap_or(i64::MAX);
             self.metrics.last_event_unix_seconds.set(seconds);
         }
-        let before = batch.events.len();
-        batch.events.retain(|event| !replays.is_replay(&event.id));
-        let dropped = before - batch.events.len();
-        if dropped > 0 {
-            self.metrics.duplicates_dropped.add(dropped as u64);
-            tracing::info!(pipeline = %self.config.name, dropped, "dropped events the server replayed");
+        let connection = batch.connection;
+        let mut dropped: Option<(ReplayCause, u64)> = None;
+        batch
+            .events
+            .retain(|event| match replays.check(connection, &event.id) {
+                Some(cause) => {
+                    let count = dropped.map_or(0, |(_, n)| n);
+                    dropped = Some((cause, count + 1));
+                    false
+                }
+                None => true,
+            });
+        if let Some((cause, count)) = dropped {
+            self.metrics
+                .duplicates_dropped
+                .add_label(cause.label(), count);
+            tracing::info!(pipeline = %self.config.name, dropped = count, cause = cause.label(), "dropped events the server replayed");
         }
         let handled = stage.handle(&batch.events).await?;
         let failed_events = handled

@@ -50,6 +50,9 @@ pub struct SourceBatch {
     pub events: Vec<Event>,
     /// The stream's last-event-ID string after these events.
     pub last_event_id: String,
+    /// Which connection of this run the events came on (from 1): a new one means the
+    /// request resumed with `Last-Event-ID`, and replays are possible.
+    pub connection: u64,
 }
 
 /// The store data of a source instance.
@@ -63,6 +66,8 @@ struct SourceState {
     batches: mpsc::Sender<SourceBatch>,
     stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    /// Connections announced so far (`report(connected)`).
+    connections: u64,
 }
 
 impl WasiView for SourceState {
@@ -101,6 +106,7 @@ impl bindings::sse_ingest::pipeline::source_host::Host for SourceState {
         let batch = SourceBatch {
             events,
             last_event_id,
+            connection: self.connections,
         };
         if self.batches.send(batch).await.is_err() {
             wasmtime::bail!("the pipeline stopped accepting events");
@@ -111,6 +117,7 @@ impl bindings::sse_ingest::pipeline::source_host::Host for SourceState {
     async fn report(&mut self, happening: ConnectionEvent) -> wasmtime::Result<()> {
         match happening {
             ConnectionEvent::Connected => {
+                self.connections += 1;
                 self.metrics.connections.inc();
                 tracing::info!(pipeline = %self.pipeline, "connected");
             }
@@ -277,6 +284,7 @@ impl SourceComponent {
             batches,
             stop,
             metrics,
+            connections: 0,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);

@@ -105,7 +105,8 @@ async fn run(config: PipelineConfig) -> Result<u8, Failure> {
         records_written = metrics.records_written.get(),
         oversized_events = metrics.oversized_events.get(),
         connections = metrics.connections.get(),
-        duplicates_dropped = metrics.duplicates_dropped.get(),
+        duplicates_dropped = metrics.duplicates_dropped.get_label("reconnect")
+            + metrics.duplicates_dropped.get_label("restart"),
         dead_letters = metrics.dead_letters.get(),
         filter_swaps = metrics.filter_swaps.get(),
         filter_rollbacks = metrics.filter_rollbacks.get(),
