@@ -460,3 +460,30 @@ fn the_rust_harness_runs_a_filter_component_in_cargo_test() {
     let projected: Value = serde_json::from_slice(&records[0].data).unwrap();
     assert_eq!(projected["delta"], 7);
 }
+
+#[test]
+fn records_a_filter_pushed_before_failing_never_reach_the_next_batch() {
+    use sse_ingest::filter::FilterError;
+    use sse_ingest::filter_harness::{FilterHarness, event};
+    let trap = std::fs::read(sse_ingest::components::testing_filter_path("trap").unwrap()).unwrap();
+    let harness = FilterHarness::new(&trap, &[("when", "error")]).unwrap();
+    let outcomes = harness.run_batches(vec![
+        vec![
+            event("message", "pushed, then failed"),
+            event("message", "fail"),
+        ],
+        vec![event("message", "next")],
+    ]);
+    assert!(
+        matches!(&outcomes[0], Err(FilterError::Batch(message)) if message.contains("failing after pushing")),
+        "{:?}",
+        outcomes[0]
+    );
+    let next = outcomes[1].as_ref().unwrap();
+    let data: Vec<&[u8]> = next.iter().map(|r| &r.data[..]).collect();
+    assert_eq!(
+        data,
+        vec![&b"next"[..]],
+        "the failed batch's records leaked"
+    );
+}

@@ -301,18 +301,19 @@ async fn a_missing_stream_is_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_seeds_properties_file_names_the_source_and_the_default_stream() {
+async fn the_seeds_own_test_properties_run_unchanged() {
     let kinesalite = Kinesalite::start();
     let client = kinesalite.client();
     create_stream(&client, "seed-stream", 1).await;
     let server = SseServer::always(Response::text(
-        "event: edit\ndata: kept\n\nevent: log\ndata: dropped\n\n",
+        "event: message\ndata: kept\n\nevent: log\ndata: dropped\n\n",
     ));
     let state = tempfile::tempdir().unwrap();
     let properties = state.path().join("application-properties.json");
     let json = serde_json::json!([
         {"PropertyGroupId": "SSESourceProperties", "PropertyMap": {
-            "url": server.url("/s"), "types": "edit", "headers": "User-Agent|seed-agent", "readTimeoutMS": "30000"}},
+            "url": server.url("/s"), "headers": "testheader|testvalue|testheader2|testvalue2",
+            "types": "message", "readTimeoutMS": "0", "reportMessagesReceivedMS": "5000"}},
         {"PropertyGroupId": "OutputStreamProperties", "PropertyMap": {"DefaultStream": "seed-stream"}},
         {"PropertyGroupId": "ProducerConfigProperties", "PropertyMap": {"AggregationEnabled": "false", "aws.region": "us-east-1"}}
     ]);
@@ -339,9 +340,12 @@ async fn the_seeds_properties_file_names_the_source_and_the_default_stream() {
     let stored = read_stream(&client, "seed-stream").await;
     let data: Vec<&[u8]> = stored.iter().map(|r| &r.data[..]).collect();
     assert_eq!(data, vec![&b"kept"[..]]);
-    assert_eq!(
-        server.requests()[0].header("user-agent"),
-        Some("seed-agent")
+    let request = &server.requests()[0];
+    assert_eq!(request.header("testheader"), Some("testvalue"));
+    assert_eq!(request.header("testheader2"), Some("testvalue2"));
+    assert!(
+        stderr_of(&output).contains("readTimeoutMS 0"),
+        "the choice is logged once"
     );
 }
 

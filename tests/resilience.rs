@@ -445,3 +445,120 @@ fn a_server_repeating_the_last_fifty_events_on_every_resume_delivers_each_once()
     );
     assert!(summary_field(&stderr, "duplicates_dropped") >= 50);
 }
+
+#[test]
+fn a_second_process_on_the_same_state_exits_two_and_the_first_runs_on_until_killed() {
+    // The first connection streams for up to a minute; later ones end at once.
+    let server = SseServer::start(|connection, _| {
+        if connection > 0 {
+            return Answer::Respond(Response::text("id: 0\ndata: {\"n\":0}\n\n"));
+        }
+        let steps = (0..12_000u64)
+            .flat_map(|n| {
+                [
+                    Step::Bytes(frame(n).into_bytes()),
+                    Step::Pause(Duration::from_millis(5)),
+                ]
+            })
+            .collect();
+        Answer::Respond(Response::stream(steps))
+    });
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let command = || {
+        let mut command = run_command(&server.url("/s"), state.path());
+        command.args(["--sink", &file_sink(out.path())]);
+        command
+    };
+    let mut first = command().spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server.body_bytes_sent() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        server.body_bytes_sent() > 0,
+        "the first process never streamed"
+    );
+
+    let second = run_with_limit(&mut command(), Duration::from_secs(60));
+    let lock_dir = state.path().join("pipelines").join("default");
+    assert_exit_saying(&second, 2, "is running pipeline `default`");
+    assert!(
+        stderr_of(&second).contains(&lock_dir.display().to_string()),
+        "{}",
+        stderr_of(&second)
+    );
+    assert_eq!(server.connections(), 1, "the second process connected");
+    let sent_before = server.body_bytes_sent();
+    while server.body_bytes_sent() == sent_before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first process died"
+    );
+    assert!(
+        server.body_bytes_sent() > sent_before,
+        "the first process stopped reading"
+    );
+
+    let _ = Command::new("kill")
+        .arg("-9")
+        .arg(first.id().to_string())
+        .status();
+    let _ = first.wait();
+    let mut third = command();
+    third.arg("--once");
+    let output = run_with_limit(&mut third, Duration::from_secs(60));
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(server.connections(), 2);
+}
+
+#[test]
+fn a_checkpoint_of_another_url_is_never_sent_and_the_same_url_resumes() {
+    let a = SseServer::always(Response::text(
+        "id: a1\ndata: a-one\n\nid: a2\ndata: a-two\n\n",
+    ));
+    let b = SseServer::always(Response::text(
+        "id: b1\ndata: b-one\n\nid: b2\ndata: b-two\n\n",
+    ));
+    let state = tempfile::tempdir().unwrap();
+    let run = |server: &SseServer, extra: &[&str]| {
+        let out = tempfile::tempdir().unwrap();
+        let mut command = run_command(&server.url("/stream"), state.path());
+        command
+            .args(["--once", "--sink", &file_sink(out.path())])
+            .args(extra);
+        let output = run_with_limit(&mut command, Duration::from_secs(60));
+        (output, file_sink_lines(out.path()))
+    };
+
+    let (output, _) = run(&a, &[]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+
+    let (output, records) = run(&b, &[]);
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(records, vec!["b-one", "b-two"]);
+    assert_eq!(
+        b.requests()[0].header("last-event-id"),
+        None,
+        "A's id sent to B"
+    );
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("not resuming from the checkpoint"))
+        .unwrap_or_else(|| panic!("no warning: {stderr}"));
+    assert!(
+        warning.contains(&a.url("/stream")) && warning.contains(&b.url("/stream")),
+        "{warning}"
+    );
+
+    let (output, _) = run(&b, &[]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(b.requests()[1].header("last-event-id"), Some("b2"));
+
+    let (output, _) = run(&a, &["--resume", "require"]);
+    assert_exit_saying(&output, 2, &b.url("/stream"));
+    assert_eq!(a.connections(), 1, "a refused start connected anyway");
+}

@@ -1,5 +1,6 @@
 //! Checkpoints: per pipeline, the last event id whose records the sink has
-//! acknowledged. A restart sends it as `Last-Event-ID`.
+//! acknowledged, and the stream it belongs to. A restart of the same stream sends it as
+//! `Last-Event-ID`; a checkpoint of another stream is never sent ([`Resume::decide`]).
 //!
 //! Written atomically (temporary file, then rename), so a crash leaves either
 //! the old or the new checkpoint, never a torn one. A write follows every
@@ -16,9 +17,131 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+/// On disk, `{"last_event_id": ..., "stream": {"url": ..., "headers": [...]}}`. Files
+/// written before checkpoints knew their stream hold only the id; they still load.
 #[derive(Debug, Serialize, Deserialize)]
 struct OnDisk {
     last_event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stream: Option<StreamIdentity>,
+}
+
+/// What identifies the stream a checkpoint belongs to: the URL and the request headers
+/// that select content. Credentials never go in (any header whose name mentions auth,
+/// token, secret, password, key, cookie or session), nor the User-Agent, which says who
+/// asks, not what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamIdentity {
+    /// The configured URL.
+    pub url: String,
+    /// Content-selecting headers, names in lower case, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+}
+
+impl StreamIdentity {
+    /// The identity of the stream `url` with `headers`.
+    pub fn of(url: &str, headers: &[(String, String)]) -> Self {
+        const PRIVATE: [&str; 7] = [
+            "auth", "token", "secret", "password", "key", "cookie", "session",
+        ];
+        let mut selecting: Vec<(String, String)> = headers
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.clone()))
+            .filter(|(name, _)| {
+                name != "user-agent" && !PRIVATE.iter().any(|word| name.contains(word))
+            })
+            .collect();
+        selecting.sort();
+        Self {
+            url: url.to_string(),
+            headers: selecting,
+        }
+    }
+}
+
+/// A stored checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The last event id whose records were all acknowledged.
+    pub last_event_id: String,
+    /// The stream it belongs to; `None` in files from before checkpoints knew.
+    pub stream: Option<StreamIdentity>,
+}
+
+/// Whether a restart resumes from the checkpoint (`--resume`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumePolicy {
+    /// Always start from the live edge.
+    Never,
+    /// Resume from a checkpoint of this stream; a checkpoint of another stream is not used
+    /// (a warning names both URLs) and the pipeline starts from the live edge.
+    Auto,
+    /// Like `auto`, but a checkpoint of another stream stops the start.
+    Require,
+}
+
+impl std::str::FromStr for ResumePolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "never" => Ok(Self::Never),
+            "auto" => Ok(Self::Auto),
+            "require" => Ok(Self::Require),
+            other => Err(format!("`{other}`: expected never, auto or require")),
+        }
+    }
+}
+
+/// What a start does with what it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// Send this id as `Last-Event-ID`.
+    From(String),
+    /// Start from the live edge; the reason is logged when there is one.
+    LiveEdge(Option<String>),
+    /// Do not start (`--resume require` and a checkpoint of another stream).
+    Refuse(String),
+}
+
+impl Resume {
+    /// Decides, by `policy`, whether `found` is resumed for the stream `current`.
+    pub fn decide(
+        policy: ResumePolicy,
+        found: Option<Checkpoint>,
+        current: &StreamIdentity,
+    ) -> Self {
+        let Some(found) = found else {
+            return Self::LiveEdge(None);
+        };
+        if policy == ResumePolicy::Never {
+            return Self::LiveEdge(Some("--resume never".to_string()));
+        }
+        match &found.stream {
+            Some(stream) if stream != current => {
+                let why = if stream.url == current.url {
+                    format!(
+                        "the checkpoint belongs to {} with other request headers",
+                        stream.url
+                    )
+                } else {
+                    format!(
+                        "the checkpoint belongs to {}, not to {}",
+                        stream.url, current.url
+                    )
+                };
+                match policy {
+                    ResumePolicy::Require => Self::Refuse(format!(
+                        "{why} (--resume require); use another --name or --state-dir, or \
+                         --resume auto to start this stream from its live edge"
+                    )),
+                    _ => Self::LiveEdge(Some(why)),
+                }
+            }
+            _ => Self::From(found.last_event_id),
+        }
+    }
 }
 
 /// Errors reading or writing a checkpoint.
@@ -38,6 +161,7 @@ pub enum CheckpointError {
 #[derive(Debug)]
 pub struct Checkpoints {
     path: PathBuf,
+    stream: StreamIdentity,
     pending: Option<String>,
     written: Option<String>,
     last_write: Option<Instant>,
@@ -45,8 +169,12 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// The checkpoint of `pipeline` under `state_dir`.
-    pub fn open(state_dir: &Path, pipeline: &str) -> Result<Self, CheckpointError> {
+    /// The checkpoint of `pipeline` under `state_dir`, written for `stream`.
+    pub fn open(
+        state_dir: &Path,
+        pipeline: &str,
+        stream: StreamIdentity,
+    ) -> Result<Self, CheckpointError> {
         let dir = state_dir.join("pipelines").join(pipeline);
         fs::create_dir_all(&dir).map_err(|source| CheckpointError::Io {
             action: "create the directory of",
@@ -55,6 +183,7 @@ impl Checkpoints {
         })?;
         Ok(Self {
             path: dir.join("checkpoint.json"),
+            stream,
             pending: None,
             written: None,
             last_write: None,
@@ -62,8 +191,8 @@ impl Checkpoints {
         })
     }
 
-    /// The stored last event id, if any.
-    pub fn load(&self) -> Result<Option<String>, CheckpointError> {
+    /// The stored checkpoint, if any (one with an empty id counts as none).
+    pub fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
         let text = match fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -80,7 +209,11 @@ impl Checkpoints {
                 path: self.path.clone(),
                 reason: e.to_string(),
             })?;
-        Ok(Some(on_disk.last_event_id).filter(|id| !id.is_empty()))
+        Ok(Some(Checkpoint {
+            last_event_id: on_disk.last_event_id,
+            stream: on_disk.stream,
+        })
+        .filter(|checkpoint| !checkpoint.last_event_id.is_empty()))
     }
 
     /// Notes that everything up to `last_event_id` is acknowledged; writes it
@@ -122,6 +255,7 @@ impl Checkpoints {
         let temporary = self.path.with_extension("json.tmp");
         let body = serde_json::to_vec(&OnDisk {
             last_event_id: id.clone(),
+            stream: Some(self.stream.clone()),
         })
         .unwrap_or_default();
         let mut file = fs::File::create(&temporary).map_err(|e| io("create", e))?;
@@ -141,25 +275,93 @@ impl Checkpoints {
 mod tests {
     use super::*;
 
+    fn stream(url: &str) -> StreamIdentity {
+        StreamIdentity::of(url, &[])
+    }
+
     #[test]
-    fn an_acknowledged_id_survives_a_reopen() -> Result<(), Box<dyn std::error::Error>> {
+    fn an_acknowledged_id_survives_a_reopen_with_its_stream()
+    -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let mut checkpoints = Checkpoints::open(dir.path(), "p")?;
+        let a = stream("https://a.example/s");
+        let mut checkpoints = Checkpoints::open(dir.path(), "p", a.clone())?;
         assert_eq!(checkpoints.load()?, None);
         checkpoints.acknowledge("42")?;
         checkpoints.acknowledge("43")?;
         checkpoints.flush()?;
         assert_eq!(
-            Checkpoints::open(dir.path(), "p")?.load()?,
-            Some("43".to_string())
+            Checkpoints::open(dir.path(), "p", a.clone())?.load()?,
+            Some(Checkpoint {
+                last_event_id: "43".to_string(),
+                stream: Some(a),
+            })
         );
         Ok(())
     }
 
     #[test]
+    fn an_old_checkpoint_without_its_stream_still_resumes() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let checkpoints = Checkpoints::open(dir.path(), "p", stream("https://a.example/s"))?;
+        fs::write(
+            dir.path().join("pipelines/p/checkpoint.json"),
+            r#"{"last_event_id":"7"}"#,
+        )?;
+        let found = checkpoints.load()?;
+        assert_eq!(
+            Resume::decide(ResumePolicy::Auto, found, &stream("https://b.example/s")),
+            Resume::From("7".to_string())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_stream_is_not_resumed() {
+        let found = Some(Checkpoint {
+            last_event_id: "7".to_string(),
+            stream: Some(stream("https://a.example/s")),
+        });
+        let b = stream("https://b.example/s");
+        let Resume::LiveEdge(Some(why)) = Resume::decide(ResumePolicy::Auto, found.clone(), &b)
+        else {
+            panic!("auto starts from the live edge");
+        };
+        assert!(why.contains("https://a.example/s") && why.contains("https://b.example/s"));
+        assert!(matches!(
+            Resume::decide(ResumePolicy::Require, found.clone(), &b),
+            Resume::Refuse(_)
+        ));
+        assert_eq!(
+            Resume::decide(ResumePolicy::Never, found, &stream("https://a.example/s")),
+            Resume::LiveEdge(Some("--resume never".to_string()))
+        );
+    }
+
+    #[test]
+    fn credentials_and_the_user_agent_are_not_part_of_a_streams_identity() {
+        let headers = [
+            ("Authorization".to_string(), "Bearer 1".to_string()),
+            ("X-Api-Key".to_string(), "k".to_string()),
+            ("User-Agent".to_string(), "me".to_string()),
+            ("Accept-Language".to_string(), "en".to_string()),
+        ];
+        let identity = StreamIdentity::of("https://a.example/s", &headers);
+        assert_eq!(
+            identity.headers,
+            vec![("accept-language".to_string(), "en".to_string())]
+        );
+        let other_token = [("Authorization".to_string(), "Bearer 2".to_string())];
+        assert_eq!(
+            StreamIdentity::of("https://a.example/s", &other_token),
+            StreamIdentity::of("https://a.example/s", &[])
+        );
+    }
+
+    #[test]
     fn a_corrupt_checkpoint_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let checkpoints = Checkpoints::open(dir.path(), "p")?;
+        let checkpoints = Checkpoints::open(dir.path(), "p", stream("https://a.example/s"))?;
         fs::write(dir.path().join("pipelines/p/checkpoint.json"), "{not json")?;
         let error = checkpoints.load().err().ok_or("expected an error")?;
         assert!(error.to_string().contains("corrupt"), "{error}");

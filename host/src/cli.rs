@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::checkpoint::ResumePolicy;
 use crate::filter_stage::OnFilterError;
 use crate::logging::LogArgs;
 use crate::partition::KeyStrategy;
@@ -194,10 +195,19 @@ pub struct RunArgs {
     /// ranges, `*`); default: NO_PROXY from the environment.
     #[arg(long, value_name = "LIST")]
     pub no_proxy: Option<String>,
+    /// Resume from the checkpoint: `auto` when it belongs to this stream (URL and
+    /// content-selecting headers; another stream's is not used, with a warning), `require`
+    /// (another stream's checkpoint stops the start), `never`. Default: auto.
+    #[arg(long, default_value = "auto", value_parser = parse_resume)]
+    pub resume: ResumePolicy,
     /// Another origin (`https://host[:port]`) that redirects may lead to; repeat for more.
     /// The configured URL's origin is always allowed, nothing else is.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+}
+
+fn parse_resume(text: &str) -> Result<ResumePolicy, String> {
+    text.parse()
 }
 
 /// The record format.

@@ -9,6 +9,7 @@ use kinesis_producer::{ProducerConfig, ProducerError};
 use thiserror::Error;
 use url::Url;
 
+use crate::checkpoint::ResumePolicy;
 use crate::cli::{Format, RunArgs};
 use crate::filter::FilterLimits;
 use crate::filter_stage::OnFilterError;
@@ -113,6 +114,8 @@ pub struct PipelineConfig {
     pub admin: Option<std::net::SocketAddr>,
     /// TLS trust, proxies, redirects and the User-Agent.
     pub network: NetworkConfig,
+    /// Whether a restart resumes from the checkpoint.
+    pub resume: ResumePolicy,
 }
 
 /// How a pipeline meets the network (`--ca-file`, `--client-cert`, `--proxy`,
@@ -264,8 +267,46 @@ impl PipelineConfig {
             admin: args.admin,
             partition_key: args.partition_key.clone(),
             network: network_config(args)?,
+            resume: args.resume,
         })
+        .and_then(Self::refuse_overlapping_outputs)
     }
+
+    /// Dead letters inside the sink's directory (or the sink's inside theirs) would look
+    /// like data to whoever reads the sink.
+    fn refuse_overlapping_outputs(self) -> Result<Self, ConfigError> {
+        if let SinkSpec::File(sink) = &self.sink {
+            let (sink_abs, dead_abs) = (absolute(sink), absolute(&self.dead_letter_dir));
+            if sink_abs.starts_with(&dead_abs) || dead_abs.starts_with(&sink_abs) {
+                return Err(ConfigError::Value {
+                    flag: "dead-letter",
+                    reason: format!(
+                        "{} and the sink directory {} overlap: dead letters would look like \
+                         data to whoever reads the sink; give them separate directories",
+                        self.dead_letter_dir.display(),
+                        sink.display()
+                    ),
+                });
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// `path` made absolute and without `.` or `..` parts, for comparing where two flags point.
+fn absolute(path: &std::path::Path) -> PathBuf {
+    let full = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut clean = PathBuf::new();
+    for part in full.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            other => clean.push(other),
+        }
+    }
+    clean
 }
 
 /// Loads the TLS files and checks the proxy, origins and User-Agent.
@@ -471,6 +512,33 @@ mod tests {
         assert!(parse_origin("https://cdn.example.org/path").is_err());
         assert!(parse_origin("ftp://cdn.example.org").is_err());
         assert!(parse_origin("cdn.example.org").is_err());
+    }
+
+    fn run_args(flags: &[&str]) -> RunArgs {
+        use clap::Parser as _;
+        let mut argv = vec!["sse-ingest", "run"];
+        argv.extend_from_slice(flags);
+        match crate::cli::Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(crate::cli::Command::Run(args)) => *args,
+            other => panic!("not a run command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dead_letters_inside_the_sink_directory_are_refused_naming_both() {
+        for (sink, dead) in [
+            ("file:out", "file:out"),
+            ("file:out", "file:./out/dead"),
+            ("file:out/data", "file:out"),
+        ] {
+            let args = run_args(&["--sink", sink, "--dead-letter", dead]);
+            let error = PipelineConfig::from_run_args(&args).expect_err("overlap refused");
+            let text = error.to_string();
+            assert!(text.starts_with("invalid --dead-letter:"), "{text}");
+            assert!(text.contains("overlap"), "{text}");
+        }
+        let args = run_args(&["--sink", "file:out", "--dead-letter", "file:out-dead"]);
+        assert!(PipelineConfig::from_run_args(&args).is_ok());
     }
 
     #[test]

@@ -72,6 +72,26 @@ impl FilterHarness {
             instance.handle(&events).await
         })
     }
+
+    /// Runs the batches in order on one instance (as a pipeline does between failures),
+    /// returning each batch's outcome.
+    pub fn run_batches(&self, batches: Vec<Vec<Event>>) -> Vec<Result<Vec<Record>, FilterError>> {
+        self.runtime.block_on(async {
+            let mut instance = match self
+                .component
+                .instantiate(&self.context, &self.config, FilterLimits::default())
+                .await
+            {
+                Ok(instance) => instance,
+                Err(error) => return vec![Err(error)],
+            };
+            let mut outcomes = Vec::with_capacity(batches.len());
+            for batch in &batches {
+                outcomes.push(instance.handle(batch).await);
+            }
+            outcomes
+        })
+    }
 }
 
 /// An event as a server would send it, for tests.

@@ -26,4 +26,5 @@ pub mod record;
 pub mod seed;
 pub mod sink;
 pub mod source;
+pub mod state_lock;
 pub mod watch;

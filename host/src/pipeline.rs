@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use wasmtime::Engine;
 
-use crate::checkpoint::{CheckpointError, Checkpoints};
+use crate::checkpoint::{CheckpointError, Checkpoints, Resume, StreamIdentity};
 use crate::config::PipelineConfig;
 use crate::dead_letter::DeadLetters;
 use crate::dedupe::{ReplayCause, ReplayWindow};
@@ -52,6 +52,8 @@ pub enum PipelineError {
     Checkpoint(#[from] CheckpointError),
     #[error("shutdown timed out with {0} records undelivered; they are in the dead-letter output")]
     Undelivered(usize),
+    #[error("not starting: {0}")]
+    Resume(String),
 }
 
 /// A request to put a prepared filter live; answered with its version.
@@ -110,11 +112,20 @@ impl Pipeline {
         ready: oneshot::Sender<PipelineHandle>,
     ) -> Result<PipelineEnd, PipelineError> {
         let config = &self.config;
-        let checkpoints = Checkpoints::open(&config.state_dir, &config.name)?;
-        let resume_from = checkpoints.load()?;
-        if let Some(id) = &resume_from {
-            tracing::info!(pipeline = %config.name, last_event_id = %id, "resuming from checkpoint");
-        }
+        let stream = StreamIdentity::of(config.url.as_str(), &config.headers);
+        let checkpoints = Checkpoints::open(&config.state_dir, &config.name, stream.clone())?;
+        let resume_from = match Resume::decide(config.resume, checkpoints.load()?, &stream) {
+            Resume::From(id) => {
+                tracing::info!(pipeline = %config.name, last_event_id = %id, "resuming from checkpoint");
+                Some(id)
+            }
+            Resume::LiveEdge(None) => None,
+            Resume::LiveEdge(Some(why)) => {
+                tracing::warn!(pipeline = %config.name, reason = %why, "not resuming from the checkpoint: starting from the live edge");
+                None
+            }
+            Resume::Refuse(why) => return Err(PipelineError::Resume(why)),
+        };
         let mut replays = match &resume_from {
             Some(id) => ReplayWindow::resuming_after(config.dedupe_window, id),
             None => ReplayWindow::new(config.dedupe_window),

@@ -122,11 +122,18 @@ impl SeedProperties {
         if args.types.is_empty() {
             args.types = self.types;
         }
-        if let Some(ms) = self
-            .read_timeout_ms
-            .filter(|_| args.idle_timeout_ms == DEFAULT_IDLE_TIMEOUT_MS)
-        {
-            args.idle_timeout_ms = ms;
+        match self.read_timeout_ms {
+            // The seed's 0 meant "no read timeout": a stall would never be noticed. Keep our
+            // idle timeout instead, and say so once.
+            Some(0) => tracing::info!(
+                idle_timeout_ms = args.idle_timeout_ms,
+                "readTimeoutMS 0 (no timeout in the old application) uses sse-ingest's idle \
+                 timeout instead, so that a stalled connection is still noticed"
+            ),
+            Some(ms) if args.idle_timeout_ms == DEFAULT_IDLE_TIMEOUT_MS => {
+                args.idle_timeout_ms = ms;
+            }
+            _ => {}
         }
         if let Some(stream) = self.default_stream.filter(|_| args.sink == DEFAULT_SINK) {
             args.sink = format!("kinesis:{stream}");
@@ -174,6 +181,18 @@ mod tests {
             args.headers,
             vec!["User-Agent: sse-ingest", "Accept-Language: en"]
         );
+    }
+
+    #[test]
+    fn a_read_timeout_of_zero_keeps_the_idle_timeout() {
+        let seed = SeedProperties::parse(
+            r#"[{"PropertyGroupId": "SSESourceProperties", "PropertyMap": {"url": "https://example.org/s", "readTimeoutMS": "0"}}]"#,
+        )
+        .expect("valid properties");
+        let mut args = run_args(&[]);
+        seed.apply(&mut args);
+        assert_eq!(args.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS);
+        assert!(crate::config::PipelineConfig::from_run_args(&args).is_ok());
     }
 
     #[test]

@@ -29,15 +29,19 @@ pub fn init<F: Filter>(context: Context, config: Vec<(String, String)>) -> Resul
     Ok(())
 }
 
-/// Runs the filter over one batch and hands its records to the host in one call.
+/// Runs the filter over one batch and hands its records to the host in one call. A batch
+/// the filter fails on hands over nothing: what it pushed before failing is discarded
+/// here, so it can never leak into the next batch, whatever the host does with the
+/// instance.
 pub fn handle(events: &[Event]) -> Result<(), String> {
     RUNNING.with(|cell| {
         let mut guard = cell.borrow_mut();
         let running = guard
             .as_mut()
             .ok_or_else(|| "filter called before init".to_string())?;
-        running.filter.handle(events, &mut running.output)?;
+        let handled = running.filter.handle(events, &mut running.output);
         let records = running.output.take();
+        handled?;
         if !records.is_empty() {
             put_records(&records);
         }

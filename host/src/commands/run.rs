@@ -7,7 +7,7 @@ use tokio::sync::{oneshot, watch};
 use crate::admin::{self, Pipelines};
 use crate::cli::RunArgs;
 use crate::components;
-use crate::config::{FilterSpec, PipelineConfig};
+use crate::config::{FilterSpec, PipelineConfig, SinkSpec};
 use crate::engine;
 use crate::exit::{self, Failure};
 use crate::filter::FilterComponent;
@@ -15,6 +15,7 @@ use crate::filter::FilterError;
 use crate::metrics::Metrics;
 use crate::pipeline::{InitialFilter, Pipeline, PipelineEnd, PipelineError};
 use crate::source::SourceComponent;
+use crate::state_lock::{LockError, StateLock};
 
 /// Runs the pipeline the flags describe; returns the exit code.
 pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
@@ -24,11 +25,26 @@ pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
             .apply(&mut args);
     }
     let config = PipelineConfig::from_run_args(&args).map_err(Failure::usage)?;
+    // Before compiling or connecting anything: one process per pipeline state.
+    let _lock = lock_state(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(run(config))
+}
+
+/// Locks the pipeline's state directory and its file-sink directory; a second process on
+/// them is a usage error (exit 2) naming the directory and the pipeline.
+fn lock_state(config: &PipelineConfig) -> Result<StateLock, Failure> {
+    let mut dirs = vec![config.state_dir.join("pipelines").join(&config.name)];
+    if let SinkSpec::File(dir) = &config.sink {
+        dirs.push(dir.join(&config.name));
+    }
+    StateLock::acquire(&config.name, &dirs).map_err(|error| match error {
+        LockError::Held { .. } => Failure::usage(error),
+        LockError::Io { .. } => Failure::failed(error),
+    })
 }
 
 async fn run(config: PipelineConfig) -> Result<u8, Failure> {
@@ -122,6 +138,7 @@ async fn run(config: PipelineConfig) -> Result<u8, Failure> {
         }),
         // A filter that refuses its configuration at start is a configuration error.
         Err(error @ PipelineError::Filter(FilterError::Init(_))) => Err(Failure::usage(error)),
+        Err(error @ PipelineError::Resume(_)) => Err(Failure::usage(error)),
         Err(error) => Err(Failure::failed(error)),
     }
 }
