@@ -8,7 +8,7 @@
 //! | `SSESourceProperties` | `url` | `--url` |
 //! | | `headers` (`Name\|value\|Name\|value`) | `--header` (added) |
 //! | | `types` (`a\|b`) | `--types` |
-//! | | `readTimeoutMS` | `--idle-timeout-ms` (an idle timeout that reconnects, not a stall) |
+//! | | `readTimeoutMS` | `--idle-timeout-ms` (an idle timeout that reconnects, not a stall; `0`, the seed's "none", keeps the default) |
 //! | | `reportMessagesReceivedMS` | ignored: counters are on `/metrics` |
 //! | `OutputStreamProperties` | `DefaultStream` | `--sink kinesis:STREAM` |
 //! | `ProducerConfigProperties` | `aws.region` | `--region` |
