@@ -165,3 +165,24 @@ fn out_of_range_kinesis_limits_are_usage_errors_naming_the_flag() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn dead_letters_inside_the_sink_directory_are_refused_naming_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = dir.path().join("out");
+    let dead = sink.join("dead");
+    let mut command = sse_ingest();
+    command.args(["run", "--url", "http://127.0.0.1:9/s"]);
+    command
+        .arg("--sink")
+        .arg(format!("file:{}", sink.display()));
+    command
+        .arg("--dead-letter")
+        .arg(format!("file:{}", dead.display()));
+    isolated(&mut command, dir.path());
+    let output = run_with_limit(&mut command, LIMIT);
+    assert_exit_saying(&output, 2, "overlap");
+    let stderr = stderr_of(&output);
+    assert!(stderr.contains(&dead.display().to_string()), "{stderr}");
+    assert!(stderr.contains(&sink.display().to_string()), "{stderr}");
+}

@@ -487,3 +487,50 @@ fn records_a_filter_pushed_before_failing_never_reach_the_next_batch() {
         "the failed batch's records leaked"
     );
 }
+
+/// Runs json-match with `stream=side` into `sink` and returns (stdout, dead letters).
+fn run_routing_to_a_stream(sink: &str, dead: &std::path::Path) -> (String, Vec<Value>) {
+    let server = SseServer::always(Response::text("data: {\"n\":1}\n\ndata: {\"n\":2}\n\n"));
+    let state = tempfile::tempdir().unwrap();
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--once", "--sink", sink, "--filter", "json-match"]);
+    command.args(["--filter-config", "stream=side"]);
+    command
+        .arg("--dead-letter")
+        .arg(format!("file:{}", dead.display()));
+    let output = run_with_limit(&mut command, LIMIT);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        dead_letters(dead),
+    )
+}
+
+#[test]
+fn file_and_stdout_sinks_dead_letter_records_a_filter_sends_to_another_stream() {
+    let out = tempfile::tempdir().unwrap();
+    for sink in [file_sink(out.path()), "stdout".to_string()] {
+        let dead = tempfile::tempdir().unwrap();
+        let (stdout, letters) = run_routing_to_a_stream(&sink, dead.path());
+        assert_eq!(letters.len(), 2, "{sink}: {letters:?}");
+        for letter in &letters {
+            assert_eq!(letter["stream"], "side");
+            let reason = letter["reason"].as_str().unwrap();
+            assert!(reason.contains("has no streams"), "{reason}");
+        }
+        assert!(
+            !stdout.contains("\"n\""),
+            "{sink} wrote a refused record: {stdout}"
+        );
+    }
+    assert!(file_sink_lines(out.path()).is_empty());
+}
+
+#[test]
+fn allow_stream_needs_a_kinesis_sink() {
+    let state = tempfile::tempdir().unwrap();
+    let mut command = run_command("http://127.0.0.1:9/s", state.path());
+    command.args(["--once", "--sink", "stdout", "--allow-stream", "side"]);
+    let output = run_with_limit(&mut command, LIMIT);
+    assert_exit_saying(&output, 2, "--allow-stream: needs --sink kinesis:STREAM");
+}

@@ -180,6 +180,42 @@ async fn the_kinesis_client_goes_through_the_configured_proxy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_writes_to_another_stream_only_when_it_is_allowed() {
+    let kinesalite = Kinesalite::start();
+    let client = kinesalite.client();
+    create_stream(&client, "main", 1).await;
+    create_stream(&client, "side", 1).await;
+    let server = SseServer::always(Response::text("data: {\"n\":1}\n\ndata: {\"n\":2}\n\n"));
+    let routing = ["--filter", "json-match", "--filter-config", "stream=side"];
+
+    let mut allowed = routing.to_vec();
+    allowed.extend(["--allow-stream", "side"]);
+    let (output, _state) =
+        run_into_kinesis(server.url("/s"), "main", kinesalite.endpoint(), &allowed).await;
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(read_stream(&client, "side").await.len(), 2);
+    assert!(read_stream(&client, "main").await.is_empty());
+
+    let dead = tempfile::tempdir().unwrap();
+    let dead_arg = format!("file:{}", dead.path().display());
+    let mut refused = routing.to_vec();
+    refused.extend(["--dead-letter", &dead_arg]);
+    let (output, _state) =
+        run_into_kinesis(server.url("/s"), "main", kinesalite.endpoint(), &refused).await;
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let letters = dead_letters(dead.path());
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    let reason = letters[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("--allow-stream side"), "{reason}");
+    assert_eq!(
+        read_stream(&client, "side").await.len(),
+        2,
+        "nothing more reached side"
+    );
+    assert!(read_stream(&client, "main").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_loses_nothing_and_ordered_mode_never_inverts_a_key() {
     // One shard, so that 1000 records/s is well below what the pipeline offers.
     const TOTAL: u64 = 6_000;

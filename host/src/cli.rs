@@ -200,6 +200,10 @@ pub struct RunArgs {
     /// (another stream's checkpoint stops the start), `never`. Default: auto.
     #[arg(long, default_value = "auto", value_parser = parse_resume)]
     pub resume: ResumePolicy,
+    /// Kinesis: another stream the filter may send records to (a filter naming any other
+    /// stream gets a dead letter); repeat for more.
+    #[arg(long = "allow-stream", value_name = "NAME")]
+    pub allow_streams: Vec<String>,
     /// Another origin (`https://host[:port]`) that redirects may lead to; repeat for more.
     /// The configured URL's origin is always allowed, nothing else is.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]

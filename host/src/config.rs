@@ -116,6 +116,8 @@ pub struct PipelineConfig {
     pub network: NetworkConfig,
     /// Whether a restart resumes from the checkpoint.
     pub resume: ResumePolicy,
+    /// Streams besides the sink's own that the filter may send records to.
+    pub allowed_streams: Vec<String>,
 }
 
 /// How a pipeline meets the network (`--ca-file`, `--client-cert`, `--proxy`,
@@ -268,8 +270,35 @@ impl PipelineConfig {
             partition_key: args.partition_key.clone(),
             network: network_config(args)?,
             resume: args.resume,
+            allowed_streams: args.allow_streams.clone(),
         })
+        .and_then(Self::check_allowed_streams)
         .and_then(Self::refuse_overlapping_outputs)
+    }
+
+    /// `--allow-stream` names Kinesis streams, and only a Kinesis sink has streams.
+    fn check_allowed_streams(self) -> Result<Self, ConfigError> {
+        if self.allowed_streams.is_empty() {
+            return Ok(self);
+        }
+        if !matches!(self.sink, SinkSpec::Kinesis(_)) {
+            return Err(ConfigError::Value {
+                flag: "allow-stream",
+                reason: "needs --sink kinesis:STREAM: the file and stdout sinks write one output"
+                    .into(),
+            });
+        }
+        for name in &self.allowed_streams {
+            if parse_sink(&format!("kinesis:{name}")).is_err() {
+                return Err(ConfigError::Value {
+                    flag: "allow-stream",
+                    reason: format!(
+                        "`{name}` is not a Kinesis stream name (1 to 128 letters, digits, `_`, `.`, `-`)"
+                    ),
+                });
+            }
+        }
+        Ok(self)
     }
 
     /// Dead letters inside the sink's directory (or the sink's inside theirs) would look

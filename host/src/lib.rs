@@ -27,4 +27,5 @@ pub mod seed;
 pub mod sink;
 pub mod source;
 pub mod state_lock;
+pub mod stream_rule;
 pub mod watch;

@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::record::Record;
 use crate::sink::{Ack, Sink, SinkError};
 use crate::source::{Finish, SourceBatch, SourceComponent, SourceError};
+use crate::stream_rule::StreamRule;
 
 /// Batches the source may have queued ahead of the filter.
 const QUEUE_BATCHES: usize = 4;
@@ -126,6 +127,7 @@ impl Pipeline {
             }
             Resume::Refuse(why) => return Err(PipelineError::Resume(why)),
         };
+        let streams = StreamRule::new(&config.sink, &config.allowed_streams);
         let mut replays = match &resume_from {
             Some(id) => ReplayWindow::resuming_after(config.dedupe_window, id),
             None => ReplayWindow::new(config.dedupe_window),
@@ -203,7 +205,7 @@ impl Pipeline {
                     }
                     batch = batches_rx.recv() => match batch {
                         Some(batch) => {
-                            let settle = self.process(batch, &mut replays, &mut stage, &mut sink).await?;
+                            let settle = self.process(batch, &mut replays, &streams, &mut stage, &mut sink).await?;
                             if acks_tx.send(settle).await.is_err() {
                                 break;
                             }
@@ -261,6 +263,7 @@ impl Pipeline {
         &self,
         mut batch: SourceBatch,
         replays: &mut ReplayWindow,
+        streams: &StreamRule,
         stage: &mut FilterStage,
         sink: &mut Sink,
     ) -> Result<Settle, PipelineError> {
@@ -290,10 +293,12 @@ impl Pipeline {
         let failed_events = handled
             .dead_letter_reason
             .map(|reason| (std::mem::take(&mut batch.events), reason));
-        let ack = sink.submit(&handled.records).await?;
+        let (records, refused_records) = streams.split(handled.records);
+        let ack = sink.submit(&records).await?;
         Ok(Settle {
             ack,
             failed_events,
+            refused_records,
             last_event_id: batch.last_event_id,
         })
     }
@@ -325,6 +330,8 @@ async fn start_shutdown_clock_on_stop(
 struct Settle {
     ack: Ack,
     failed_events: Option<(Vec<crate::source::Event>, String)>,
+    /// Records the stream rule kept from the sink, with the reason.
+    refused_records: Vec<(Record, String)>,
     last_event_id: String,
 }
 
@@ -349,6 +356,10 @@ async fn settle_in_order(
         };
         if let Some((events, reason)) = &settle.failed_events {
             dead_letters.write_events(events, reason, &metrics)?;
+        }
+        if let Some((_, reason)) = settle.refused_records.first() {
+            tracing::warn!(records = settle.refused_records.len(), %reason, "records dead-lettered");
+            dead_letters.write_records(&settle.refused_records, &metrics)?;
         }
         let outcome = settle.ack.settled().await?;
         if !outcome.dead_letters.is_empty() {

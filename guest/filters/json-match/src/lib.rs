@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `where=PREDICATE` | one predicate; may repeat, all must hold (AND) |
 //! | `key=/json/pointer` | partition key from the data |
+//! | `stream=NAME` | write the kept records to the Kinesis stream `NAME` instead of the pipeline's; the operator must allow it with `--allow-stream NAME`, or each record is a dead letter |
 //!
 //! A predicate is a [JSON pointer](https://www.rfc-editor.org/rfc/rfc6901)
 //! (`/meta/domain`; `~1` stands for `/` and `~0` for `~` in a member name)
@@ -48,7 +49,7 @@
 use std::cmp::Ordering;
 use std::str::FromStr;
 
-use filter_sdk::{Config, Context, DropCounter, Event, Filter, Output};
+use filter_sdk::{Config, Context, DropCounter, Event, Filter, Output, OutputRecord};
 use serde_json::{Number, Value};
 
 /// Keeps the events whose JSON data matches every predicate.
@@ -56,6 +57,7 @@ use serde_json::{Number, Value};
 pub struct JsonMatch {
     predicates: Vec<Predicate>,
     key: Option<String>,
+    stream: Option<String>,
     not_json: DropCounter,
 }
 
@@ -73,7 +75,17 @@ pub enum Decision {
 impl JsonMatch {
     /// Parses the configuration (see the crate documentation).
     pub fn from_config(config: &Config) -> Result<Self, String> {
-        config.reject_unknown(&["where", "key"])?;
+        config.reject_unknown(&["where", "key", "stream"])?;
+        let stream = match config.get("stream") {
+            None => None,
+            Some(name) if is_stream_name(name) => Some(name.to_string()),
+            Some(name) => {
+                return Err(format!(
+                    "json-match filter: invalid `stream={name}`: a Kinesis stream name is 1 to \
+                     128 letters, digits, `_`, `.` or `-`"
+                ));
+            }
+        };
         let predicates = config
             .iter()
             .filter(|(key, _)| *key == "where")
@@ -90,6 +102,7 @@ impl JsonMatch {
         Ok(Self {
             predicates,
             key,
+            stream,
             not_json: not_json_counter(),
         })
     }
@@ -145,10 +158,12 @@ impl Filter for JsonMatch {
             match self.decide(&event.data) {
                 Decision::Keep { partition_key } => {
                     let data = out.format(event);
-                    match partition_key {
-                        Some(key) => out.push_keyed(data, key),
-                        None => out.push_for(event, data),
-                    }
+                    let partition_key = partition_key.or_else(|| out.key_for(event));
+                    out.push_record(OutputRecord {
+                        data,
+                        partition_key,
+                        stream: self.stream.clone(),
+                    });
                 }
                 Decision::Drop => {}
                 Decision::NotJson => not_json += 1,
@@ -160,6 +175,14 @@ impl Filter for JsonMatch {
 }
 
 filter_sdk::export_filter!(JsonMatch);
+
+/// Kinesis' rule for stream names.
+fn is_stream_name(name: &str) -> bool {
+    (1..=128).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
 
 /// One `where=` predicate.
 #[derive(Debug, Clone)]
@@ -593,6 +616,13 @@ mod tests {
         assert!(err.contains("`~0` for `~`"), "{err}");
         let err = refusal(&[("key", "meta/domain")]);
         assert!(err.contains("`key=meta/domain`"), "{err}");
+    }
+
+    #[test]
+    fn a_stream_must_be_a_kinesis_stream_name() {
+        assert!(filter(&[("stream", "enwiki-edits")]).stream.is_some());
+        let err = refusal(&[("stream", "bad/name")]);
+        assert!(err.contains("`stream=bad/name`"), "{err}");
     }
 
     #[test]
