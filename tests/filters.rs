@@ -163,7 +163,8 @@ fn bad_swaps_are_refused_with_a_reason_and_the_running_filter_stays() {
     assert!(body.contains("not a usable filter component"), "{body}");
     assert!(body.contains("a capability filters do not get"), "{body}");
 
-    let trap = std::fs::read(sse_ingest::components::testing_filter_path("trap").unwrap()).unwrap();
+    let trap =
+        std::fs::read(sse_ingest::wasm::components::testing_filter_path("trap").unwrap()).unwrap();
     let (status, body) = swap(port, &trap, "config=when%3Dalways");
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("probe batch"), "{body}");
@@ -219,7 +220,7 @@ fn contain(kind: &str, extra: &[&str]) -> (Vec<String>, Vec<Value>, String) {
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let dead = tempfile::tempdir().unwrap();
-    let filter = sse_ingest::components::testing_filter_path(kind).unwrap();
+    let filter = sse_ingest::wasm::components::testing_filter_path(kind).unwrap();
     let mut command = run_command(&server.url("/s"), state.path());
     command.args(["--once", "--filter", filter, "--batch-max-events", "10"]);
     command.args(["--sink", &file_sink(out.path())]);
@@ -282,7 +283,7 @@ fn a_filter_that_hogs_memory_is_stopped_by_its_memory_limit() {
 fn on_filter_error_stop_ends_the_pipeline_with_the_reason() {
     let server = SseServer::always(Response::text("data: trap\n\n"));
     let state = tempfile::tempdir().unwrap();
-    let filter = sse_ingest::components::testing_filter_path("trap").unwrap();
+    let filter = sse_ingest::wasm::components::testing_filter_path("trap").unwrap();
     let mut command = run_command(&server.url("/s"), state.path());
     command.args(["--once", "--sink", "stdout", "--filter", filter]);
     command.args(["--on-filter-error", "stop"]);
@@ -306,7 +307,8 @@ fn a_swapped_filter_that_fails_on_probation_is_rolled_back_and_the_batch_rerun()
     let child = start_run(&server, state.path(), out.path(), &["--admin", &admin]);
     wait_for_admin(port, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));
-    let trap = std::fs::read(sse_ingest::components::testing_filter_path("trap").unwrap()).unwrap();
+    let trap =
+        std::fs::read(sse_ingest::wasm::components::testing_filter_path("trap").unwrap()).unwrap();
     let (status, body) = swap(port, &trap, "config=when%3Ddata");
     assert_eq!(status, 200, "{body}");
     let output = child.wait_with_output().unwrap();
@@ -447,7 +449,7 @@ fn filters_export_writes_every_builtin_as_a_loadable_component() {
 
 #[test]
 fn the_rust_harness_runs_a_filter_component_in_cargo_test() {
-    use sse_ingest::filter_harness::{FilterHarness, event};
+    use sse_ingest::wasm::filter_harness::{FilterHarness, event};
     let harness = FilterHarness::new(&builtin_filter("wikimedia"), &[]).unwrap();
     let records = harness
         .run(vec![
@@ -463,9 +465,10 @@ fn the_rust_harness_runs_a_filter_component_in_cargo_test() {
 
 #[test]
 fn records_a_filter_pushed_before_failing_never_reach_the_next_batch() {
-    use sse_ingest::filter::FilterError;
-    use sse_ingest::filter_harness::{FilterHarness, event};
-    let trap = std::fs::read(sse_ingest::components::testing_filter_path("trap").unwrap()).unwrap();
+    use sse_ingest::wasm::filter::FilterError;
+    use sse_ingest::wasm::filter_harness::{FilterHarness, event};
+    let trap =
+        std::fs::read(sse_ingest::wasm::components::testing_filter_path("trap").unwrap()).unwrap();
     let harness = FilterHarness::new(&trap, &[("when", "error")]).unwrap();
     let outcomes = harness.run_batches(vec![
         vec![

@@ -9,13 +9,13 @@
 
 use std::time::{Duration, Instant};
 
-use sse_ingest::filter::bindings::Filter;
-use sse_ingest::filter::bindings::sse_ingest::pipeline::filter_types::{
+use sse_ingest::wasm::filter::bindings::Filter;
+use sse_ingest::wasm::filter::bindings::sse_ingest::pipeline::filter_types::{
     self, KeyStrategy, OutputFormat, PipelineContext,
 };
-use sse_ingest::filter::bindings::sse_ingest::pipeline::kinesis::{self, OutputRecord};
-use sse_ingest::source::bindings::sse_ingest::pipeline::{log, types};
-use sse_ingest::source::{Event, Level};
+use sse_ingest::wasm::filter::bindings::sse_ingest::pipeline::kinesis::{self, OutputRecord};
+use sse_ingest::wasm::source::bindings::sse_ingest::pipeline::{log, types};
+use sse_ingest::wasm::source::{Event, Level};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -57,7 +57,7 @@ enum Meter {
 }
 
 fn main() {
-    let wasm = sse_ingest::components::builtin_filter("json-match").unwrap();
+    let wasm = sse_ingest::wasm::components::builtin_filter("json-match").unwrap();
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/fixtures/wikimedia-recentchange-sample.ndjson"

@@ -5,16 +5,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kinesis_producer::{ProducerConfig, ProducerError};
 use thiserror::Error;
 use url::Url;
 
-use crate::checkpoint::ResumePolicy;
-use crate::cli::{Format, RunArgs};
-use crate::filter::FilterLimits;
-use crate::filter_stage::OnFilterError;
+use crate::core::format::Format;
 use crate::net::{Origin, ProxySettings, TlsSettings};
-use crate::sink::KinesisOptions;
+use crate::sink::SinkSpec;
 
 /// A configuration value that cannot be used, with the flag it came from.
 #[derive(Debug, Error)]
@@ -37,17 +33,6 @@ pub enum ConfigError {
     Tls(String),
 }
 
-/// Where records go.
-#[derive(Debug, Clone)]
-pub enum SinkSpec {
-    /// Newline-delimited files under a directory (the embedded default).
-    File(PathBuf),
-    /// Newline-delimited records on standard output.
-    Stdout,
-    /// A Kinesis data stream.
-    Kinesis(Box<crate::sink::KinesisOptions>),
-}
-
 /// Which filter component runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FilterSpec {
@@ -55,6 +40,60 @@ pub enum FilterSpec {
     Builtin(String),
     /// A component file.
     File(PathBuf),
+}
+
+/// Whether a restart resumes from the checkpoint (`--resume`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumePolicy {
+    /// Always start from the live edge.
+    Never,
+    /// Resume from a checkpoint of this stream; a checkpoint of another stream is not used
+    /// (a warning names both URLs) and the pipeline starts from the live edge.
+    Auto,
+    /// Like `auto`, but a checkpoint of another stream stops the start.
+    Require,
+}
+
+impl std::str::FromStr for ResumePolicy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "never" => Ok(Self::Never),
+            "auto" => Ok(Self::Auto),
+            "require" => Ok(Self::Require),
+            other => Err(format!("`{other}`: expected never, auto or require")),
+        }
+    }
+}
+
+/// What happens to a batch a filter fails on (outside a swap's probation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFilterError {
+    /// Write the batch's events to the dead-letter output with the error; go on.
+    DeadLetter,
+    /// Restore the previous filter version if there is one, else dead-letter.
+    Rollback,
+    /// Stop the pipeline with the error (exit code 1).
+    Stop,
+}
+
+/// The sandbox a filter runs in.
+#[derive(Debug, Clone, Copy)]
+pub struct FilterLimits {
+    /// Linear memory a filter instance may grow to.
+    pub memory_bytes: usize,
+    /// CPU time one call (`init` or one batch) may take before it traps.
+    pub cpu_budget: Duration,
+}
+
+impl Default for FilterLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 * 1024 * 1024,
+            cpu_budget: Duration::from_millis(500),
+        }
+    }
 }
 
 /// When and how the source reconnects (see `guest/source/src/reconnect.rs`).
@@ -109,7 +148,7 @@ pub struct PipelineConfig {
     /// How long shutdown may take to deliver what is buffered.
     pub shutdown_timeout: Duration,
     /// Partition keys of unkeyed records.
-    pub partition_key: crate::partition::KeyStrategy,
+    pub partition_key: crate::core::partition::KeyStrategy,
     /// Where the admin API listens, if anywhere.
     pub admin: Option<std::net::SocketAddr>,
     /// TLS trust, proxies, redirects and the User-Agent.
@@ -137,143 +176,10 @@ pub struct NetworkConfig {
 }
 
 impl PipelineConfig {
-    /// Validates the flags of `sse-ingest run`.
-    pub fn from_run_args(args: &RunArgs) -> Result<Self, ConfigError> {
-        let url = parse_url(&args.url)?;
-        let headers = args
-            .headers
-            .iter()
-            .map(|h| parse_header(h))
-            .collect::<Result<Vec<_>, _>>()?;
-        let filter_config = args
-            .filter_config
-            .iter()
-            .map(|kv| {
-                kv.split_once('=')
-                    .filter(|(k, _)| !k.trim().is_empty())
-                    .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                    .ok_or_else(|| ConfigError::FilterConfig(kv.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let filter = if args.filter.ends_with(".wasm") || args.filter.contains('/') {
-            FilterSpec::File(PathBuf::from(&args.filter))
-        } else {
-            FilterSpec::Builtin(args.filter.clone())
-        };
-        if args.name.is_empty()
-            || !args
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(ConfigError::Name(args.name.clone()));
-        }
-        if args.max_event_bytes < 1024 {
-            return Err(ConfigError::Value {
-                flag: "max-event-bytes",
-                reason: "must be at least 1024".into(),
-            });
-        }
-        if args.idle_timeout_ms == 0 || args.connect_timeout_ms == 0 {
-            return Err(ConfigError::Value {
-                flag: "idle-timeout-ms / --connect-timeout-ms",
-                reason: "must be greater than 0".into(),
-            });
-        }
-        if args.reconnect_min_ms < 10 {
-            return Err(ConfigError::Value {
-                flag: "reconnect-min-ms",
-                reason: "must be at least 10, or a server's `retry: 0` becomes a tight loop".into(),
-            });
-        }
-        if args.watch && !matches!(filter, FilterSpec::File(_)) {
-            return Err(ConfigError::Value {
-                flag: "watch",
-                reason: "needs --filter FILE.wasm".into(),
-            });
-        }
-        if args.filter_memory_mib < 2 || args.filter_cpu_budget_ms == 0 {
-            return Err(ConfigError::Value {
-                flag: "filter-memory-mib / --filter-cpu-budget-ms",
-                reason: "a filter needs at least 2 MiB and 1 ms".into(),
-            });
-        }
-        if args.batch_max_events == 0 {
-            return Err(ConfigError::Value {
-                flag: "batch-max-events",
-                reason: "must be greater than 0".into(),
-            });
-        }
-        Ok(Self {
-            name: args.name.clone(),
-            url,
-            headers,
-            types: args
-                .types
-                .iter()
-                .filter(|t| !t.is_empty())
-                .cloned()
-                .collect(),
-            format: args.format,
-            sink: match parse_sink(&args.sink)? {
-                SinkTarget::File(dir) => SinkSpec::File(dir),
-                SinkTarget::Stdout => SinkSpec::Stdout,
-                SinkTarget::Kinesis(stream) => SinkSpec::Kinesis(Box::new(KinesisOptions {
-                    region: args.region.clone(),
-                    endpoint_url: args.endpoint_url.clone(),
-                    http: aws_http_settings(args)?,
-                    producer: producer_config(stream, args)?,
-                })),
-            },
-            shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
-            max_event_bytes: args.max_event_bytes,
-            idle_timeout: Duration::from_millis(args.idle_timeout_ms),
-            connect_timeout: Duration::from_millis(args.connect_timeout_ms),
-            filter,
-            filter_config,
-            state_dir: args.state_dir.clone(),
-            cache_dir: args
-                .cache_dir
-                .clone()
-                .unwrap_or_else(|| args.state_dir.join("component-cache")),
-            batch_max_events: args.batch_max_events,
-            reconnect: ReconnectPolicy {
-                enabled: !args.once,
-                initial_delay: Duration::from_millis(args.reconnect_initial_ms),
-                min_delay: Duration::from_millis(args.reconnect_min_ms),
-                max_delay: Duration::from_millis(args.reconnect_max_ms.max(args.reconnect_min_ms)),
-                reset_after: Duration::from_secs(30),
-                fatal_statuses: args.fatal_statuses.clone(),
-                fatal_content_type: !args.retry_wrong_content_type,
-            },
-            dedupe_window: args.dedupe_window,
-            dead_letter_dir: match &args.dead_letter {
-                None => args.state_dir.join("dead-letters"),
-                Some(spec) => match parse_sink(spec)? {
-                    SinkTarget::File(dir) => dir,
-                    SinkTarget::Stdout | SinkTarget::Kinesis(_) => {
-                        return Err(ConfigError::Value {
-                            flag: "dead-letter",
-                            reason: "dead letters go to files: use `file:DIR`".into(),
-                        });
-                    }
-                },
-            },
-            on_filter_error: args.on_filter_error,
-            rollback_batches: args.rollback_batches,
-            filter_limits: FilterLimits {
-                memory_bytes: args.filter_memory_mib.saturating_mul(1024 * 1024),
-                cpu_budget: Duration::from_millis(args.filter_cpu_budget_ms),
-            },
-            watch: args.watch,
-            admin: args.admin,
-            partition_key: args.partition_key.clone(),
-            network: network_config(args)?,
-            resume: args.resume,
-            allowed_streams: args.allow_streams.clone(),
-        })
-        .and_then(Self::check_allowed_streams)
-        .and_then(Self::refuse_overlapping_outputs)
+    /// Checks what no single flag can: how the settings fit together. Every front end
+    /// (flags, properties) ends here.
+    pub fn validate(self) -> Result<Self, ConfigError> {
+        self.check_allowed_streams()?.refuse_overlapping_outputs()
     }
 
     /// `--allow-stream` names Kinesis streams, and only a Kinesis sink has streams.
@@ -338,67 +244,8 @@ fn absolute(path: &std::path::Path) -> PathBuf {
     clean
 }
 
-/// Loads the TLS files and checks the proxy, origins and User-Agent.
-fn network_config(args: &RunArgs) -> Result<NetworkConfig, ConfigError> {
-    let tls_settings = TlsSettings {
-        ca_files: args.ca_files.clone(),
-        client_identity: args.client_cert.clone().zip(args.client_key.clone()),
-    };
-    let tls = crate::net::tls::client_config(&tls_settings)
-        .map_err(|error| ConfigError::Tls(error.to_string()))?;
-    let proxy = ProxySettings {
-        proxy: args.proxy.clone(),
-        no_proxy: args.no_proxy.clone(),
-    };
-    proxy.validate().map_err(|reason| ConfigError::Value {
-        flag: "proxy",
-        reason,
-    })?;
-    let allowed_origins = args
-        .allow_origins
-        .iter()
-        .map(|text| parse_origin(text))
-        .collect::<Result<Vec<_>, _>>()?;
-    if http::HeaderValue::from_str(&args.user_agent).is_err() || args.user_agent.trim().is_empty() {
-        return Err(ConfigError::Value {
-            flag: "user-agent",
-            reason: "must be non-empty visible ASCII".into(),
-        });
-    }
-    Ok(NetworkConfig {
-        tls_settings,
-        tls,
-        proxy,
-        allowed_origins,
-        user_agent: args.user_agent.clone(),
-    })
-}
-
-/// The AWS clients trust the same extra CAs and use the same proxies as the SSE connection.
-fn aws_http_settings(args: &RunArgs) -> Result<kinesis_producer::HttpSettings, ConfigError> {
-    let extra_ca_pem = args
-        .ca_files
-        .iter()
-        .map(|path| {
-            std::fs::read(path)
-                .map_err(|error| ConfigError::Tls(format!("--ca-file {}: {error}", path.display())))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let (http_proxy, https_proxy, no_proxy) = ProxySettings {
-        proxy: args.proxy.clone(),
-        no_proxy: args.no_proxy.clone(),
-    }
-    .resolved();
-    Ok(kinesis_producer::HttpSettings {
-        extra_ca_pem,
-        http_proxy,
-        https_proxy,
-        no_proxy,
-    })
-}
-
 /// An `--allow-origin`: scheme, host and optional port, nothing else.
-fn parse_origin(text: &str) -> Result<Origin, ConfigError> {
+pub fn parse_origin(text: &str) -> Result<Origin, ConfigError> {
     let invalid = |reason: &str| ConfigError::Value {
         flag: "allow-origin",
         reason: format!("`{text}` {reason}"),
@@ -432,7 +279,7 @@ pub fn parse_url(text: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-fn parse_header(text: &str) -> Result<(String, String), ConfigError> {
+pub fn parse_header(text: &str) -> Result<(String, String), ConfigError> {
     let (name, value) = text
         .split_once(':')
         .ok_or_else(|| ConfigError::Header(text.to_string()))?;
@@ -449,13 +296,16 @@ fn parse_header(text: &str) -> Result<(String, String), ConfigError> {
 
 /// Where `--sink` points, before the Kinesis options are attached.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum SinkTarget {
+pub enum SinkTarget {
+    /// `file:DIR`.
     File(PathBuf),
+    /// `stdout`.
     Stdout,
+    /// `kinesis:STREAM`.
     Kinesis(String),
 }
 
-fn parse_sink(text: &str) -> Result<SinkTarget, ConfigError> {
+pub fn parse_sink(text: &str) -> Result<SinkTarget, ConfigError> {
     if text == "stdout" {
         return Ok(SinkTarget::Stdout);
     }
@@ -477,33 +327,8 @@ fn parse_sink(text: &str) -> Result<SinkTarget, ConfigError> {
     }
 }
 
-/// The Kinesis producer's settings from the flags, checked now so that a bad value is a
-/// usage error naming its flag rather than a failure after connecting.
-fn producer_config(stream: String, args: &RunArgs) -> Result<ProducerConfig, ConfigError> {
-    let mut config = ProducerConfig::new(stream);
-    config.ordered = args.ordered;
-    config.max_in_flight = args.max_in_flight;
-    config.linger = Duration::from_millis(args.linger_ms);
-    config.record_deadline = Duration::from_millis(args.record_deadline_ms);
-    config.max_records_per_request = args.max_records_per_request;
-    config.max_request_bytes = args.max_request_bytes;
-    config.max_record_bytes = args.max_record_bytes;
-    config.buffer_max_records = args.buffer_max_records;
-    config.buffer_max_bytes = args.buffer_max_bytes;
-    config.attempt_timeout = Duration::from_millis(args.attempt_timeout_ms);
-    config.operation_timeout = Duration::from_millis(args.operation_timeout_ms);
-    let record_limit = config
-        .max_record_bytes
-        .unwrap_or(kinesis_producer::DEFAULT_MAX_RECORD_BYTES);
-    config.validate(record_limit).map_err(|error| match error {
-        ProducerError::InvalidConfig(reason) => ConfigError::Kinesis(flag_names(&reason)),
-        other => ConfigError::Kinesis(other.to_string()),
-    })?;
-    Ok(config)
-}
-
 /// The producer names its settings by field (`buffer_max_bytes`); the user set them by flag.
-fn flag_names(message: &str) -> String {
+pub fn flag_names(message: &str) -> String {
     const FIELDS: [(&str, &str); 9] = [
         ("max_records_per_request", "--max-records-per-request"),
         ("max_request_bytes", "--max-request-bytes"),
@@ -541,33 +366,6 @@ mod tests {
         assert!(parse_origin("https://cdn.example.org/path").is_err());
         assert!(parse_origin("ftp://cdn.example.org").is_err());
         assert!(parse_origin("cdn.example.org").is_err());
-    }
-
-    fn run_args(flags: &[&str]) -> RunArgs {
-        use clap::Parser as _;
-        let mut argv = vec!["sse-ingest", "run"];
-        argv.extend_from_slice(flags);
-        match crate::cli::Cli::try_parse_from(argv).map(|cli| cli.command) {
-            Ok(crate::cli::Command::Run(args)) => *args,
-            other => panic!("not a run command: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn dead_letters_inside_the_sink_directory_are_refused_naming_both() {
-        for (sink, dead) in [
-            ("file:out", "file:out"),
-            ("file:out", "file:./out/dead"),
-            ("file:out/data", "file:out"),
-        ] {
-            let args = run_args(&["--sink", sink, "--dead-letter", dead]);
-            let error = PipelineConfig::from_run_args(&args).expect_err("overlap refused");
-            let text = error.to_string();
-            assert!(text.starts_with("invalid --dead-letter:"), "{text}");
-            assert!(text.contains("overlap"), "{text}");
-        }
-        let args = run_args(&["--sink", "file:out", "--dead-letter", "file:out-dead"]);
-        assert!(PipelineConfig::from_run_args(&args).is_ok());
     }
 
     #[test]

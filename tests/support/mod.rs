@@ -251,7 +251,7 @@ pub fn wait_for_admin(port: u16, limit: Duration) {
 
 /// The built-in filter component's bytes, as the binary would export them.
 pub fn builtin_filter(name: &str) -> Vec<u8> {
-    sse_ingest::components::builtin_filter(name)
+    sse_ingest::wasm::components::builtin_filter(name)
         .unwrap_or_else(|| panic!("no built-in filter {name}"))
         .to_vec()
 }

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use super::{SinkError, encode_lines};
-use crate::record::Record;
+use crate::core::record::Record;
 
 const IN_PROGRESS: &str = "inprogress";
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use kinesis_producer::{BatchTicket, Producer, ProducerConfig, ProducerRecord};
 
 use super::SinkError;
-use crate::partition::KeyStrategy;
-use crate::record::Record;
+use crate::core::partition::KeyStrategy;
+use crate::core::record::Record;
 
 /// How the Kinesis sink is set up (from `--sink kinesis:NAME` and friends).
 #[derive(Debug, Clone)]

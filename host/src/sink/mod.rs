@@ -16,8 +16,18 @@ use std::time::Duration;
 
 use kinesis_producer::{BatchOutcome, BatchTicket};
 
-use crate::config::SinkSpec;
-use crate::record::Record;
+use crate::core::record::Record;
+
+/// Where records go.
+#[derive(Debug, Clone)]
+pub enum SinkSpec {
+    /// Newline-delimited files under a directory (the embedded default).
+    File(std::path::PathBuf),
+    /// Newline-delimited records on standard output.
+    Stdout,
+    /// A Kinesis data stream.
+    Kinesis(Box<KinesisOptions>),
+}
 
 /// A sink failure; the pipeline stops with it (records are never dropped silently).
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +81,7 @@ impl Sink {
     pub async fn open(
         spec: &SinkSpec,
         pipeline: &str,
-        keys: &crate::partition::KeyStrategy,
+        keys: &crate::core::partition::KeyStrategy,
     ) -> Result<Self, SinkError> {
         Ok(match spec {
             SinkSpec::File(dir) => Sink::File(FileSink::open(FileSinkOptions::new(dir, pipeline))?),

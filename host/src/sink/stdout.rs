@@ -3,7 +3,7 @@
 use std::io::Write as _;
 
 use super::{SinkError, encode_lines};
-use crate::record::Record;
+use crate::core::record::Record;
 
 /// Writes each batch with one `write_all` and flushes it.
 #[derive(Debug, Default)]

@@ -8,8 +8,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::filter::bindings::sse_ingest::pipeline::filter_types::KeyStrategy as WitKeyStrategy;
-
 /// A partition-key strategy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyStrategy {
@@ -61,17 +59,6 @@ impl fmt::Display for KeyStrategy {
 }
 
 impl KeyStrategy {
-    /// The strategy as the filter world's type.
-    pub fn to_wit(&self) -> WitKeyStrategy {
-        match self {
-            Self::Constant(value) => WitKeyStrategy::Constant(value.clone()),
-            Self::EventType => WitKeyStrategy::EventType,
-            Self::EventId => WitKeyStrategy::EventId,
-            Self::JsonPointer(pointer) => WitKeyStrategy::JsonPointer(pointer.clone()),
-            Self::Random => WitKeyStrategy::Random,
-        }
-    }
-
     /// The key of a record that came out of the filter without one.
     pub fn fallback_key(&self) -> String {
         match self {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::filter_stage::prepare;
+use crate::pipeline::filter_stage::prepare;
 use crate::pipeline::{PipelineHandle, SwapRequest};
 
 /// How long the file must be quiet before it is read.

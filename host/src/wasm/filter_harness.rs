@@ -2,7 +2,7 @@
 //! test-filter`, and for filter authors' own `cargo test`.
 //!
 //! ```no_run
-//! use sse_ingest::filter_harness::{FilterHarness, event};
+//! use sse_ingest::wasm::filter_harness::{FilterHarness, event};
 //!
 //! let wasm = std::fs::read("target/wasm32-wasip2/release/my_filter.wasm").unwrap();
 //! let harness = FilterHarness::new(&wasm, &[("where", "/wiki=enwiki")]).unwrap();
@@ -12,10 +12,11 @@
 
 use wasmtime::Engine;
 
-use crate::cli::Format;
-use crate::filter::{FilterComponent, FilterContext, FilterError, FilterLimits};
-use crate::record::Record;
-use crate::source::Event;
+use crate::config::FilterLimits;
+use crate::core::format::Format;
+use crate::core::record::Record;
+use crate::wasm::filter::{FilterComponent, FilterContext, FilterError};
+use crate::wasm::source::Event;
 
 /// A compiled filter with its configuration, ready to run on events.
 #[derive(Debug)]
@@ -42,9 +43,9 @@ impl FilterHarness {
             .enable_all()
             .build()
             .map_err(|e| FilterError::Load(e.into()))?;
-        let engine: Engine = crate::engine::new_engine(None).map_err(FilterError::Load)?;
+        let engine: Engine = crate::wasm::engine::new_engine(None).map_err(FilterError::Load)?;
         let compiled =
-            crate::engine::compile(&engine, wasm, "the filter").map_err(FilterError::Load)?;
+            crate::wasm::engine::compile(&engine, wasm, "the filter").map_err(FilterError::Load)?;
         let component = FilterComponent::new(&engine, &compiled)?;
         Ok(Self {
             component,
@@ -56,7 +57,7 @@ impl FilterHarness {
                 pipeline: "test".into(),
                 source_url: "http://127.0.0.1/test".into(),
                 format,
-                partition_key: crate::partition::KeyStrategy::EventId,
+                partition_key: crate::core::partition::KeyStrategy::EventId,
             },
             runtime,
         })

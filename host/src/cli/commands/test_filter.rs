@@ -7,11 +7,11 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 use crate::cli::TestFilterArgs;
-use crate::components;
-use crate::exit::{self, Failure};
-use crate::filter_harness::FilterHarness;
-use crate::record::Record;
-use crate::source::Event;
+use crate::cli::exit::{self, Failure};
+use crate::core::record::Record;
+use crate::wasm::components;
+use crate::wasm::filter_harness::FilterHarness;
+use crate::wasm::source::Event;
 
 /// Runs the filter; prints records as JSON lines, or compares them with `--expect`.
 pub fn execute(args: TestFilterArgs) -> Result<u8, Failure> {
@@ -31,7 +31,7 @@ pub fn execute(args: TestFilterArgs) -> Result<u8, Failure> {
         .collect::<Result<_, _>>()?;
     let events = read_events(&args.input)?;
     let harness =
-        FilterHarness::with_format(&wasm, &config, args.format).map_err(Failure::usage)?;
+        FilterHarness::with_format(&wasm, &config, args.format.into()).map_err(Failure::usage)?;
     let records = harness.run(events).map_err(Failure::failed)?;
     let produced: Vec<Value> = records.iter().map(record_json).collect();
     let Some(expect) = &args.expect else {

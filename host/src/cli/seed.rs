@@ -192,7 +192,7 @@ mod tests {
         let mut args = run_args(&[]);
         seed.apply(&mut args);
         assert_eq!(args.idle_timeout_ms, DEFAULT_IDLE_TIMEOUT_MS);
-        assert!(crate::config::PipelineConfig::from_run_args(&args).is_ok());
+        assert!(crate::cli::run_config::pipeline_config(&args).is_ok());
     }
 
     #[test]

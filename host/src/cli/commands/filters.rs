@@ -1,8 +1,8 @@
 //! `sse-ingest filters`: the built-in filter components.
 
 use crate::cli::FiltersCommand;
-use crate::components;
-use crate::exit::{self, Failure};
+use crate::cli::exit::{self, Failure};
+use crate::wasm::components;
 
 /// Lists the built-ins or writes them out as `NAME.wasm` files.
 pub fn execute(command: FiltersCommand) -> Result<u8, Failure> {

@@ -1,8 +1,8 @@
 //! `sse-ingest swap`: asks a running pipeline's admin API to replace its filter.
 
 use crate::cli::SwapArgs;
-use crate::components;
-use crate::exit::{self, Failure};
+use crate::cli::exit::{self, Failure};
+use crate::wasm::components;
 
 /// Sends the filter; prints the new version, or the reason it was refused.
 pub fn execute(args: SwapArgs) -> Result<u8, Failure> {

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::ResumePolicy;
+
 /// On disk, `{"last_event_id": ..., "stream": {"url": ..., "headers": [...]}}`. Files
 /// written before checkpoints knew their stream hold only the id; they still load.
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,31 +69,6 @@ pub struct Checkpoint {
     pub last_event_id: String,
     /// The stream it belongs to; `None` in files from before checkpoints knew.
     pub stream: Option<StreamIdentity>,
-}
-
-/// Whether a restart resumes from the checkpoint (`--resume`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResumePolicy {
-    /// Always start from the live edge.
-    Never,
-    /// Resume from a checkpoint of this stream; a checkpoint of another stream is not used
-    /// (a warning names both URLs) and the pipeline starts from the live edge.
-    Auto,
-    /// Like `auto`, but a checkpoint of another stream stops the start.
-    Require,
-}
-
-impl std::str::FromStr for ResumePolicy {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "never" => Ok(Self::Never),
-            "auto" => Ok(Self::Auto),
-            "require" => Ok(Self::Require),
-            other => Err(format!("`{other}`: expected never, auto or require")),
-        }
-    }
 }
 
 /// What a start does with what it found.

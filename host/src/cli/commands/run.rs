@@ -6,25 +6,26 @@ use tokio::sync::{oneshot, watch};
 
 use crate::admin::{self, Pipelines};
 use crate::cli::RunArgs;
-use crate::components;
-use crate::config::{FilterSpec, PipelineConfig, SinkSpec};
-use crate::engine;
-use crate::exit::{self, Failure};
-use crate::filter::FilterComponent;
-use crate::filter::FilterError;
-use crate::metrics::Metrics;
+use crate::cli::exit::{self, Failure};
+use crate::config::{FilterSpec, PipelineConfig};
+use crate::core::metrics::Metrics;
+use crate::pipeline::state_lock::{LockError, StateLock};
 use crate::pipeline::{InitialFilter, Pipeline, PipelineEnd, PipelineError};
-use crate::source::SourceComponent;
-use crate::state_lock::{LockError, StateLock};
+use crate::sink::SinkSpec;
+use crate::wasm::components;
+use crate::wasm::engine;
+use crate::wasm::filter::FilterComponent;
+use crate::wasm::filter::FilterError;
+use crate::wasm::source::SourceComponent;
 
 /// Runs the pipeline the flags describe; returns the exit code.
 pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
     if let Some(path) = args.properties.clone() {
-        crate::seed::SeedProperties::load(&path)
+        crate::cli::seed::SeedProperties::load(&path)
             .map_err(Failure::usage)?
             .apply(&mut args);
     }
-    let config = PipelineConfig::from_run_args(&args).map_err(Failure::usage)?;
+    let config = crate::cli::run_config::pipeline_config(&args).map_err(Failure::usage)?;
     // Before compiling or connecting anything: one process per pipeline state.
     let _lock = lock_state(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -105,7 +106,8 @@ async fn run(config: PipelineConfig) -> Result<u8, Failure> {
     tokio::spawn(async move {
         if let Ok(handle) = ready_rx.await {
             if let Some((path, filter_config)) = watch_file
-                && let Err(error) = crate::watch::spawn(path, filter_config, handle.clone())
+                && let Err(error) =
+                    crate::admin::filter_watch::spawn(path, filter_config, handle.clone())
             {
                 tracing::error!(%error, "cannot watch the filter file");
             }

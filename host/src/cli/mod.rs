@@ -1,13 +1,44 @@
 //! The command line. Every flag states its default in its doc comment.
 
+pub mod commands;
+pub mod exit;
+pub mod logging;
+pub mod run_config;
+pub mod seed;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::checkpoint::ResumePolicy;
-use crate::filter_stage::OnFilterError;
-use crate::logging::LogArgs;
-use crate::partition::KeyStrategy;
+use crate::cli::logging::LogArgs;
+use crate::config::{OnFilterError, ResumePolicy};
+use crate::core::format::Format;
+use crate::core::partition::KeyStrategy;
+
+/// Parses the command line and runs the command; returns the exit code, or the failure
+/// to print. Help, version and usage errors are printed here (a usage error as one line).
+pub fn main() -> Result<u8, exit::Failure> {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if error.use_stderr() => {
+            // One line, as for every usage error: the first line of clap's message.
+            let text = error.to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            return Err(exit::Failure::usage(first.trim_start_matches("error: ")));
+        }
+        Err(help_or_version) => {
+            let _ = help_or_version.print();
+            return Ok(exit::OK);
+        }
+    };
+    logging::init(&cli.log);
+    match cli.command {
+        Command::Run(args) => commands::run::execute(*args),
+        Command::Swap(args) => commands::swap::execute(args),
+        Command::TestFilter(args) => commands::test_filter::execute(args),
+        Command::Filters(command) => commands::filters::execute(command),
+    }
+}
 
 /// Keeps live Server-Sent-Events streams flowing into Kinesis, files or stdout,
 /// shaped by WebAssembly filter components.
@@ -54,8 +85,8 @@ pub struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     pub types: Vec<String>,
     /// Record format: `raw` (the event's data) or `envelope` (a JSON object with event, id, data, source, received_at).
-    #[arg(long, value_enum, default_value_t = Format::Raw)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Raw)]
+    pub format: FormatArg,
     /// Where records go: `file:DIR`, `stdout` or `kinesis:STREAM`. Default: `file:./sse-ingest-out`.
     #[arg(long, default_value = "file:./sse-ingest-out")]
     pub sink: String,
@@ -150,8 +181,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub dead_letter: Option<String>,
     /// What happens to a batch the filter fails on. Default: dead-letter.
-    #[arg(long, value_enum, default_value_t = OnFilterError::DeadLetter)]
-    pub on_filter_error: OnFilterError,
+    #[arg(long, value_enum, default_value_t = OnFilterErrorArg::DeadLetter)]
+    pub on_filter_error: OnFilterErrorArg,
     /// A swapped-in filter that fails within this many batches is rolled back. Default: 10.
     #[arg(long, default_value_t = 10)]
     pub rollback_batches: u32,
@@ -214,13 +245,43 @@ fn parse_resume(text: &str) -> Result<ResumePolicy, String> {
     text.parse()
 }
 
-/// The record format.
+/// `--on-filter-error`, as the command line spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
+pub enum OnFilterErrorArg {
+    /// Write the batch's events to the dead-letter output with the error; go on.
+    DeadLetter,
+    /// Restore the previous filter version if there is one, else dead-letter.
+    Rollback,
+    /// Stop the pipeline with the error (exit code 1).
+    Stop,
+}
+
+impl From<OnFilterErrorArg> for OnFilterError {
+    fn from(arg: OnFilterErrorArg) -> Self {
+        match arg {
+            OnFilterErrorArg::DeadLetter => OnFilterError::DeadLetter,
+            OnFilterErrorArg::Rollback => OnFilterError::Rollback,
+            OnFilterErrorArg::Stop => OnFilterError::Stop,
+        }
+    }
+}
+
+/// `--format`, as the command line spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
     /// The event's data as UTF-8 bytes.
     Raw,
     /// One JSON object: `{"event","id","data","source","received_at"}`.
     Envelope,
+}
+
+impl From<FormatArg> for Format {
+    fn from(arg: FormatArg) -> Self {
+        match arg {
+            FormatArg::Raw => Format::Raw,
+            FormatArg::Envelope => Format::Envelope,
+        }
+    }
 }
 
 /// Flags of `sse-ingest swap`.
@@ -255,8 +316,8 @@ pub struct TestFilterArgs {
     #[arg(long)]
     pub expect: Option<PathBuf>,
     /// The pipeline format the filter sees. Default: raw.
-    #[arg(long, value_enum, default_value_t = Format::Raw)]
-    pub format: Format,
+    #[arg(long, value_enum, default_value_t = FormatArg::Raw)]
+    pub format: FormatArg,
 }
 
 /// Subcommands of `sse-ingest filters`.

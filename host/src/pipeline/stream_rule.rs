@@ -8,8 +8,8 @@
 //! reason. The file and stdout sinks write one output, so a record naming any stream is a
 //! dead letter there (and `--allow-stream` is refused with them at start).
 
-use crate::config::SinkSpec;
-use crate::record::Record;
+use crate::core::record::Record;
+use crate::sink::SinkSpec;
 
 /// The rule for one pipeline.
 #[derive(Debug, Clone)]

@@ -14,21 +14,13 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Engine;
 
-use crate::filter::{FilterComponent, FilterContext, FilterError, FilterInstance, FilterLimits};
-use crate::metrics::Metrics;
-use crate::record::Record;
-use crate::source::Event;
+use crate::config::FilterLimits;
+use crate::core::metrics::Metrics;
+use crate::core::record::Record;
+use crate::wasm::filter::{FilterComponent, FilterContext, FilterError, FilterInstance};
+use crate::wasm::source::Event;
 
-/// What happens to a batch a filter fails on (outside a swap's probation).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnFilterError {
-    /// Write the batch's events to the dead-letter output with the error; go on.
-    DeadLetter,
-    /// Restore the previous filter version if there is one, else dead-letter.
-    Rollback,
-    /// Stop the pipeline with the error (exit code 1).
-    Stop,
-}
+use crate::config::OnFilterError;
 
 /// A validated filter, ready to go live.
 #[derive(Debug)]
@@ -82,7 +74,7 @@ pub async fn prepare(
     let requested_at = Instant::now();
     let compile_engine = engine.clone();
     let compiled = tokio::task::spawn_blocking(move || {
-        crate::engine::compile(&compile_engine, &bytes, "the new filter")
+        crate::wasm::engine::compile(&compile_engine, &bytes, "the new filter")
     })
     .await
     .map_err(|e| FilterError::Load(anyhow::anyhow!("compilation task failed: {e}")))?

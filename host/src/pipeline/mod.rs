@@ -6,23 +6,31 @@
 //! nothing is dropped to make room. Filter swaps arrive on their own channel
 //! and are installed between two batches.
 
+pub mod checkpoint;
+pub mod dead_letter;
+pub mod filter_stage;
+pub mod replay;
+pub mod state_lock;
+pub mod stream_rule;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use wasmtime::Engine;
 
-use crate::checkpoint::{CheckpointError, Checkpoints, Resume, StreamIdentity};
+use crate::config::FilterLimits;
 use crate::config::PipelineConfig;
-use crate::dead_letter::DeadLetters;
-use crate::dedupe::{ReplayCause, ReplayWindow};
-use crate::filter::{FilterComponent, FilterContext, FilterError, FilterLimits};
-use crate::filter_stage::{FilterStage, PreparedFilter, ProbeSample};
-use crate::metrics::Metrics;
-use crate::record::Record;
+use crate::core::metrics::Metrics;
+use crate::core::record::Record;
+use crate::pipeline::checkpoint::{CheckpointError, Checkpoints, Resume, StreamIdentity};
+use crate::pipeline::dead_letter::DeadLetters;
+use crate::pipeline::filter_stage::{FilterStage, PreparedFilter, ProbeSample};
+use crate::pipeline::replay::{ReplayCause, ReplayWindow};
+use crate::pipeline::stream_rule::StreamRule;
 use crate::sink::{Ack, Sink, SinkError};
-use crate::source::{Finish, SourceBatch, SourceComponent, SourceError};
-use crate::stream_rule::StreamRule;
+use crate::wasm::filter::{FilterComponent, FilterContext, FilterError};
+use crate::wasm::source::{Finish, SourceBatch, SourceComponent, SourceError};
 
 /// Batches the source may have queued ahead of the filter.
 const QUEUE_BATCHES: usize = 4;
@@ -329,7 +337,7 @@ async fn start_shutdown_clock_on_stop(
 #[derive(Debug)]
 struct Settle {
     ack: Ack,
-    failed_events: Option<(Vec<crate::source::Event>, String)>,
+    failed_events: Option<(Vec<crate::wasm::source::Event>, String)>,
     /// Records the stream rule kept from the sink, with the reason.
     refused_records: Vec<(Record, String)>,
     last_event_id: String,

@@ -9,10 +9,10 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::cli::Format;
-use crate::record::Record;
-use crate::source::bindings::sse_ingest::pipeline::types::Level;
-use crate::source::{Event, log_from_guest};
+use crate::core::format::Format;
+use crate::core::record::Record;
+use crate::wasm::source::bindings::sse_ingest::pipeline::types::Level;
+use crate::wasm::source::{Event, log_from_guest};
 
 /// Generated bindings of the `filter` world; shares the event type with the source's.
 pub mod bindings {
@@ -23,31 +23,29 @@ pub mod bindings {
         exports: { default: async },
         require_store_data_send: true,
         with: {
-            "sse-ingest:pipeline/types": crate::source::bindings::sse_ingest::pipeline::types,
-            "sse-ingest:pipeline/log": crate::source::bindings::sse_ingest::pipeline::log,
+            "sse-ingest:pipeline/types": crate::wasm::source::bindings::sse_ingest::pipeline::types,
+            "sse-ingest:pipeline/log": crate::wasm::source::bindings::sse_ingest::pipeline::log,
         },
     });
 }
 
-use bindings::sse_ingest::pipeline::filter_types::{OutputFormat, PipelineContext};
+use crate::core::partition::KeyStrategy;
+use bindings::sse_ingest::pipeline::filter_types::{
+    KeyStrategy as WitKeyStrategy, OutputFormat, PipelineContext,
+};
 use bindings::sse_ingest::pipeline::kinesis::OutputRecord;
 use bindings::{Filter, FilterPre};
 
-/// The sandbox a filter runs in.
-#[derive(Debug, Clone, Copy)]
-pub struct FilterLimits {
-    /// Linear memory a filter instance may grow to.
-    pub memory_bytes: usize,
-    /// CPU time one call (`init` or one batch) may take before it traps.
-    pub cpu_budget: std::time::Duration,
-}
+use crate::config::FilterLimits;
 
-impl Default for FilterLimits {
-    fn default() -> Self {
-        Self {
-            memory_bytes: 64 * 1024 * 1024,
-            cpu_budget: std::time::Duration::from_millis(500),
-        }
+/// The pipeline's partition-key strategy as the filter world's type.
+fn wit_key_strategy(strategy: &KeyStrategy) -> WitKeyStrategy {
+    match strategy {
+        KeyStrategy::Constant(value) => WitKeyStrategy::Constant(value.clone()),
+        KeyStrategy::EventType => WitKeyStrategy::EventType,
+        KeyStrategy::EventId => WitKeyStrategy::EventId,
+        KeyStrategy::JsonPointer(pointer) => WitKeyStrategy::JsonPointer(pointer.clone()),
+        KeyStrategy::Random => WitKeyStrategy::Random,
     }
 }
 
@@ -115,14 +113,14 @@ impl bindings::sse_ingest::pipeline::kinesis::Host for FilterState {
     }
 }
 
-impl crate::source::bindings::sse_ingest::pipeline::log::Host for FilterState {
+impl crate::wasm::source::bindings::sse_ingest::pipeline::log::Host for FilterState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         log_from_guest(&self.pipeline, "filter", level, &message);
         Ok(())
     }
 }
 
-impl crate::source::bindings::sse_ingest::pipeline::types::Host for FilterState {}
+impl crate::wasm::source::bindings::sse_ingest::pipeline::types::Host for FilterState {}
 impl bindings::sse_ingest::pipeline::filter_types::Host for FilterState {}
 
 /// A filter component linked and ready to instantiate.
@@ -149,7 +147,7 @@ impl FilterComponent {
             .map_err(|e| FilterError::Load(e.into()))?;
         bindings::sse_ingest::pipeline::kinesis::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| FilterError::Load(e.into()))?;
-        crate::source::bindings::sse_ingest::pipeline::log::add_to_linker::<_, HasSelf<_>>(
+        crate::wasm::source::bindings::sse_ingest::pipeline::log::add_to_linker::<_, HasSelf<_>>(
             &mut linker,
             |s| s,
         )
@@ -177,13 +175,13 @@ impl FilterComponent {
                 .trap_on_grow_failure(true)
                 .build(),
             records: Vec::new(),
-            budget_ticks: crate::engine::ticks(limits.cpu_budget),
+            budget_ticks: crate::wasm::engine::ticks(limits.cpu_budget),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
         // Past its budget a call traps; the deadline is renewed before each call.
         store.epoch_deadline_trap();
-        store.set_epoch_deadline(crate::engine::ticks(limits.cpu_budget));
+        store.set_epoch_deadline(crate::wasm::engine::ticks(limits.cpu_budget));
         let filter = self
             .pre
             .instantiate_async(&mut store)
@@ -196,7 +194,7 @@ impl FilterComponent {
                 Format::Raw => OutputFormat::Raw,
                 Format::Envelope => OutputFormat::Envelope,
             },
-            partition_key: context.partition_key.to_wit(),
+            partition_key: wit_key_strategy(&context.partition_key),
         };
         match filter.call_init(&mut store, &wit_context, config).await {
             Ok(Ok(())) => Ok(FilterInstance { store, filter }),
@@ -233,7 +231,7 @@ pub struct FilterContext {
     pub pipeline: String,
     pub source_url: String,
     pub format: Format,
-    pub partition_key: crate::partition::KeyStrategy,
+    pub partition_key: crate::core::partition::KeyStrategy,
 }
 
 /// A running filter.

@@ -11,6 +11,8 @@
 //! bound to the address the operator gives; there is no authentication, so
 //! bind it to loopback or a private interface.
 
+pub mod filter_watch;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -25,7 +27,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-use crate::filter_stage::prepare;
+use crate::pipeline::filter_stage::prepare;
 use crate::pipeline::{PipelineHandle, SwapRequest};
 
 /// Largest filter component accepted over the API.

@@ -12,10 +12,10 @@ use base64::Engine as _;
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::metrics::Metrics;
-use crate::record::Record;
+use crate::core::metrics::Metrics;
+use crate::core::record::Record;
 use crate::sink::{FileSink, FileSinkOptions, SinkError};
-use crate::source::Event;
+use crate::wasm::source::Event;
 
 /// The dead-letter output of one pipeline.
 #[derive(Debug)]

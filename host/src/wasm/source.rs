@@ -16,7 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::config::PipelineConfig;
-use crate::metrics::Metrics;
+use crate::core::metrics::Metrics;
 use crate::net::{FailureClass, OutboundClient, OutboundPolicy, ProxyRoutes};
 
 /// Generated bindings of the `source` world.

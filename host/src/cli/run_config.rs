@@ -1,0 +1,269 @@
+//! From `sse-ingest run`'s flags to the validated [`PipelineConfig`]: the one place
+//! that knows both.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kinesis_producer::{ProducerConfig, ProducerError};
+
+use crate::cli::RunArgs;
+use crate::config::{
+    ConfigError, FilterLimits, FilterSpec, NetworkConfig, PipelineConfig, ReconnectPolicy,
+    SinkTarget, flag_names, parse_header, parse_origin, parse_sink, parse_url,
+};
+use crate::net::{ProxySettings, TlsSettings};
+use crate::sink::{KinesisOptions, SinkSpec};
+
+/// The validated configuration of `sse-ingest run`'s flags.
+pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
+    let url = parse_url(&args.url)?;
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let filter_config = args
+        .filter_config
+        .iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .filter(|(k, _)| !k.trim().is_empty())
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .ok_or_else(|| ConfigError::FilterConfig(kv.clone()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let filter = if args.filter.ends_with(".wasm") || args.filter.contains('/') {
+        FilterSpec::File(PathBuf::from(&args.filter))
+    } else {
+        FilterSpec::Builtin(args.filter.clone())
+    };
+    if args.name.is_empty()
+        || !args
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ConfigError::Name(args.name.clone()));
+    }
+    if args.max_event_bytes < 1024 {
+        return Err(ConfigError::Value {
+            flag: "max-event-bytes",
+            reason: "must be at least 1024".into(),
+        });
+    }
+    if args.idle_timeout_ms == 0 || args.connect_timeout_ms == 0 {
+        return Err(ConfigError::Value {
+            flag: "idle-timeout-ms / --connect-timeout-ms",
+            reason: "must be greater than 0".into(),
+        });
+    }
+    if args.reconnect_min_ms < 10 {
+        return Err(ConfigError::Value {
+            flag: "reconnect-min-ms",
+            reason: "must be at least 10, or a server's `retry: 0` becomes a tight loop".into(),
+        });
+    }
+    if args.watch && !matches!(filter, FilterSpec::File(_)) {
+        return Err(ConfigError::Value {
+            flag: "watch",
+            reason: "needs --filter FILE.wasm".into(),
+        });
+    }
+    if args.filter_memory_mib < 2 || args.filter_cpu_budget_ms == 0 {
+        return Err(ConfigError::Value {
+            flag: "filter-memory-mib / --filter-cpu-budget-ms",
+            reason: "a filter needs at least 2 MiB and 1 ms".into(),
+        });
+    }
+    if args.batch_max_events == 0 {
+        return Err(ConfigError::Value {
+            flag: "batch-max-events",
+            reason: "must be greater than 0".into(),
+        });
+    }
+    Ok(PipelineConfig {
+        name: args.name.clone(),
+        url,
+        headers,
+        types: args
+            .types
+            .iter()
+            .filter(|t| !t.is_empty())
+            .cloned()
+            .collect(),
+        format: args.format.into(),
+        sink: match parse_sink(&args.sink)? {
+            SinkTarget::File(dir) => SinkSpec::File(dir),
+            SinkTarget::Stdout => SinkSpec::Stdout,
+            SinkTarget::Kinesis(stream) => SinkSpec::Kinesis(Box::new(KinesisOptions {
+                region: args.region.clone(),
+                endpoint_url: args.endpoint_url.clone(),
+                http: aws_http_settings(args)?,
+                producer: producer_config(stream, args)?,
+            })),
+        },
+        shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        max_event_bytes: args.max_event_bytes,
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
+        connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+        filter,
+        filter_config,
+        state_dir: args.state_dir.clone(),
+        cache_dir: args
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| args.state_dir.join("component-cache")),
+        batch_max_events: args.batch_max_events,
+        reconnect: ReconnectPolicy {
+            enabled: !args.once,
+            initial_delay: Duration::from_millis(args.reconnect_initial_ms),
+            min_delay: Duration::from_millis(args.reconnect_min_ms),
+            max_delay: Duration::from_millis(args.reconnect_max_ms.max(args.reconnect_min_ms)),
+            reset_after: Duration::from_secs(30),
+            fatal_statuses: args.fatal_statuses.clone(),
+            fatal_content_type: !args.retry_wrong_content_type,
+        },
+        dedupe_window: args.dedupe_window,
+        dead_letter_dir: match &args.dead_letter {
+            None => args.state_dir.join("dead-letters"),
+            Some(spec) => match parse_sink(spec)? {
+                SinkTarget::File(dir) => dir,
+                SinkTarget::Stdout | SinkTarget::Kinesis(_) => {
+                    return Err(ConfigError::Value {
+                        flag: "dead-letter",
+                        reason: "dead letters go to files: use `file:DIR`".into(),
+                    });
+                }
+            },
+        },
+        on_filter_error: args.on_filter_error.into(),
+        rollback_batches: args.rollback_batches,
+        filter_limits: FilterLimits {
+            memory_bytes: args.filter_memory_mib.saturating_mul(1024 * 1024),
+            cpu_budget: Duration::from_millis(args.filter_cpu_budget_ms),
+        },
+        watch: args.watch,
+        admin: args.admin,
+        partition_key: args.partition_key.clone(),
+        network: network_config(args)?,
+        resume: args.resume,
+        allowed_streams: args.allow_streams.clone(),
+    })
+    .and_then(PipelineConfig::validate)
+}
+
+/// Loads the TLS files and checks the proxy, origins and User-Agent.
+fn network_config(args: &RunArgs) -> Result<NetworkConfig, ConfigError> {
+    let tls_settings = TlsSettings {
+        ca_files: args.ca_files.clone(),
+        client_identity: args.client_cert.clone().zip(args.client_key.clone()),
+    };
+    let tls = crate::net::tls::client_config(&tls_settings)
+        .map_err(|error| ConfigError::Tls(error.to_string()))?;
+    let proxy = ProxySettings {
+        proxy: args.proxy.clone(),
+        no_proxy: args.no_proxy.clone(),
+    };
+    proxy.validate().map_err(|reason| ConfigError::Value {
+        flag: "proxy",
+        reason,
+    })?;
+    let allowed_origins = args
+        .allow_origins
+        .iter()
+        .map(|text| parse_origin(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    if http::HeaderValue::from_str(&args.user_agent).is_err() || args.user_agent.trim().is_empty() {
+        return Err(ConfigError::Value {
+            flag: "user-agent",
+            reason: "must be non-empty visible ASCII".into(),
+        });
+    }
+    Ok(NetworkConfig {
+        tls_settings,
+        tls,
+        proxy,
+        allowed_origins,
+        user_agent: args.user_agent.clone(),
+    })
+}
+
+/// The AWS clients trust the same extra CAs and use the same proxies as the SSE connection.
+fn aws_http_settings(args: &RunArgs) -> Result<kinesis_producer::HttpSettings, ConfigError> {
+    let extra_ca_pem = args
+        .ca_files
+        .iter()
+        .map(|path| {
+            std::fs::read(path)
+                .map_err(|error| ConfigError::Tls(format!("--ca-file {}: {error}", path.display())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (http_proxy, https_proxy, no_proxy) = ProxySettings {
+        proxy: args.proxy.clone(),
+        no_proxy: args.no_proxy.clone(),
+    }
+    .resolved();
+    Ok(kinesis_producer::HttpSettings {
+        extra_ca_pem,
+        http_proxy,
+        https_proxy,
+        no_proxy,
+    })
+}
+
+/// The Kinesis producer's settings from the flags, checked now so that a bad value is a
+/// usage error naming its flag rather than a failure after connecting.
+fn producer_config(stream: String, args: &RunArgs) -> Result<ProducerConfig, ConfigError> {
+    let mut config = ProducerConfig::new(stream);
+    config.ordered = args.ordered;
+    config.max_in_flight = args.max_in_flight;
+    config.linger = Duration::from_millis(args.linger_ms);
+    config.record_deadline = Duration::from_millis(args.record_deadline_ms);
+    config.max_records_per_request = args.max_records_per_request;
+    config.max_request_bytes = args.max_request_bytes;
+    config.max_record_bytes = args.max_record_bytes;
+    config.buffer_max_records = args.buffer_max_records;
+    config.buffer_max_bytes = args.buffer_max_bytes;
+    config.attempt_timeout = Duration::from_millis(args.attempt_timeout_ms);
+    config.operation_timeout = Duration::from_millis(args.operation_timeout_ms);
+    let record_limit = config
+        .max_record_bytes
+        .unwrap_or(kinesis_producer::DEFAULT_MAX_RECORD_BYTES);
+    config.validate(record_limit).map_err(|error| match error {
+        ProducerError::InvalidConfig(reason) => ConfigError::Kinesis(flag_names(&reason)),
+        other => ConfigError::Kinesis(other.to_string()),
+    })?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(flags: &[&str]) -> RunArgs {
+        use clap::Parser as _;
+        let mut argv = vec!["sse-ingest", "run"];
+        argv.extend_from_slice(flags);
+        match crate::cli::Cli::try_parse_from(argv).map(|cli| cli.command) {
+            Ok(crate::cli::Command::Run(args)) => *args,
+            other => panic!("not a run command: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dead_letters_inside_the_sink_directory_are_refused_naming_both() {
+        for (sink, dead) in [
+            ("file:out", "file:out"),
+            ("file:out", "file:./out/dead"),
+            ("file:out/data", "file:out"),
+        ] {
+            let args = run_args(&["--sink", sink, "--dead-letter", dead]);
+            let error = pipeline_config(&args).expect_err("overlap refused");
+            let text = error.to_string();
+            assert!(text.starts_with("invalid --dead-letter:"), "{text}");
+            assert!(text.contains("overlap"), "{text}");
+        }
+        let args = run_args(&["--sink", "file:out", "--dead-letter", "file:out-dead"]);
+        assert!(pipeline_config(&args).is_ok());
+    }
+}

@@ -1,0 +1,8 @@
+//! The WebAssembly side: the engine, the built-in components, and the hosts of
+//! the `source` and `filter` worlds (their `bindgen!` output lives with them).
+
+pub mod components;
+pub mod engine;
+pub mod filter;
+pub mod filter_harness;
+pub mod source;
