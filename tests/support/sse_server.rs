@@ -227,6 +227,8 @@ impl Drop for SseServer {
 trait Connection: std::io::Read + std::io::Write {
     /// Closes the sending side (after a clean end of stream).
     fn finish_writing(&mut self);
+    /// Sends what is still queued (a TLS alert after a refused handshake) before closing.
+    fn flush_pending(&mut self) {}
 }
 
 impl Connection for TcpStream {
@@ -241,6 +243,25 @@ impl Connection for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
         let _ = self.flush();
         let _ = self.sock.shutdown(std::net::Shutdown::Write);
     }
+
+    fn flush_pending(&mut self) {
+        while self.conn.wants_write() {
+            if self.conn.write_tls(&mut self.sock).is_err() {
+                return;
+            }
+        }
+        // A lingering close: closing with the client's request still unread would send a
+        // reset, and the client would lose the alert.
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+        let _ = self.sock.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut sink = [0u8; 4096];
+        for _ in 0..64 {
+            match std::io::Read::read(&mut self.sock, &mut sink) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
 }
 
 fn serve(
@@ -252,6 +273,8 @@ fn serve(
     body_bytes_sent: &AtomicU64,
 ) {
     let Some(request) = read_request(&mut stream) else {
+        // A refused TLS handshake has queued its alert: the client should hear why.
+        stream.flush_pending();
         return;
     };
     requests

@@ -32,6 +32,9 @@ use super::proxy::{Proxy, ProxyRoutes};
 /// Redirects followed for one request; one more is a failure (a loop, most likely).
 pub const MAX_REDIRECTS: usize = 10;
 
+/// How long a failed request waits for its connection to say why.
+const CONNECTION_VERDICT: Duration = Duration::from_secs(1);
+
 /// Used only if the policy had no timeout for a step (it always has).
 const FALLBACK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -98,7 +101,9 @@ impl OutboundClient {
             let body = body.take().unwrap_or_else(empty_body);
             let outgoing = outgoing_request(&parts, body, proxy.as_ref(), &origin)?;
             let (response, connection) =
-                exchange(sender, connection, outgoing, first_byte_timeout, &address).await?;
+                exchange(sender, connection, outgoing, first_byte_timeout, &address)
+                    .await
+                    .map_err(|failure| self.explain_early_close(&origin, failure))?;
 
             let next = if follows_redirects {
                 redirect_target(&parts.uri, &response)?
@@ -132,6 +137,26 @@ impl OutboundClient {
             );
             follow(&mut parts, next);
         }
+    }
+
+    /// Under TLS 1.3 a server checks the client certificate after the handshake, and one
+    /// that refuses it may just close the connection (its alert can be lost on the way):
+    /// when no client certificate is configured, say that this may be why.
+    fn explain_early_close(&self, origin: &Origin, failure: Failure) -> Failure {
+        let may_want_a_certificate = origin.is_https()
+            && failure.class == FailureClass::Reset
+            && !self.tls.client_auth_cert_resolver.has_certs();
+        if !may_want_a_certificate {
+            return failure;
+        }
+        Failure::new(
+            failure.class,
+            format!(
+                "{} (a server that requires a client certificate closes like this: give \
+                 --client-cert and --client-key)",
+                failure.sentence
+            ),
+        )
     }
 
     /// The origin of `uri` if the policy allows it; a failure that names it otherwise.
@@ -224,25 +249,38 @@ async fn exchange(
     limit: Duration,
     address: &str,
 ) -> Result<(Response<Incoming>, Option<Pin<Box<Connection>>>), Failure> {
-    let mut connection = Some(Box::pin(connection));
+    let mut connection = Box::pin(connection);
+    let mut connection_ended = false;
     let wait = async {
         let mut send = std::pin::pin!(sender.send_request(request));
-        if let Some(running) = connection.as_mut() {
-            tokio::select! {
-                response = &mut send => return response,
-                ended = running => {
-                    connection = None;
-                    ended?;
+        tokio::select! {
+            response = &mut send => match response {
+                Ok(response) => Ok(response),
+                Err(send_error) => {
+                    // The connection usually knows why the exchange failed (a TLS alert
+                    // after the handshake, a reset), while the request only learns that it
+                    // was cancelled: prefer the connection's error.
+                    connection_ended = true;
+                    match tokio::time::timeout(CONNECTION_VERDICT, connection.as_mut()).await {
+                        Ok(Err(connection_error)) => Err(connection_error),
+                        _ => Err(send_error),
+                    }
+                }
+            },
+            ended = connection.as_mut() => {
+                connection_ended = true;
+                match ended {
+                    Err(connection_error) => Err(connection_error),
+                    Ok(()) => send.await,
                 }
             }
         }
-        send.await
     };
     let response = tokio::time::timeout(limit, wait)
         .await
         .map_err(|_| Failure::timeout(address, "waiting for the response head of", limit))?
         .map_err(|error| Failure::http(address, &error))?;
-    Ok((response, connection))
+    Ok((response, (!connection_ended).then_some(connection)))
 }
 
 /// The connection's I/O after the response head: wasmtime-wasi-http runs it as a task

@@ -160,6 +160,13 @@ impl Failure {
         if io_error.is_none() && (error.is_incomplete_message() || error.is_closed()) {
             return Self::cut_short(address);
         }
+        if io_error.is_none() && error.is_canceled() {
+            // The connection went away while the request waited for it.
+            return Self::new(
+                FailureClass::Reset,
+                format!("{address} closed the connection before answering"),
+            );
+        }
         if let Some(io_error) = io_error {
             return Self::io(address, io_error);
         }
