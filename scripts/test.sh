@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup.sh --tests
 
 if [ "${SKIP_LINT:-0}" != 1 ]; then
   echo "== cargo fmt --check"

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use support::sse_server::{Response, SseServer, Step};
 use support::{
-    file_sink, file_sink_lines, run_command, run_with_limit, stderr_of, wikimedia_events,
-    wikimedia_frame, wikimedia_id,
+    file_sink, file_sink_lines, run_command, run_with_limit, stderr_of, wait_with_limit,
+    wikimedia_events, wikimedia_frame, wikimedia_id,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -122,4 +122,54 @@ fn a_restart_resumes_with_the_checkpointed_last_event_id() {
     let requests = server.requests();
     assert_eq!(requests[0].header("last-event-id"), None);
     assert_eq!(requests[1].header("last-event-id"), Some("8"));
+}
+
+#[test]
+fn a_stdout_reader_that_goes_away_ends_the_run_promptly_and_quietly_with_141() {
+    use std::io::BufRead as _;
+    // Ten seconds of events, a batch every 5 ms.
+    let steps = (0..2_000u64)
+        .flat_map(|batch| {
+            let text: String = (batch * 10..batch * 10 + 10)
+                .map(|n| format!("id: {n}\ndata: {{\"n\":{n}}}\n\n"))
+                .collect();
+            [
+                Step::Bytes(text.into_bytes()),
+                Step::Pause(Duration::from_millis(5)),
+            ]
+        })
+        .collect();
+    let server = SseServer::always(Response::stream(steps));
+    let state = tempfile::tempdir().unwrap();
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--sink", "stdout"]);
+    let mut child = command.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = std::io::BufReader::new(stdout);
+    for _ in 0..5 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("{\"n\":"), "{line:?}");
+    }
+    // `head` is done: the reading end closes.
+    drop(reader);
+    let closed = std::time::Instant::now();
+    let output = wait_with_limit(child, LIMIT);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(141), "{stderr}");
+    assert!(
+        closed.elapsed() < Duration::from_secs(5),
+        "took {:?} to notice",
+        closed.elapsed()
+    );
+    assert!(
+        !stderr.contains("sse-ingest:"),
+        "an error message: {stderr}"
+    );
+    assert!(!stderr.contains("ERROR"), "an error line: {stderr}");
+    let checkpoint =
+        std::fs::read_to_string(state.path().join("pipelines/default/checkpoint.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&checkpoint).unwrap();
+    let id: u64 = value["last_event_id"].as_str().unwrap().parse().unwrap();
+    assert!(id >= 4, "the records read are not covered: {checkpoint}");
 }

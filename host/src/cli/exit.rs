@@ -10,6 +10,9 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// The server answered 204 No Content: per the SSE spec, "do not reconnect".
 pub const SERVER_SAID_STOP: u8 = 3;
+/// The reader of stdout went away (`--sink stdout | head`): 128 + SIGPIPE, the status of a
+/// Unix tool killed by SIGPIPE, so that `set -o pipefail` scripts see what `yes | head` gives.
+pub const READER_GONE: u8 = 141;
 
 /// An error on its way out of `main`: a message for the operator and an exit code.
 #[derive(Debug)]

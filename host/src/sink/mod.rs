@@ -40,6 +40,9 @@ pub enum SinkError {
     },
     #[error("stdout sink: {0}")]
     Stdout(std::io::Error),
+    /// The reader of stdout went away (e.g. `| head` finished): not a failure of ours.
+    #[error("stdout sink: the reader closed the pipe")]
+    ReaderGone,
     #[error("kinesis sink: {0}")]
     Kinesis(kinesis_producer::ProducerError),
     #[error("kinesis sink: {0}")]

@@ -17,16 +17,25 @@ impl StdoutSink {
         Self::default()
     }
 
-    /// Writes and flushes; a closed stdout (e.g. a finished `head`) is an error.
+    /// Writes and flushes. A reader that went away (a finished `head`) is
+    /// [`SinkError::ReaderGone`]: the run ends, and this batch is not acknowledged.
     pub fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         encode_lines(records, &mut self.buffer);
         let mut out = std::io::stdout().lock();
-        out.write_all(&self.buffer).map_err(SinkError::Stdout)?;
-        out.flush().map_err(SinkError::Stdout)
+        out.write_all(&self.buffer).map_err(stdout_error)?;
+        out.flush().map_err(stdout_error)
     }
 
     /// Flushes stdout.
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        std::io::stdout().lock().flush().map_err(SinkError::Stdout)
+        std::io::stdout().lock().flush().map_err(stdout_error)
+    }
+}
+
+fn stdout_error(error: std::io::Error) -> SinkError {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        SinkError::ReaderGone
+    } else {
+        SinkError::Stdout(error)
     }
 }

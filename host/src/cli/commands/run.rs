@@ -11,7 +11,7 @@ use crate::config::{FilterSpec, PipelineConfig};
 use crate::core::metrics::Metrics;
 use crate::pipeline::state_lock::{LockError, StateLock};
 use crate::pipeline::{InitialFilter, Pipeline, PipelineEnd, PipelineError};
-use crate::sink::SinkSpec;
+use crate::sink::{SinkError, SinkSpec};
 use crate::wasm::components;
 use crate::wasm::engine;
 use crate::wasm::filter::FilterComponent;
@@ -141,6 +141,8 @@ async fn run(config: PipelineConfig) -> Result<u8, Failure> {
         // A filter that refuses its configuration at start is a configuration error.
         Err(error @ PipelineError::Filter(FilterError::Init(_))) => Err(Failure::usage(error)),
         Err(error @ PipelineError::Resume(_)) => Err(Failure::usage(error)),
+        // The reader of stdout is done with us: stop quietly, like any Unix tool.
+        Err(PipelineError::Sink(SinkError::ReaderGone)) => Ok(exit::READER_GONE),
         Err(error) => Err(Failure::failed(error)),
     }
 }
