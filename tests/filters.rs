@@ -385,9 +385,9 @@ fn test_filter_prints_records_and_checks_expectations() {
             .args([
                 "test-filter",
                 "json-match",
-                "--config",
+                "--filter-config",
                 "where=/wiki=enwiki",
-                "--config",
+                "--filter-config",
                 "key=/wiki",
                 "--input",
             ])
@@ -408,9 +408,9 @@ fn test_filter_prints_records_and_checks_expectations() {
             .args([
                 "test-filter",
                 "json-match",
-                "--config",
+                "--filter-config",
                 "where=/wiki=enwiki",
-                "--config",
+                "--filter-config",
                 "key=/wiki",
                 "--input",
             ])
@@ -536,4 +536,47 @@ fn allow_stream_needs_a_kinesis_sink() {
     command.args(["--once", "--sink", "stdout", "--allow-stream", "side"]);
     let output = run_with_limit(&mut command, LIMIT);
     assert_exit_saying(&output, 2, "--allow-stream: needs --sink kinesis:STREAM");
+}
+
+#[test]
+fn a_stream_recorded_by_the_file_sink_replays_through_test_filter_in_both_formats() {
+    let body = "event: edit\nid: 1\ndata: {\"n\":1}\n\nid: 2\ndata: plain text\n\n";
+    let server = SseServer::always(Response::text(body));
+    for format in ["raw", "envelope"] {
+        let state = tempfile::tempdir().unwrap();
+        let out = tempfile::tempdir().unwrap();
+        let mut record = run_command(&server.url("/s"), state.path());
+        record.args([
+            "--once",
+            "--format",
+            format,
+            "--sink",
+            &file_sink(out.path()),
+        ]);
+        let recorded = run_with_limit(&mut record, LIMIT);
+        assert!(recorded.status.success(), "{}", stderr_of(&recorded));
+        let replay_input = out.path().join("recorded.ndjson");
+        std::fs::write(&replay_input, file_sink_lines(out.path()).join("\n") + "\n").unwrap();
+        let replayed = run_with_limit(
+            sse_ingest()
+                .args(["test-filter", "passthrough", "--input"])
+                .arg(&replay_input),
+            LIMIT,
+        );
+        assert!(
+            replayed.status.success(),
+            "{format}: {}",
+            stderr_of(&replayed)
+        );
+        let data: Vec<String> = String::from_utf8_lossy(&replayed.stdout)
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<Value>(line).unwrap()["data"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(data, vec!["{\"n\":1}", "plain text"], "{format}");
+    }
 }

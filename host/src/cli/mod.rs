@@ -306,12 +306,14 @@ pub struct SwapArgs {
 pub struct TestFilterArgs {
     /// The filter: a `.wasm` file or a built-in name.
     pub filter: String,
-    /// Recorded events: an `.sse` capture, or JSON lines (`{"event","id","data"}` or a string of data).
+    /// Recorded events: an `.sse` capture, or lines as `run --sink file:DIR` writes them
+    /// (envelope objects with `event` and `data`; any other line is the data of a
+    /// `message` event, as in the raw format).
     #[arg(long)]
     pub input: PathBuf,
     /// A `key=value` setting for the filter; repeat for more.
-    #[arg(long = "config", value_name = "KEY=VALUE")]
-    pub config: Vec<String>,
+    #[arg(long = "filter-config", value_name = "KEY=VALUE")]
+    pub filter_config: Vec<String>,
     /// Expected records as JSON lines (`{"data", "partition_key"?, "stream"?}`); exit 1 on the first difference.
     #[arg(long)]
     pub expect: Option<PathBuf>,

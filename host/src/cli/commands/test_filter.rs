@@ -21,11 +21,13 @@ pub fn execute(args: TestFilterArgs) -> Result<u8, Failure> {
             .map_err(|e| Failure::usage(format!("cannot read filter {}: {e}", args.filter)))?,
     };
     let config: Vec<(&str, &str)> = args
-        .config
+        .filter_config
         .iter()
         .map(|pair| {
             pair.split_once('=').ok_or_else(|| {
-                Failure::usage(format!("invalid --config `{pair}`: expected `key=value`"))
+                Failure::usage(format!(
+                    "invalid --filter-config `{pair}`: expected `key=value`"
+                ))
             })
         })
         .collect::<Result<_, _>>()?;
@@ -87,59 +89,104 @@ fn record_json(record: &Record) -> Value {
     value
 }
 
-/// Events from an `.sse` capture (parsed like the source does) or JSON lines
-/// (`{"event","id","data"}` objects, or plain strings taken as data).
+/// What `--input` may hold, for error messages.
+const INPUT_FORMS: &str = "an `.sse` capture, or lines as `run --sink file:DIR` writes them \
+     (envelope objects with `event` and `data`, or any line as the data of a `message` event)";
+
+/// Events from an `.sse` capture (parsed like the source does), or lines as the file sink
+/// writes them: an envelope line (a JSON object with a string `data` and an `event`) is that
+/// event; any other line is the data of a `message` event, as the raw format wrote it.
 fn read_events(path: &Path) -> Result<Vec<Event>, Failure> {
     let bytes = std::fs::read(path)
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
-    if path.extension().is_some_and(|e| e == "sse") {
-        let mut parser = sse_parser::Parser::new(sse_parser::ParserConfig::default());
-        let mut events = Vec::new();
-        let mut collect = |item| {
-            if let sse_parser::Item::Event(e) = item {
-                events.push(Event {
-                    event_type: e.event_type,
-                    data: e.data,
-                    id: e.id,
-                    received_at_ms: 0,
-                });
-            }
-        };
-        parser.feed(&bytes, &mut collect);
-        parser.finish(&mut collect);
-        return Ok(events);
+    let events = if path.extension().is_some_and(|e| e == "sse") {
+        sse_events(&bytes)
+    } else {
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(line_event)
+            .collect()
+    };
+    if events.is_empty() {
+        return Err(Failure::usage(format!(
+            "{} holds no events; --input takes {INPUT_FORMS}",
+            path.display()
+        )));
     }
-    let text = String::from_utf8_lossy(&bytes);
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(n, line)| {
-            let value: Value = serde_json::from_str(line)
-                .map_err(|e| Failure::usage(format!("{} line {}: {e}", path.display(), n + 1)))?;
-            let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_string);
-            Ok(match &value {
-                Value::String(data) => Event {
-                    event_type: "message".into(),
-                    data: data.clone(),
-                    id: String::new(),
-                    received_at_ms: 0,
-                },
-                _ => Event {
-                    event_type: field("event").unwrap_or_else(|| "message".into()),
-                    data: field("data").ok_or_else(|| {
-                        Failure::usage(format!(
-                            "{} line {}: no `data` string",
-                            path.display(),
-                            n + 1
-                        ))
-                    })?,
-                    id: field("id").unwrap_or_default(),
-                    received_at_ms: value
-                        .get("received_at_ms")
-                        .and_then(Value::as_u64)
-                        .unwrap_or(0),
-                },
-            })
-        })
-        .collect()
+    Ok(events)
+}
+
+fn sse_events(bytes: &[u8]) -> Vec<Event> {
+    let mut parser = sse_parser::Parser::new(sse_parser::ParserConfig::default());
+    let mut events = Vec::new();
+    let mut collect = |item| {
+        if let sse_parser::Item::Event(e) = item {
+            events.push(Event {
+                event_type: e.event_type,
+                data: e.data,
+                id: e.id,
+                received_at_ms: 0,
+            });
+        }
+    };
+    parser.feed(bytes, &mut collect);
+    parser.finish(&mut collect);
+    events
+}
+
+fn line_event(line: &str) -> Event {
+    if let Ok(Value::Object(envelope)) = serde_json::from_str::<Value>(line)
+        && let (Some(Value::String(data)), Some(Value::String(event_type))) =
+            (envelope.get("data"), envelope.get("event"))
+    {
+        let text = |name: &str| {
+            envelope
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        return Event {
+            event_type: event_type.clone(),
+            data: data.clone(),
+            id: text("id").to_string(),
+            received_at_ms: 0,
+        };
+    }
+    Event {
+        event_type: "message".to_string(),
+        data: line.to_string(),
+        id: String::new(),
+        received_at_ms: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_line_is_its_event_and_any_other_line_is_message_data() {
+        let envelope = line_event(r#"{"event":"edit","id":"7","data":"{\"n\":1}","source":"x"}"#);
+        assert_eq!(
+            (
+                envelope.event_type.as_str(),
+                envelope.id.as_str(),
+                envelope.data.as_str()
+            ),
+            ("edit", "7", r#"{"n":1}"#)
+        );
+        for raw in [
+            r#"{"n":1}"#,
+            "plain text",
+            r#""a json string""#,
+            r#"{"data":"no event"}"#,
+        ] {
+            let event = line_event(raw);
+            assert_eq!(
+                (event.event_type.as_str(), event.data.as_str()),
+                ("message", raw)
+            );
+        }
+    }
 }
