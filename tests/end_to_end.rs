@@ -173,3 +173,127 @@ fn a_stdout_reader_that_goes_away_ends_the_run_promptly_and_quietly_with_141() {
     let id: u64 = value["last_event_id"].as_str().unwrap().parse().unwrap();
     assert!(id >= 4, "the records read are not covered: {checkpoint}");
 }
+
+/// The rows of the README's metrics table (the metric names, in order).
+fn documented_metrics() -> Vec<String> {
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"),
+    )
+    .unwrap();
+    let table = readme
+        .split("## Metrics")
+        .nth(1)
+        .expect("a Metrics section in the README");
+    table
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `sse_ingest_"))
+        .map(|rest| format!("sse_ingest_{}", rest.split('`').next().unwrap()))
+        .collect()
+}
+
+#[test]
+fn every_metric_in_the_readme_table_is_on_metrics_in_one_parsable_document() {
+    use std::io::{Read as _, Write as _};
+    // 50 events and a clean end; the reconnect replays the last 5, then a minute of comments.
+    let server = SseServer::start(|connection, _| {
+        let events = if connection == 0 { 0..50 } else { 45..50 };
+        let mut body: Vec<Step> = events
+            .map(|n| Step::Bytes(format!("id: {n}\ndata: {n}\n\n").into_bytes()))
+            .collect();
+        if connection > 0 {
+            body.extend((0..600).flat_map(|_| {
+                [
+                    Step::Bytes(b": quiet\n".to_vec()),
+                    Step::Pause(Duration::from_millis(100)),
+                ]
+            }));
+        }
+        support::sse_server::Answer::Respond(Response::stream(body))
+    });
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let admin = support::free_port();
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--sink", &file_sink(out.path())]);
+    command.args(["--admin", &format!("127.0.0.1:{admin}")]);
+    command.args(["--reconnect-initial-ms", "10", "--reconnect-min-ms", "10"]);
+    let mut child = command.spawn().unwrap();
+
+    let scrape = || -> Option<(String, String)> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        Some((head.to_string(), body.to_string()))
+    };
+    let deadline = std::time::Instant::now() + LIMIT;
+    let (head, body) = loop {
+        if let Some((head, body)) = scrape()
+            && body.contains(
+                "sse_ingest_duplicates_dropped_total{pipeline=\"default\",cause=\"reconnect\"} 5",
+            )
+            && body.contains("sse_ingest_records_written_total{pipeline=\"default\"} 50")
+        {
+            break (head, body);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "50 events never showed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert_eq!(body.matches("# EOF").count(), 1, "one document: {body}");
+    let parsed = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("/metrics parses as Prometheus text");
+    let documented = documented_metrics();
+    assert!(
+        documented.len() >= 12,
+        "the table was not found: {documented:?}"
+    );
+    for name in &documented {
+        let base = name.trim_end_matches("_total");
+        assert!(
+            parsed.docs.contains_key(base) || parsed.docs.contains_key(name.as_str()),
+            "{name} is documented but not on /metrics"
+        );
+    }
+    let value = |metric: &str, label: Option<(&str, &str)>| -> f64 {
+        parsed
+            .samples
+            .iter()
+            .filter(|s| s.metric == metric && s.labels.get("pipeline") == Some("default"))
+            .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => 0.0,
+            })
+            .sum()
+    };
+    assert_eq!(value("sse_ingest_events_received_total", None), 55.0);
+    assert_eq!(value("sse_ingest_records_written_total", None), 50.0);
+    assert_eq!(
+        value("sse_ingest_http_statuses_total", Some(("status", "200"))),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "sse_ingest_reconnects_total",
+            Some(("cause", "end_of_stream"))
+        ),
+        1.0
+    );
+    assert_eq!(value("sse_ingest_connections_total", None), 2.0);
+}

@@ -27,17 +27,23 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+use crate::core::metrics::{CONTENT_TYPE, Exposition};
 use crate::pipeline::filter_stage::prepare;
 use crate::pipeline::{PipelineHandle, SwapRequest};
 
 /// Largest filter component accepted over the API.
 const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
 
-/// The pipelines the API can reach, by name.
+/// The pipelines the API can reach, by name, and the process's metrics.
 #[derive(Debug, Clone, Default)]
-pub struct Pipelines(Arc<RwLock<BTreeMap<String, PipelineHandle>>>);
+pub struct Pipelines(Arc<RwLock<BTreeMap<String, PipelineHandle>>>, Exposition);
 
 impl Pipelines {
+    /// Where every pipeline registers its metrics, so `/metrics` is one document.
+    pub fn exposition(&self) -> &Exposition {
+        &self.1
+    }
+
     /// Makes a running pipeline reachable.
     pub fn add(&self, handle: PipelineHandle) {
         if let Ok(mut map) = self.0.write() {
@@ -86,8 +92,12 @@ pub async fn bind(
     }))
 }
 
-async fn metrics(State(pipelines): State<Pipelines>) -> String {
-    pipelines.all().iter().map(|p| p.metrics.render()).collect()
+async fn metrics(State(pipelines): State<Pipelines>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
+        pipelines.exposition().render(),
+    )
+        .into_response()
 }
 
 async fn list(State(pipelines): State<Pipelines>) -> Response {

@@ -1,10 +1,14 @@
-//! Counters every pipeline keeps, with stable names (Prometheus text format).
+//! Counters every pipeline keeps, with stable names, in one exposition for the process.
 //!
-//! Built on `prometheus-client` (the Prometheus project's own Rust client) so
-//! that the exposition format is not ours to get wrong. Each metric has a
-//! typed field here, so a metric cannot be misspelt at the place it counts.
+//! Built on `prometheus-client` (the Prometheus project's own Rust client) so that the
+//! exposition format is not ours to get wrong. Every metric is declared once, in the
+//! [`pipeline_metrics!`] table below: that one line gives the typed field a pipeline counts
+//! with, its name and help, and its registration, so a metric can be neither misspelt nor
+//! counted and never exported. Every pipeline registers into one [`Exposition`] with its
+//! `pipeline` label, so `/metrics` is one OpenMetrics document whatever the number of
+//! pipelines.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use kinesis_producer::StatsSnapshot;
 use prometheus_client::collector::Collector;
@@ -13,7 +17,40 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter as PromCounter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge as PromGauge};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
+
+/// The content type of [`Exposition::render`]'s text: OpenMetrics, which Prometheus reads.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The process's metrics: every pipeline's, in one registry.
+#[derive(Debug, Clone)]
+pub struct Exposition(Arc<Mutex<Registry>>);
+
+impl Default for Exposition {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Registry::with_prefix("sse_ingest"))))
+    }
+}
+
+impl Exposition {
+    /// Every registered metric as one OpenMetrics text document ([`CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        if let Ok(registry) = self.0.lock() {
+            // Writing into a String cannot fail.
+            let _ = encode(&mut text, &registry);
+        }
+        text
+    }
+}
+
+/// How a kind of metric is made and registered (see [`pipeline_metrics!`]).
+trait Declared: Sized {
+    /// A new metric; `label` names the label of a labelled one.
+    fn declare(label: Option<&'static str>) -> Self;
+    /// What the registry exports.
+    fn exported(&self) -> impl Metric;
+}
 
 /// A monotonically increasing count.
 #[derive(Debug, Clone, Default)]
@@ -81,36 +118,96 @@ impl LabeledCounter {
     }
 }
 
-/// One pipeline's counters.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
+impl Declared for Counter {
+    fn declare(_label: Option<&'static str>) -> Self {
+        Self::default()
+    }
+    fn exported(&self) -> impl Metric {
+        self.0.clone()
+    }
+}
+
+impl Declared for Gauge {
+    fn declare(_label: Option<&'static str>) -> Self {
+        Self::default()
+    }
+    fn exported(&self) -> impl Metric {
+        self.0.clone()
+    }
+}
+
+impl Declared for LabeledCounter {
+    fn declare(label: Option<&'static str>) -> Self {
+        Self::new(label.unwrap_or("value"))
+    }
+    fn exported(&self) -> impl Metric {
+        self.family.clone()
+    }
+}
+
+/// Declares one pipeline's metrics: `field: Kind [("label")] = "name", "help";`. The name is
+/// what Prometheus sees after `sse_ingest_` (counters get `_total`).
+macro_rules! pipeline_metrics {
+    ($( $(#[$doc:meta])* $field:ident : $kind:ident $(($label:literal))? = $name:literal, $help:literal; )*) => {
+        /// One pipeline's metrics, each registered by construction (see the module docs).
+        #[derive(Debug)]
+        pub struct Metrics {
+            $( $(#[$doc])* pub $field: $kind, )*
+            /// The Kinesis producer's own counters, read at each scrape once a Kinesis sink is open.
+            kinesis: Arc<KinesisCollector>,
+        }
+
+        impl Metrics {
+            /// Every metric of `pipeline`, registered in `exposition` with the pipeline's label.
+            pub fn register(exposition: &Exposition, pipeline: &str) -> Arc<Self> {
+                let metrics = Self {
+                    $( $field: <$kind as Declared>::declare(pipeline_metrics!(@label $($label)?)), )*
+                    kinesis: Arc::new(KinesisCollector(KinesisStats::default())),
+                };
+                if let Ok(mut root) = exposition.0.lock() {
+                    let registry = root.sub_registry_with_label((
+                        std::borrow::Cow::Borrowed("pipeline"),
+                        std::borrow::Cow::Owned(pipeline.to_string()),
+                    ));
+                    $( registry.register($name, $help, metrics.$field.exported()); )*
+                    registry.register_collector(Box::new(Arc::clone(&metrics.kinesis)));
+                }
+                Arc::new(metrics)
+            }
+
+            /// The names (after `sse_ingest_`) of every declared metric, for docs and tests.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+        }
+    };
+    (@label $label:literal) => { Some($label) };
+    (@label) => { None };
+}
+
+pipeline_metrics! {
     /// Events the source delivered (after its `types` filter).
-    pub events_received: Counter,
+    events_received: Counter = "events_received", "Events delivered by the source";
     /// Records written and acknowledged by the sink.
-    pub records_written: Counter,
+    records_written: Counter = "records_written", "Records acknowledged by the sink";
     /// Events dropped by the parser for exceeding `max-event-bytes`.
-    pub oversized_events: Counter,
+    oversized_events: Counter = "oversized_events", "Events dropped for exceeding max-event-bytes";
     /// Successful connections (status 200, text/event-stream).
-    pub connections: Counter,
+    connections: Counter = "connections", "Successful SSE connections";
     /// Reconnects, by cause.
-    pub reconnects: LabeledCounter,
-    /// Non-200 HTTP statuses seen, by status.
-    pub http_statuses: LabeledCounter,
+    reconnects: LabeledCounter("cause") = "reconnects", "Reconnects by cause";
+    /// HTTP responses, by status: every status, redirect hops, 204 and fatal ones included.
+    http_statuses: LabeledCounter("status") = "http_statuses", "HTTP responses by status, redirect hops included";
     /// Batches a filter failed on.
-    pub filter_errors: Counter,
+    filter_errors: Counter = "filter_errors", "Batches a filter failed on";
     /// Events or records written to the dead-letter output.
-    pub dead_letters: Counter,
+    dead_letters: Counter = "dead_letters", "Events or records written to the dead-letter output";
     /// Filter versions rolled back after failing on probation.
-    pub filter_rollbacks: Counter,
+    filter_rollbacks: Counter = "filter_rollbacks", "Filter versions rolled back after failing on probation";
     /// Filter swaps that went live.
-    pub filter_swaps: Counter,
+    filter_swaps: Counter = "filter_swaps", "Filter swaps that went live";
     /// Events dropped as a server's replay, by cause (`reconnect`, `restart`).
-    pub duplicates_dropped: LabeledCounter,
+    duplicates_dropped: LabeledCounter("cause") = "duplicates_dropped", "Events dropped as a server's replay after a reconnect or restart, by cause";
     /// Unix time (seconds) of the last event received; "time since the last event" is now minus this.
-    pub last_event_unix_seconds: Gauge,
-    /// The Kinesis producer's own counters, read at each scrape once a Kinesis sink is open.
-    kinesis: Arc<KinesisCollector>,
+    last_event_unix_seconds: Gauge = "last_event_unix_seconds", "Unix time of the last event received";
 }
 
 /// Reads the Kinesis producer's counters (set once, when the sink opens).
@@ -206,117 +303,10 @@ impl Collector for KinesisCollector {
 }
 
 impl Metrics {
-    /// Registers every counter under `sse_ingest_*` with the pipeline's label.
-    pub fn new(pipeline: &str) -> Arc<Self> {
-        let mut root = Registry::with_prefix("sse_ingest");
-        let registry = root.sub_registry_with_label((
-            std::borrow::Cow::Borrowed("pipeline"),
-            std::borrow::Cow::Owned(pipeline.to_string()),
-        ));
-        let events_received = Counter::default();
-        let records_written = Counter::default();
-        let oversized_events = Counter::default();
-        let connections = Counter::default();
-        let filter_errors = Counter::default();
-        let reconnects = LabeledCounter::new("cause");
-        let http_statuses = LabeledCounter::new("status");
-        let duplicates_dropped = LabeledCounter::new("cause");
-        let dead_letters = Counter::default();
-        let filter_rollbacks = Counter::default();
-        let filter_swaps = Counter::default();
-        let last_event_unix_seconds = Gauge::default();
-        registry.register(
-            "events_received",
-            "Events delivered by the source",
-            events_received.0.clone(),
-        );
-        registry.register(
-            "records_written",
-            "Records acknowledged by the sink",
-            records_written.0.clone(),
-        );
-        registry.register(
-            "oversized_events",
-            "Events dropped for exceeding max-event-bytes",
-            oversized_events.0.clone(),
-        );
-        registry.register(
-            "connections",
-            "Successful SSE connections",
-            connections.0.clone(),
-        );
-        registry.register(
-            "filter_errors",
-            "Batches a filter failed on",
-            filter_errors.0.clone(),
-        );
-        registry.register(
-            "reconnects",
-            "Reconnects by cause",
-            reconnects.family.clone(),
-        );
-        registry.register(
-            "http_statuses",
-            "Non-200 HTTP statuses by status",
-            http_statuses.family.clone(),
-        );
-        registry.register(
-            "duplicates_dropped",
-            "Events dropped as a server's replay after a reconnect or restart, by cause",
-            duplicates_dropped.family.clone(),
-        );
-        registry.register(
-            "dead_letters",
-            "Events or records written to the dead-letter output",
-            dead_letters.0.clone(),
-        );
-        registry.register(
-            "filter_rollbacks",
-            "Filter versions rolled back after failing on probation",
-            filter_rollbacks.0.clone(),
-        );
-        registry.register(
-            "filter_swaps",
-            "Filter swaps that went live",
-            filter_swaps.0.clone(),
-        );
-        registry.register(
-            "last_event_unix_seconds",
-            "Unix time of the last event received",
-            last_event_unix_seconds.0.clone(),
-        );
-        let kinesis = Arc::new(KinesisCollector(KinesisStats::default()));
-        registry.register_collector(Box::new(Arc::clone(&kinesis)));
-        Arc::new(Self {
-            registry: root,
-            events_received,
-            records_written,
-            oversized_events,
-            connections,
-            reconnects,
-            http_statuses,
-            filter_errors,
-            duplicates_dropped,
-            dead_letters,
-            filter_rollbacks,
-            filter_swaps,
-            last_event_unix_seconds,
-            kinesis,
-        })
-    }
-
     /// Exports the Kinesis producer's counters, read through `stats` at each scrape.
     /// Only the first call counts (a pipeline has one sink).
     pub fn watch_kinesis(&self, stats: impl Fn() -> StatsSnapshot + Send + Sync + 'static) {
         let _ = self.kinesis.0.set(Box::new(stats));
-    }
-
-    /// The Prometheus text exposition of every counter.
-    pub fn render(&self) -> String {
-        let mut text = String::new();
-        // Writing into a String cannot fail.
-        let _ = encode(&mut text, &self.registry);
-        text
     }
 }
 
@@ -326,10 +316,11 @@ mod tests {
 
     #[test]
     fn counters_render_with_the_pipeline_label() {
-        let metrics = Metrics::new("wiki");
+        let exposition = Exposition::default();
+        let metrics = Metrics::register(&exposition, "wiki");
         metrics.events_received.add(3);
         metrics.reconnects.inc_label("network");
-        let text = metrics.render();
+        let text = exposition.render();
         assert!(
             text.contains("sse_ingest_events_received_total{pipeline=\"wiki\"} 3"),
             "{text}"
@@ -342,13 +333,14 @@ mod tests {
 
     #[test]
     fn every_counter_is_exported() {
-        let metrics = Metrics::new("wiki");
+        let exposition = Exposition::default();
+        let metrics = Metrics::register(&exposition, "wiki");
         metrics.dead_letters.add(2);
         metrics.duplicates_dropped.inc_label("reconnect");
         metrics.filter_swaps.inc();
         metrics.filter_rollbacks.inc();
         metrics.last_event_unix_seconds.set(1_700_000_000);
-        let text = metrics.render();
+        let text = exposition.render();
         for line in [
             "sse_ingest_dead_letters_total{pipeline=\"wiki\"} 2",
             "sse_ingest_duplicates_dropped_total{pipeline=\"wiki\",cause=\"reconnect\"} 1",
@@ -366,7 +358,8 @@ mod tests {
 
     #[test]
     fn kinesis_producer_counters_are_read_at_each_scrape() {
-        let metrics = Metrics::new("wiki");
+        let exposition = Exposition::default();
+        let metrics = Metrics::register(&exposition, "wiki");
         let acked = Arc::new(std::sync::atomic::AtomicU64::new(5));
         let source = Arc::clone(&acked);
         metrics.watch_kinesis(move || StatsSnapshot {
@@ -375,7 +368,7 @@ mod tests {
             buffered_records: 3,
             ..StatsSnapshot::default()
         });
-        let text = metrics.render();
+        let text = exposition.render();
         assert!(
             text.contains("sse_ingest_kinesis_records_acked_total{pipeline=\"wiki\"} 5"),
             "{text}"
@@ -390,9 +383,44 @@ mod tests {
         );
         acked.store(9, std::sync::atomic::Ordering::Relaxed);
         assert!(
-            metrics
+            exposition
                 .render()
                 .contains("sse_ingest_kinesis_records_acked_total{pipeline=\"wiki\"} 9")
         );
+    }
+}
+
+#[cfg(test)]
+mod exposition_tests {
+    use super::*;
+
+    #[test]
+    fn every_declared_metric_of_every_pipeline_is_in_one_document() {
+        let exposition = Exposition::default();
+        let a = Metrics::register(&exposition, "a");
+        let b = Metrics::register(&exposition, "b");
+        a.events_received.inc();
+        b.events_received.add(2);
+        // A labelled family is exported once it has a sample.
+        a.reconnects.inc_label("end_of_stream");
+        a.http_statuses.inc_label("200");
+        a.duplicates_dropped.inc_label("reconnect");
+        let text = exposition.render();
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        assert!(
+            text.contains("sse_ingest_events_received_total{pipeline=\"a\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sse_ingest_events_received_total{pipeline=\"b\"} 2"),
+            "{text}"
+        );
+        for name in Metrics::NAMES {
+            let declared = format!("# HELP sse_ingest_{name} ");
+            assert!(
+                text.contains(&declared),
+                "{name} is declared but not exported"
+            );
+        }
     }
 }

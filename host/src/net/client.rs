@@ -43,14 +43,27 @@ type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 type ResponseFuture =
     Box<dyn Future<Output = Result<(Response<WasiBody>, IoFuture), HttpError>> + Send>;
 
+/// Told the status of every response (redirect hops included), for metrics.
+pub type StatusObserver = Arc<dyn Fn(u16) + Send + Sync>;
+
 /// One pipeline's outbound HTTP client.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OutboundClient {
     pipeline: Arc<str>,
     policy: Arc<OutboundPolicy>,
     tls: Arc<ClientConfig>,
     proxies: ProxyRoutes,
     failures: FailureSlot,
+    statuses: Option<StatusObserver>,
+}
+
+impl std::fmt::Debug for OutboundClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutboundClient")
+            .field("pipeline", &self.pipeline)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OutboundClient {
@@ -67,7 +80,14 @@ impl OutboundClient {
             tls,
             proxies,
             failures: FailureSlot::default(),
+            statuses: None,
         }
+    }
+
+    /// Reports the status of every response to `observer`.
+    pub fn observe_statuses(mut self, observer: StatusObserver) -> Self {
+        self.statuses = Some(observer);
+        self
     }
 
     /// Where this client records its failures, for the source host to classify them.
@@ -104,6 +124,9 @@ impl OutboundClient {
                 exchange(sender, connection, outgoing, first_byte_timeout, &address)
                     .await
                     .map_err(|failure| self.explain_early_close(&origin, failure))?;
+            if let Some(observe) = &self.statuses {
+                observe(response.status().as_u16());
+            }
 
             let next = if follows_redirects {
                 redirect_target(&parts.uri, &response)?

@@ -130,9 +130,6 @@ impl bindings::sse_ingest::pipeline::source_host::Host for SourceState {
                     _ => cause_label(&info.cause),
                 };
                 self.metrics.reconnects.inc_label(cause);
-                if let DisconnectCause::HttpStatus(status) = info.cause {
-                    self.metrics.http_statuses.inc_label(&status.to_string());
-                }
                 tracing::warn!(
                     pipeline = %self.pipeline,
                     cause,
@@ -270,7 +267,11 @@ impl SourceComponent {
             ),
             std::sync::Arc::clone(&network.tls),
             ProxyRoutes::new(&network.proxy),
-        );
+        )
+        .observe_statuses({
+            let metrics = Arc::clone(&metrics);
+            Arc::new(move |status| metrics.http_statuses.inc_label(&status.to_string()))
+        });
         let state = SourceState {
             pipeline: config.name.clone(),
             wasi: WasiCtx::builder().inherit_stderr().build(),

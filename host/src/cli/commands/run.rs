@@ -77,9 +77,9 @@ async fn run(config: PipelineConfig) -> Result<u8, Failure> {
                 .map_err(|e| Failure::usage(format!("{filter_name}: {e}")))
         })?;
 
-    let metrics = Metrics::new(&config.name);
     let (stop_tx, stop_rx) = watch::channel(false);
     let pipelines = Pipelines::default();
+    let metrics = Metrics::register(pipelines.exposition(), &config.name);
     if let Some(addr) = config.admin {
         admin::bind(addr, pipelines.clone(), stop_rx.clone())
             .await
