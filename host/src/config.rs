@@ -15,20 +15,38 @@ use crate::sink::SinkSpec;
 /// A configuration value that cannot be used, with the flag it came from.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// `--url` is not an absolute http(s) URL with a host.
     #[error("invalid --url `{url}`: {reason}")]
-    Url { url: String, reason: String },
+    Url {
+        /// The text given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `--header` is not `Name: value`.
     #[error("invalid --header `{0}`: expected `Name: value`")]
     Header(String),
+    /// `--sink` names no known sink.
     #[error("invalid --sink `{0}`: expected `file:DIR`, `stdout` or `kinesis:STREAM`")]
     Sink(String),
+    /// A Kinesis producer setting is out of range.
     #[error("invalid Kinesis settings: {0}")]
     Kinesis(String),
+    /// A `--filter-config` is not `key=value`.
     #[error("invalid --filter-config `{0}`: expected `key=value`")]
     FilterConfig(String),
+    /// `--name` has characters that cannot go into paths and labels.
     #[error("invalid --name `{0}`: use letters, digits, `-` and `_` only")]
     Name(String),
+    /// A flag's value is out of range or contradicts another.
     #[error("invalid --{flag}: {reason}")]
-    Value { flag: &'static str, reason: String },
+    Value {
+        /// The flag, without `--`.
+        flag: &'static str,
+        /// Why the value cannot be used.
+        reason: String,
+    },
+    /// A TLS file (`--ca-file`, `--client-cert`, `--client-key`) cannot be used.
     #[error("invalid TLS settings: {0}")]
     Tls(String),
 }
@@ -118,20 +136,35 @@ pub struct ReconnectPolicy {
 /// Everything one pipeline needs.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
+    /// The pipeline's name: in logs, metric labels, file names and the state directory.
     pub name: String,
+    /// The SSE endpoint.
     pub url: Url,
+    /// Extra request headers, in order.
     pub headers: Vec<(String, String)>,
+    /// SSE event types to keep; empty keeps all.
     pub types: Vec<String>,
+    /// What a record holds.
     pub format: Format,
+    /// Where records go.
     pub sink: SinkSpec,
+    /// The largest event the parser buffers.
     pub max_event_bytes: u64,
+    /// No byte for this long reconnects.
     pub idle_timeout: Duration,
+    /// Limit for connecting (TCP, proxy, TLS) and for the response head.
     pub connect_timeout: Duration,
+    /// The filter component.
     pub filter: FilterSpec,
+    /// The filter's `key=value` configuration.
     pub filter_config: Vec<(String, String)>,
+    /// Checkpoints (and, by default, the component cache and dead letters) live here.
     pub state_dir: PathBuf,
+    /// Compiled components are cached here.
     pub cache_dir: PathBuf,
+    /// Most events per batch from the source to the filter.
     pub batch_max_events: u32,
+    /// When and how the source reconnects.
     pub reconnect: ReconnectPolicy,
     /// Recent event ids remembered for dropping replays (0 disables).
     pub dedupe_window: usize,
@@ -279,6 +312,7 @@ pub fn parse_url(text: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// A `Name: value` header with a valid name.
 pub fn parse_header(text: &str) -> Result<(String, String), ConfigError> {
     let (name, value) = text
         .split_once(':')
@@ -305,6 +339,7 @@ pub enum SinkTarget {
     Kinesis(String),
 }
 
+/// What `--sink` (or `--dead-letter`) points at.
 pub fn parse_sink(text: &str) -> Result<SinkTarget, ConfigError> {
     if text == "stdout" {
         return Ok(SinkTarget::Stdout);

@@ -16,6 +16,8 @@
 //! | [`net`] | the source's outbound HTTP client: policy, TLS, proxies, redirects, failures |
 //! | [`core`] | what several groups share: records, metrics, partition keys, the record format |
 
+#![deny(missing_docs)]
+
 pub mod admin;
 pub mod cli;
 pub mod config;

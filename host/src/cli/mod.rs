@@ -45,8 +45,10 @@ pub fn main() -> Result<u8, exit::Failure> {
 #[derive(Debug, Parser)]
 #[command(name = "sse-ingest", version, about)]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
+    /// How to log.
     #[command(flatten)]
     pub log: LogArgs,
 }

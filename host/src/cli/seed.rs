@@ -39,11 +39,17 @@ struct PropertyGroup {
 /// The settings read from a seed properties file.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SeedProperties {
+    /// `SSESourceProperties.url`.
     pub url: Option<String>,
+    /// `SSESourceProperties.headers`, as name and value pairs.
     pub headers: Vec<(String, String)>,
+    /// `SSESourceProperties.types`.
     pub types: Vec<String>,
+    /// `SSESourceProperties.readTimeoutMS`.
     pub read_timeout_ms: Option<u64>,
+    /// `OutputStreamProperties.DefaultStream`.
     pub default_stream: Option<String>,
+    /// `ProducerConfigProperties.aws.region`.
     pub region: Option<String>,
 }
 

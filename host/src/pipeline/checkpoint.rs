@@ -124,14 +124,24 @@ impl Resume {
 /// Errors reading or writing a checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// The file could not be read or written.
     #[error("cannot {action} checkpoint {path}: {source}")]
     Io {
+        /// What was being done.
         action: &'static str,
+        /// The checkpoint file.
         path: PathBuf,
+        /// Why it failed.
         source: std::io::Error,
     },
+    /// The file is not a checkpoint.
     #[error("checkpoint {path} is corrupt ({reason}); move it away to start from the live edge")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// One pipeline's checkpoint file.

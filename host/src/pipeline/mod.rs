@@ -51,16 +51,22 @@ pub enum PipelineEnd {
 /// Why a pipeline failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// The source component failed or the stream cannot go on.
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// The filter failed and the policy says stop (or it refused its configuration).
     #[error(transparent)]
     Filter(#[from] FilterError),
+    /// The sink cannot write.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// The checkpoint cannot be read or written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    /// Records were still undelivered at the shutdown deadline (they are dead letters).
     #[error("shutdown timed out with {0} records undelivered; they are in the dead-letter output")]
     Undelivered(usize),
+    /// The checkpoint belongs to another stream and `--resume require` was given.
     #[error("not starting: {0}")]
     Resume(String),
 }
@@ -68,37 +74,54 @@ pub enum PipelineError {
 /// A request to put a prepared filter live; answered with its version.
 #[derive(Debug)]
 pub struct SwapRequest {
+    /// The validated filter.
     pub filter: PreparedFilter,
+    /// Told the version number the filter went live as.
     pub reply: oneshot::Sender<u64>,
 }
 
 /// What the admin API needs to reach a running pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineHandle {
+    /// The pipeline's name.
     pub name: String,
+    /// The engine its components run on (a new filter is compiled with it).
     pub engine: Engine,
+    /// What a new filter is told about the pipeline.
     pub context: FilterContext,
+    /// The sandbox of a new filter.
     pub limits: FilterLimits,
+    /// Recent events, for a new filter's probe batch.
     pub probe: ProbeSample,
+    /// Where swaps go; the pipeline installs them between batches.
     pub swaps: mpsc::Sender<SwapRequest>,
+    /// The pipeline's metrics.
     pub metrics: Arc<Metrics>,
+    /// The running filter's version.
     pub version: watch::Receiver<u64>,
 }
 
 /// The filter a pipeline starts with.
 #[derive(Debug)]
 pub struct InitialFilter {
+    /// How logs name it (`built-in filter `x`` or the file).
     pub label: String,
+    /// The compiled, linked component.
     pub component: FilterComponent,
 }
 
 /// The parts a pipeline runs with.
 #[derive(Debug)]
 pub struct Pipeline {
+    /// Its validated configuration.
     pub config: PipelineConfig,
+    /// The engine its components run on.
     pub engine: Engine,
+    /// The source component, linked.
     pub source: SourceComponent,
+    /// The filter it starts with.
     pub filter: InitialFilter,
+    /// Its metrics, registered in the process's exposition.
     pub metrics: Arc<Metrics>,
 }
 

@@ -32,19 +32,26 @@ pub enum SinkSpec {
 /// A sink failure; the pipeline stops with it (records are never dropped silently).
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
+    /// A file could not be created, written, synced or renamed.
     #[error("file sink: cannot {action} {path}: {source}")]
     File {
+        /// What was being done.
         action: &'static str,
+        /// The file or directory.
         path: std::path::PathBuf,
+        /// Why it failed.
         source: std::io::Error,
     },
+    /// Standard output could not be written (other than its reader going away).
     #[error("stdout sink: {0}")]
     Stdout(std::io::Error),
     /// The reader of stdout went away (e.g. `| head` finished): not a failure of ours.
     #[error("stdout sink: the reader closed the pipe")]
     ReaderGone,
+    /// The producer failed (a missing stream, a closed producer).
     #[error("kinesis sink: {0}")]
     Kinesis(kinesis_producer::ProducerError),
+    /// The AWS client could not be set up (proxy, trust store).
     #[error("kinesis sink: {0}")]
     KinesisClient(kinesis_producer::ClientError),
 }
@@ -74,8 +81,11 @@ impl Ack {
 /// The configured sink.
 #[derive(Debug)]
 pub enum Sink {
+    /// Newline-delimited files.
     File(FileSink),
+    /// Newline-delimited records on stdout.
     Stdout(StdoutSink),
+    /// A Kinesis data stream.
     Kinesis(KinesisSink),
 }
 

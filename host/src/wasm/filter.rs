@@ -15,6 +15,7 @@ use crate::wasm::source::bindings::sse_ingest::pipeline::types::Level;
 use crate::wasm::source::{Event, log_from_guest};
 
 /// Generated bindings of the `filter` world; shares the event type with the source's.
+#[allow(missing_docs)]
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -228,9 +229,13 @@ fn check_imports(engine: &Engine, component: &Component) -> Result<(), FilterErr
 /// What a filter is told about its pipeline.
 #[derive(Debug, Clone)]
 pub struct FilterContext {
+    /// The pipeline's name.
     pub pipeline: String,
+    /// The SSE endpoint (an envelope's `source`).
     pub source_url: String,
+    /// The record format to write.
     pub format: Format,
+    /// The pipeline's partition-key strategy.
     pub partition_key: crate::core::partition::KeyStrategy,
 }
 

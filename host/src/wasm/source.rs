@@ -19,7 +19,8 @@ use crate::config::PipelineConfig;
 use crate::core::metrics::Metrics;
 use crate::net::{FailureClass, OutboundClient, OutboundPolicy, ProxyRoutes};
 
-/// Generated bindings of the `source` world.
+/// Generated bindings of the `source` world (documented in `wit/pipeline.wit`).
+#[allow(missing_docs)]
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
