@@ -186,3 +186,28 @@ fn dead_letters_inside_the_sink_directory_are_refused_naming_both() {
     assert!(stderr.contains(&dead.display().to_string()), "{stderr}");
     assert!(stderr.contains(&sink.display().to_string()), "{stderr}");
 }
+
+#[test]
+fn out_of_range_sizes_and_contradictory_delays_exit_two_naming_the_flag() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--max-event-bytes", "99999999999"],
+            "invalid --max-event-bytes: 99999999999 is out of range: 1024 to 67108864",
+        ),
+        (
+            &["--batch-max-events", "1000000"],
+            "invalid --batch-max-events: 1000000 is out of range: 1 to 65536",
+        ),
+        (
+            &["--reconnect-min-ms", "5000", "--reconnect-max-ms", "1000"],
+            "invalid --reconnect-min-ms: 5000 is more than --reconnect-max-ms 1000",
+        ),
+    ];
+    for (flags, expected) in cases {
+        let output = run_with_limit(sse_ingest().args(["run"]).args(flags), LIMIT);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(expected), "{flags:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}

@@ -45,40 +45,11 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
     {
         return Err(ConfigError::Name(args.name.clone()));
     }
-    if args.max_event_bytes < 1024 {
-        return Err(ConfigError::Value {
-            flag: "max-event-bytes",
-            reason: "must be at least 1024".into(),
-        });
-    }
-    if args.idle_timeout_ms == 0 || args.connect_timeout_ms == 0 {
-        return Err(ConfigError::Value {
-            flag: "idle-timeout-ms / --connect-timeout-ms",
-            reason: "must be greater than 0".into(),
-        });
-    }
-    if args.reconnect_min_ms < 10 {
-        return Err(ConfigError::Value {
-            flag: "reconnect-min-ms",
-            reason: "must be at least 10, or a server's `retry: 0` becomes a tight loop".into(),
-        });
-    }
+    check_ranges(args)?;
     if args.watch && !matches!(filter, FilterSpec::File(_)) {
         return Err(ConfigError::Value {
             flag: "watch",
             reason: "needs --filter FILE.wasm".into(),
-        });
-    }
-    if args.filter_memory_mib < 2 || args.filter_cpu_budget_ms == 0 {
-        return Err(ConfigError::Value {
-            flag: "filter-memory-mib / --filter-cpu-budget-ms",
-            reason: "a filter needs at least 2 MiB and 1 ms".into(),
-        });
-    }
-    if args.batch_max_events == 0 {
-        return Err(ConfigError::Value {
-            flag: "batch-max-events",
-            reason: "must be greater than 0".into(),
         });
     }
     Ok(PipelineConfig {
@@ -118,7 +89,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
             enabled: !args.once,
             initial_delay: Duration::from_millis(args.reconnect_initial_ms),
             min_delay: Duration::from_millis(args.reconnect_min_ms),
-            max_delay: Duration::from_millis(args.reconnect_max_ms.max(args.reconnect_min_ms)),
+            max_delay: Duration::from_millis(args.reconnect_max_ms),
             reset_after: Duration::from_secs(30),
             fatal_statuses: args.fatal_statuses.clone(),
             fatal_content_type: !args.retry_wrong_content_type,
@@ -150,6 +121,97 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
         allowed_streams: args.allow_streams.clone(),
     })
     .and_then(PipelineConfig::validate)
+}
+
+/// The range of every number that reaches arithmetic, an allocation or a timer, so that an
+/// absurd value is a usage error naming its flag and bounds rather than an overflow, a guest
+/// that cannot start, or a timer that never fires; then the pairs that must agree.
+fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
+    const MIB: u64 = 1024 * 1024;
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    let ranges: [(&'static str, u64, u64, u64, &str); 12] = [
+        ("max-event-bytes", args.max_event_bytes, 1024, 64 * MIB, ""),
+        (
+            "batch-max-events",
+            u64::from(args.batch_max_events),
+            1,
+            65_536,
+            "",
+        ),
+        ("idle-timeout-ms", args.idle_timeout_ms, 1, DAY_MS, ""),
+        ("connect-timeout-ms", args.connect_timeout_ms, 1, DAY_MS, ""),
+        (
+            "reconnect-initial-ms",
+            args.reconnect_initial_ms,
+            0,
+            DAY_MS,
+            "",
+        ),
+        (
+            "reconnect-min-ms",
+            args.reconnect_min_ms,
+            10,
+            DAY_MS,
+            " (below 10, a server's `retry: 0` becomes a tight loop)",
+        ),
+        ("reconnect-max-ms", args.reconnect_max_ms, 10, DAY_MS, ""),
+        ("dedupe-window", args.dedupe_window as u64, 0, 1_000_000, ""),
+        (
+            "filter-memory-mib",
+            args.filter_memory_mib as u64,
+            2,
+            4096,
+            "",
+        ),
+        (
+            "filter-cpu-budget-ms",
+            args.filter_cpu_budget_ms,
+            1,
+            600_000,
+            "",
+        ),
+        (
+            "shutdown-timeout-ms",
+            args.shutdown_timeout_ms,
+            0,
+            DAY_MS,
+            "",
+        ),
+        (
+            "rollback-batches",
+            u64::from(args.rollback_batches),
+            0,
+            1_000_000,
+            "",
+        ),
+    ];
+    for (flag, value, low, high, why) in ranges {
+        if !(low..=high).contains(&value) {
+            return Err(ConfigError::Value {
+                flag,
+                reason: format!("{value} is out of range: {low} to {high}{why}"),
+            });
+        }
+    }
+    if args.reconnect_min_ms > args.reconnect_max_ms {
+        return Err(ConfigError::Value {
+            flag: "reconnect-min-ms",
+            reason: format!(
+                "{} is more than --reconnect-max-ms {}",
+                args.reconnect_min_ms, args.reconnect_max_ms
+            ),
+        });
+    }
+    if args.reconnect_initial_ms > args.reconnect_max_ms {
+        return Err(ConfigError::Value {
+            flag: "reconnect-initial-ms",
+            reason: format!(
+                "{} is more than --reconnect-max-ms {}",
+                args.reconnect_initial_ms, args.reconnect_max_ms
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Loads the TLS files and checks the proxy, origins and User-Agent.
@@ -248,6 +310,42 @@ mod tests {
             Ok(crate::cli::Command::Run(args)) => *args,
             other => panic!("not a run command: {other:?}"),
         }
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_naming_the_flag_and_the_bounds() {
+        for (flags, expected) in [
+            (
+                &["--max-event-bytes", "100000000000"][..],
+                "invalid --max-event-bytes: 100000000000 is out of range: 1024 to 67108864",
+            ),
+            (
+                &["--batch-max-events", "0"][..],
+                "invalid --batch-max-events: 0 is out of range",
+            ),
+            (
+                &["--filter-memory-mib", "9999999"][..],
+                "invalid --filter-memory-mib",
+            ),
+            (
+                &["--reconnect-min-ms", "5000", "--reconnect-max-ms", "1000"][..],
+                "invalid --reconnect-min-ms: 5000 is more than --reconnect-max-ms 1000",
+            ),
+            (
+                &["--reconnect-initial-ms", "60000"][..],
+                "invalid --reconnect-initial-ms: 60000 is more than --reconnect-max-ms 30000",
+            ),
+        ] {
+            let error = pipeline_config(&run_args(flags)).expect_err("refused");
+            assert!(
+                error.to_string().starts_with(expected),
+                "{flags:?}: {error}"
+            );
+        }
+        assert!(
+            pipeline_config(&run_args(&[])).is_ok(),
+            "the defaults are in range"
+        );
     }
 
     #[test]
