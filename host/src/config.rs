@@ -60,6 +60,34 @@ pub enum FilterSpec {
     File(PathBuf),
 }
 
+impl FilterSpec {
+    /// `--filter` (or `swap --filter`, `test-filter FILTER`): a path when it ends in `.wasm`
+    /// or contains a `/`, else a built-in name.
+    pub fn parse(text: &str) -> Self {
+        if text.ends_with(".wasm") || text.contains('/') {
+            Self::File(PathBuf::from(text))
+        } else {
+            Self::Builtin(text.to_string())
+        }
+    }
+
+    /// How logs and messages name it.
+    pub fn label(&self) -> String {
+        match self {
+            Self::Builtin(name) => format!("built-in filter `{name}`"),
+            Self::File(path) => format!("filter {}", path.display()),
+        }
+    }
+}
+
+/// A filter's `key=value` setting, as `--filter-config`, `test-filter` and the admin API
+/// take it: split at the first `=`, the key trimmed and not empty, the value as it is.
+pub fn parse_key_value(text: &str) -> Option<(String, String)> {
+    text.split_once('=')
+        .filter(|(key, _)| !key.trim().is_empty())
+        .map(|(key, value)| (key.trim().to_string(), value.to_string()))
+}
+
 /// Whether a restart resumes from the checkpoint (`--resume`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResumePolicy {

@@ -27,6 +27,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
+use crate::config::parse_key_value;
 use crate::core::metrics::{CONTENT_TYPE, Exposition};
 use crate::pipeline::filter_stage::prepare;
 use crate::pipeline::{PipelineHandle, SwapRequest};
@@ -122,9 +123,9 @@ async fn swap(
     let mut label = "a filter sent over the admin API".to_string();
     for (key, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
-            "config" => match value.split_once('=') {
-                Some((k, v)) if !k.is_empty() => config.push((k.to_string(), v.to_string())),
-                _ => {
+            "config" => match parse_key_value(&value) {
+                Some(pair) => config.push(pair),
+                None => {
                     return error(
                         StatusCode::BAD_REQUEST,
                         format!("config `{value}` is not key=value"),

@@ -1,7 +1,6 @@
 //! From `sse-ingest run`'s flags to the validated [`PipelineConfig`]: the one place
 //! that knows both.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use kinesis_producer::{ProducerConfig, ProducerError};
@@ -9,7 +8,7 @@ use kinesis_producer::{ProducerConfig, ProducerError};
 use crate::cli::RunArgs;
 use crate::config::{
     ConfigError, FilterLimits, FilterSpec, NetworkConfig, PipelineConfig, ReconnectPolicy,
-    SinkTarget, flag_names, parse_header, parse_origin, parse_sink, parse_url,
+    SinkTarget, flag_names, parse_header, parse_key_value, parse_origin, parse_sink, parse_url,
 };
 use crate::net::{ProxySettings, TlsSettings};
 use crate::sink::{KinesisOptions, SinkSpec};
@@ -25,18 +24,9 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
     let filter_config = args
         .filter_config
         .iter()
-        .map(|kv| {
-            kv.split_once('=')
-                .filter(|(k, _)| !k.trim().is_empty())
-                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-                .ok_or_else(|| ConfigError::FilterConfig(kv.clone()))
-        })
+        .map(|kv| parse_key_value(kv).ok_or_else(|| ConfigError::FilterConfig(kv.clone())))
         .collect::<Result<Vec<_>, _>>()?;
-    let filter = if args.filter.ends_with(".wasm") || args.filter.contains('/') {
-        FilterSpec::File(PathBuf::from(&args.filter))
-    } else {
-        FilterSpec::Builtin(args.filter.clone())
-    };
+    let filter = FilterSpec::parse(&args.filter);
     if args.name.is_empty()
         || !args
             .name

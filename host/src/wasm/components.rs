@@ -49,6 +49,23 @@ pub fn builtin_filter(name: &str) -> Option<&'static [u8]> {
         .map(|(_, bytes)| *bytes)
 }
 
+/// The bytes of the filter `spec` names: a built-in, or a file read now. The error is a
+/// sentence for the operator.
+pub fn load_filter(spec: &crate::config::FilterSpec) -> Result<Vec<u8>, String> {
+    match spec {
+        crate::config::FilterSpec::Builtin(name) => {
+            builtin_filter(name).map(<[u8]>::to_vec).ok_or_else(|| {
+                format!(
+                    "unknown filter `{name}` (built-in: {}; or give a .wasm file)",
+                    builtin_filter_names().join(", ")
+                )
+            })
+        }
+        crate::config::FilterSpec::File(path) => std::fs::read(path)
+            .map_err(|error| format!("cannot read filter {}: {error}", path.display())),
+    }
+}
+
 /// The names of the built-in filters, for messages.
 pub fn builtin_filter_names() -> Vec<&'static str> {
     FILTERS.iter().map(|(n, _)| *n).collect()

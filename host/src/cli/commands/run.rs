@@ -54,22 +54,8 @@ async fn run(config: PipelineConfig) -> Result<u8, Failure> {
     let source = engine::compile(&engine, components::SOURCE, "the built-in source")
         .and_then(|c| SourceComponent::new(&engine, &c))
         .map_err(|e| Failure::failed(format!("{e:#}")))?;
-    let filter_bytes = match &config.filter {
-        FilterSpec::Builtin(name) => components::builtin_filter(name)
-            .ok_or_else(|| {
-                Failure::usage(format!(
-                    "unknown filter `{name}` (built-in: {}; or give a .wasm file)",
-                    components::builtin_filter_names().join(", ")
-                ))
-            })?
-            .to_vec(),
-        FilterSpec::File(path) => std::fs::read(path)
-            .map_err(|e| Failure::usage(format!("cannot read filter {}: {e}", path.display())))?,
-    };
-    let filter_name = match &config.filter {
-        FilterSpec::Builtin(name) => format!("built-in filter `{name}`"),
-        FilterSpec::File(path) => format!("filter {}", path.display()),
-    };
+    let filter_bytes = components::load_filter(&config.filter).map_err(Failure::usage)?;
+    let filter_name = config.filter.label();
     let filter = engine::compile(&engine, &filter_bytes, &filter_name)
         .map_err(Failure::usage)
         .and_then(|c| {

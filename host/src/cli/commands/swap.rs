@@ -2,24 +2,18 @@
 
 use crate::cli::SwapArgs;
 use crate::cli::exit::{self, Failure};
+use crate::config::{FilterSpec, parse_key_value};
 use crate::wasm::components;
 
 /// Sends the filter; prints the new version, or the reason it was refused.
 pub fn execute(args: SwapArgs) -> Result<u8, Failure> {
-    let (label, bytes) = match components::builtin_filter(&args.filter) {
-        Some(bytes) if !args.filter.ends_with(".wasm") => {
-            (format!("built-in {}", args.filter), bytes.to_vec())
-        }
-        _ => (
-            args.filter.clone(),
-            std::fs::read(&args.filter)
-                .map_err(|e| Failure::usage(format!("cannot read filter {}: {e}", args.filter)))?,
-        ),
-    };
+    let spec = FilterSpec::parse(&args.filter);
+    let bytes = components::load_filter(&spec).map_err(Failure::usage)?;
     let mut query = url::form_urlencoded::Serializer::new(String::new());
+    let label = spec.label();
     query.append_pair("label", &label);
     for pair in &args.filter_config {
-        if !pair.contains('=') {
+        if parse_key_value(pair).is_none() {
             return Err(Failure::usage(format!(
                 "invalid --filter-config `{pair}`: expected `key=value`"
             )));

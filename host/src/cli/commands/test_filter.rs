@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::cli::TestFilterArgs;
 use crate::cli::exit::{self, Failure};
+use crate::config::{FilterSpec, parse_key_value};
 use crate::core::record::Record;
 use crate::wasm::components;
 use crate::wasm::filter_harness::FilterHarness;
@@ -15,22 +16,22 @@ use crate::wasm::source::Event;
 
 /// Runs the filter; prints records as JSON lines, or compares them with `--expect`.
 pub fn execute(args: TestFilterArgs) -> Result<u8, Failure> {
-    let wasm = match components::builtin_filter(&args.filter) {
-        Some(bytes) if !args.filter.ends_with(".wasm") => bytes.to_vec(),
-        _ => std::fs::read(&args.filter)
-            .map_err(|e| Failure::usage(format!("cannot read filter {}: {e}", args.filter)))?,
-    };
-    let config: Vec<(&str, &str)> = args
+    let wasm = components::load_filter(&FilterSpec::parse(&args.filter)).map_err(Failure::usage)?;
+    let pairs: Vec<(String, String)> = args
         .filter_config
         .iter()
         .map(|pair| {
-            pair.split_once('=').ok_or_else(|| {
+            parse_key_value(pair).ok_or_else(|| {
                 Failure::usage(format!(
                     "invalid --filter-config `{pair}`: expected `key=value`"
                 ))
             })
         })
         .collect::<Result<_, _>>()?;
+    let config: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let events = read_events(&args.input)?;
     let harness =
         FilterHarness::with_format(&wasm, &config, args.format.into()).map_err(Failure::usage)?;
