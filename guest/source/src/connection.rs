@@ -9,6 +9,7 @@ use crate::bindings::wasi::http::types::{ErrorCode, IncomingResponse};
 use crate::bindings::wasi::io::poll::{Pollable, poll};
 use crate::bindings::wasi::io::streams::StreamError;
 use crate::request::{self, Target};
+use crate::response::{self, Rules, Verdict};
 use crate::stream;
 use sse_parser::Parser;
 
@@ -102,51 +103,44 @@ pub fn describe(code: &ErrorCode) -> String {
     }
 }
 
-/// Checks status and content type (HTML §9.2.4: only `200` with
-/// `text/event-stream` announces the connection). `None` means "stream it".
+/// Checks status and content type ([`response::classify`]). `None` means "stream it".
 fn check_response(config: &SourceConfig, response: &IncomingResponse) -> Option<Outcome> {
     let status = response.status();
-    if status == 204 {
-        return Some(Outcome::NoContent);
-    }
-    if status != 200 {
-        let fatal = !config.reconnect || config.fatal_statuses.contains(&status);
-        if fatal {
-            return Some(Outcome::Fatal(format!(
+    let content_type = header(response, "content-type");
+    let rules = Rules {
+        reconnect: config.reconnect,
+        fatal_statuses: &config.fatal_statuses,
+        fatal_content_type: config.fatal_content_type,
+    };
+    Some(
+        match response::classify(status, content_type.as_deref(), rules) {
+            Verdict::Stream => return None,
+            Verdict::NoContent => Outcome::NoContent,
+            Verdict::FatalStatus(status) => Outcome::Fatal(format!(
                 "the server answered HTTP {status}{}",
                 body_start(response)
-            )));
-        }
-        let retry_after_ms = if status == 429 || status == 503 {
-            retry_after_ms(response)
-        } else {
-            None
-        };
-        return Some(Outcome::Retry {
-            cause: DisconnectCause::HttpStatus(status),
-            retry_after_ms,
-        });
-    }
-    let content_type = header(response, "content-type").unwrap_or_default();
-    let essence = content_type.split(';').next().unwrap_or_default().trim();
-    if !essence.eq_ignore_ascii_case("text/event-stream") {
-        let shown = if content_type.is_empty() {
-            "none"
-        } else {
-            content_type.as_str()
-        };
-        if !config.reconnect || config.fatal_content_type {
-            return Some(Outcome::Fatal(format!(
+            )),
+            Verdict::FatalContentType(shown) => Outcome::Fatal(format!(
                 "the server answered with content type `{shown}`, not text/event-stream{}",
                 body_start(response)
-            )));
-        }
-        return Some(Outcome::Retry {
-            cause: DisconnectCause::ContentType(shown.to_string()),
-            retry_after_ms: None,
-        });
-    }
-    None
+            )),
+            Verdict::RetryStatus {
+                status,
+                honour_retry_after,
+            } => Outcome::Retry {
+                cause: DisconnectCause::HttpStatus(status),
+                retry_after_ms: header(response, "retry-after")
+                    .filter(|_| honour_retry_after)
+                    .and_then(|value| {
+                        response::retry_after_ms(&value, std::time::SystemTime::now())
+                    }),
+            },
+            Verdict::RetryContentType(shown) => Outcome::Retry {
+                cause: DisconnectCause::ContentType(shown),
+                retry_after_ms: None,
+            },
+        },
+    )
 }
 
 /// The first value of a response header, as text.
@@ -156,14 +150,6 @@ fn header(response: &IncomingResponse, name: &str) -> Option<String> {
     values
         .first()
         .map(|value| String::from_utf8_lossy(value).into_owned())
-}
-
-/// `Retry-After` in milliseconds, when given as delay-seconds (the HTTP-date
-/// form would need a calendar; it is treated as absent).
-fn retry_after_ms(response: &IncomingResponse) -> Option<u64> {
-    let value = header(response, "retry-after")?;
-    let seconds: u64 = value.trim().parse().ok()?;
-    Some(seconds.saturating_mul(1000))
 }
 
 /// `": <first bytes of the body>"` for an error message, or `""`.

@@ -19,6 +19,7 @@ mod bindings {
 mod connection;
 mod reconnect;
 mod request;
+mod response;
 mod stream;
 
 use bindings::sse_ingest::pipeline::log::log;
@@ -79,7 +80,8 @@ fn run(config: &SourceConfig) -> Result<Finish, String> {
             }
         };
         let (cause, retry_after_ms) = cause;
-        let (attempt, delay_ms) = backoff.next_delay(parser.retry_ms(), retry_after_ms);
+        let (attempt, delay_ms) =
+            backoff.next_delay(parser.retry_ms(), retry_after_ms, reconnect::random());
         report(&ConnectionEvent::Reconnecting(ReconnectInfo {
             cause: cause.clone(),
             attempt,

@@ -93,3 +93,41 @@ pub fn build(
     }
     Ok(request)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(url: &str) -> (String, String) {
+        let target = Target::parse(url).expect("a valid URL");
+        (target.authority, target.path_with_query)
+    }
+
+    #[test]
+    fn a_url_splits_into_authority_and_path_without_the_fragment() {
+        assert_eq!(
+            parts("https://stream.example.org:8443/v2/stream?since=now#top"),
+            (
+                "stream.example.org:8443".into(),
+                "/v2/stream?since=now".into()
+            )
+        );
+        assert!(matches!(
+            Target::parse("HTTPS://h/").map(|t| t.scheme),
+            Ok(Scheme::Https)
+        ));
+    }
+
+    #[test]
+    fn an_empty_path_is_the_root_and_a_bare_query_gets_one() {
+        assert_eq!(parts("http://h:8080"), ("h:8080".into(), "/".into()));
+        assert_eq!(parts("http://h?x=1"), ("h".into(), "/?x=1".into()));
+    }
+
+    #[test]
+    fn other_schemes_relative_urls_and_missing_hosts_are_refused() {
+        for url in ["ftp://h/x", "/v2/stream", "http:///x"] {
+            assert!(Target::parse(url).is_err(), "{url}");
+        }
+    }
+}
