@@ -276,7 +276,7 @@ fn a_filter_in_an_endless_loop_is_stopped_by_its_cpu_budget() {
 
 #[test]
 fn a_filter_that_hogs_memory_is_stopped_by_its_memory_limit() {
-    assert_contained("memory-hog", "memory");
+    assert_contained("memory-hog", "exceeded its memory limit");
 }
 
 #[test]

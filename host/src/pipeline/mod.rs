@@ -66,6 +66,14 @@ pub enum PipelineError {
     /// Records were still undelivered at the shutdown deadline (they are dead letters).
     #[error("shutdown timed out with {0} records undelivered; they are in the dead-letter output")]
     Undelivered(usize),
+    /// One of the pipeline's tasks panicked or was cancelled: a bug, reported as such.
+    #[error("the pipeline's {task} task failed (a bug; please report it): {reason}")]
+    Task {
+        /// Which task (`source`, `acknowledgement`).
+        task: &'static str,
+        /// What the runtime said.
+        reason: String,
+    },
     /// The checkpoint belongs to another stream and `--resume require` was given.
     #[error("not starting: {0}")]
     Resume(String),
@@ -260,10 +268,10 @@ impl Pipeline {
         let settled = match acker.await {
             Ok(result) => result,
             Err(join_error) => {
-                return Err(SourceError::Component(anyhow::anyhow!(
-                    "the acknowledgement task failed: {join_error}"
-                ))
-                .into());
+                return Err(PipelineError::Task {
+                    task: "acknowledgement",
+                    reason: join_error.to_string(),
+                });
             }
         };
         consumed?;
@@ -275,10 +283,10 @@ impl Pipeline {
         let finish = match source_result {
             Ok(result) => result?,
             Err(join_error) => {
-                return Err(SourceError::Component(anyhow::anyhow!(
-                    "the source task failed: {join_error}"
-                ))
-                .into());
+                return Err(PipelineError::Task {
+                    task: "source",
+                    reason: join_error.to_string(),
+                });
             }
         };
         Ok(match finish {

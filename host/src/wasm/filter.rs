@@ -65,9 +65,32 @@ pub enum FilterError {
     /// The filter failed on the probe batch of a swap.
     #[error("the filter failed on its probe batch: {0}")]
     Probe(Box<FilterError>),
-    /// The filter trapped (a panic, its CPU budget, its memory limit).
+    /// The filter trapped (a panic, its CPU budget).
     #[error("the filter trapped: {}", describe_trap(.0))]
     Trap(anyhow::Error),
+    /// The filter needed more memory than its limit (the limiter refused to grow it).
+    #[error(
+        "the filter exceeded its memory limit: it asked for {desired} bytes, the limit is \
+         {limit} bytes (--filter-memory-mib)"
+    )]
+    MemoryLimit {
+        /// The memory size it asked for.
+        desired: usize,
+        /// Its limit.
+        limit: usize,
+    },
+}
+
+/// What a trap means: the memory limit when the limiter refused a growth during the call,
+/// else the trap itself.
+fn trap_cause(state: &mut FilterState, trap: wasmtime::Error) -> FilterError {
+    match state.limits.refused.take() {
+        Some(desired) => FilterError::MemoryLimit {
+            desired,
+            limit: state.limits.limit,
+        },
+        None => FilterError::Trap(trap.into()),
+    }
 }
 
 /// Names the common traps in words an operator understands.
@@ -77,10 +100,40 @@ fn describe_trap(error: &anyhow::Error) -> String {
         Some(wasmtime::Trap::UnreachableCodeReached) => {
             format!("it panicked or hit `unreachable` ({error:#})")
         }
-        _ if format!("{error:#}").contains("memory") => {
-            format!("it exceeded its memory limit or failed to allocate ({error:#})")
-        }
         _ => format!("{error:#}"),
+    }
+}
+
+/// The filter's memory limit. It refuses a growth past the limit and remembers it, so that
+/// the trap that follows (a Rust guest aborts when it cannot allocate) is reported as what
+/// it is, from this record rather than from an error's text.
+struct MemoryLimit {
+    limits: StoreLimits,
+    limit: usize,
+    refused: Option<usize>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimit {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.refused = Some(desired);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
     }
 }
 
@@ -89,7 +142,7 @@ struct FilterState {
     pipeline: String,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: MemoryLimit,
     records: Vec<Record>,
     budget_ticks: u64,
 }
@@ -171,10 +224,13 @@ impl FilterComponent {
             pipeline: context.pipeline.clone(),
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: MemoryLimit {
+                limits: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .build(),
+                limit: limits.memory_bytes,
+                refused: None,
+            },
             records: Vec::new(),
             budget_ticks: crate::wasm::engine::ticks(limits.cpu_budget),
         };
@@ -200,7 +256,7 @@ impl FilterComponent {
         match filter.call_init(&mut store, &wit_context, config).await {
             Ok(Ok(())) => Ok(FilterInstance { store, filter }),
             Ok(Err(message)) => Err(FilterError::Init(message)),
-            Err(trap) => Err(FilterError::Trap(trap.into())),
+            Err(trap) => Err(trap_cause(store.data_mut(), trap)),
         }
     }
 }
@@ -260,7 +316,7 @@ impl FilterInstance {
         match self.filter.call_handle(&mut self.store, events).await {
             Ok(Ok(())) => Ok(std::mem::take(&mut self.store.data_mut().records)),
             Ok(Err(message)) => Err(FilterError::Batch(message)),
-            Err(trap) => Err(FilterError::Trap(trap.into())),
+            Err(trap) => Err(trap_cause(self.store.data_mut(), trap)),
         }
     }
 }
