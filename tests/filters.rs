@@ -444,6 +444,18 @@ fn filters_export_writes_every_builtin_as_a_loadable_component() {
     for name in ["passthrough", "types", "json-match", "wikimedia"] {
         let wasm = std::fs::read(dir.path().join(format!("{name}.wasm"))).unwrap();
         assert_eq!(wasm, builtin_filter(name));
+        // Loadable: it compiles, instantiates, accepts an empty configuration and a batch.
+        let config: &[(&str, &str)] = if name == "types" {
+            &[("types", "message")]
+        } else {
+            &[]
+        };
+        let harness = sse_ingest::wasm::filter_harness::FilterHarness::new(&wasm, config)
+            .unwrap_or_else(|e| panic!("{name} does not load: {e}"));
+        let event = sse_ingest::wasm::filter_harness::event("message", "{\"wiki\":\"x\"}");
+        harness
+            .run(vec![event])
+            .unwrap_or_else(|e| panic!("{name} fails on a batch: {e}"));
     }
 }
 

@@ -333,7 +333,12 @@ async fn a_missing_stream_is_a_clear_error() {
     .await;
     assert_eq!(output.status.code(), Some(1));
     let stderr = stderr_of(&output);
-    assert!(stderr.contains("no-such-stream"), "{stderr}");
+    let message = stderr.lines().last().unwrap_or_default();
+    assert!(
+        message.contains("Kinesis stream \"no-such-stream\" not found"),
+        "{stderr}"
+    );
+    assert_eq!(server.connections(), 0, "it connected to the source first");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

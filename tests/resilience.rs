@@ -170,13 +170,24 @@ fn fifty_thousand_events_survive_a_misbehaving_server_in_order() {
         requests.len() > 20,
         "the server should have been reconnected to many times"
     );
-    for (previous, request) in requests.iter().zip(requests.iter().skip(1)) {
-        let _ = previous;
-        assert!(
-            request.header("last-event-id").is_some(),
-            "a reconnect without Last-Event-ID"
-        );
+    // Every reconnect resumes from an id the client really had: a number of the stream,
+    // never going back (the client only moves forward, replays included).
+    let mut resumed_from = Vec::new();
+    for request in requests.iter().skip(1) {
+        let id = request
+            .header("last-event-id")
+            .expect("a reconnect without Last-Event-ID");
+        let n: u64 = id
+            .parse()
+            .unwrap_or_else(|_| panic!("not an id of the stream: {id:?}"));
+        assert!(n < TOTAL, "Last-Event-ID {n} was never sent");
+        resumed_from.push(n);
     }
+    assert!(
+        resumed_from.windows(2).all(|w| w[0] <= w[1]),
+        "Last-Event-ID went back: {resumed_from:?}"
+    );
+    assert_eq!(requests[0].header("last-event-id"), None);
     let replays = replays_sent.load(Ordering::SeqCst) as u64;
     assert!(replays > 0, "the scenario should replay events");
     assert_eq!(
