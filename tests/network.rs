@@ -64,6 +64,21 @@ fn assert_fails_saying(output: &Output, needles: &[&str]) {
     assert!(!last.contains("ErrorCode"), "a Debug dump: {last}");
 }
 
+/// `run --once` against `url` into a fresh file sink, trusting `ca`; returns the output and
+/// the sink's directory.
+fn run_trusting(ca: &TestCa, url: &str, extra: &[&str]) -> (Output, tempfile::TempDir) {
+    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ca_file = ca.write_pem(state.path());
+    let mut command = run_once(
+        url,
+        state.path(),
+        out.path(),
+        &["--ca-file", ca_file.to_str().unwrap()],
+    );
+    command.args(extra);
+    (run_with_limit(&mut command, LIMIT), out)
+}
+
 fn tls_server(ca: &TestCa, validity: Validity, names: &[&str]) -> SseServer {
     SseServer::start_tls(ca.server_config(names, validity), |_, _| {
         Answer::Respond(ten_events())
@@ -74,17 +89,9 @@ fn tls_server(ca: &TestCa, validity: Validity, names: &[&str]) -> SseServer {
 fn https_with_a_private_ca_from_ca_file_delivers_every_event() {
     let ca = TestCa::new("sse-ingest test CA");
     let server = tls_server(&ca, Validity::Current, &["127.0.0.1"]);
-    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ca_file = ca.write_pem(state.path());
     let url = server.url("/v2/stream");
     assert!(url.starts_with("https://"));
-    let mut command = run_once(
-        &url,
-        state.path(),
-        out.path(),
-        &["--ca-file", ca_file.to_str().unwrap()],
-    );
-    let output = run_with_limit(&mut command, LIMIT);
+    let (output, out) = run_trusting(&ca, &url, &[]);
     assert_success(&output);
     assert_eq!(file_sink_lines(out.path()), expected_events());
 }
@@ -112,15 +119,7 @@ fn https_without_the_ca_fails_naming_the_certificate_problem_and_the_host() {
 fn a_certificate_for_another_name_is_refused_naming_the_name() {
     let ca = TestCa::new("sse-ingest test CA");
     let server = tls_server(&ca, Validity::Current, &["stream.example.org"]);
-    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ca_file = ca.write_pem(state.path());
-    let mut command = run_once(
-        &server.url("/"),
-        state.path(),
-        out.path(),
-        &["--ca-file", ca_file.to_str().unwrap()],
-    );
-    let output = run_with_limit(&mut command, LIMIT);
+    let (output, _out) = run_trusting(&ca, &server.url("/"), &[]);
     assert_fails_saying(
         &output,
         &[
@@ -134,15 +133,7 @@ fn a_certificate_for_another_name_is_refused_naming_the_name() {
 fn an_expired_certificate_is_refused_as_expired() {
     let ca = TestCa::new("sse-ingest test CA");
     let server = tls_server(&ca, Validity::Expired, &["127.0.0.1"]);
-    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ca_file = ca.write_pem(state.path());
-    let mut command = run_once(
-        &server.url("/"),
-        state.path(),
-        out.path(),
-        &["--ca-file", ca_file.to_str().unwrap()],
-    );
-    let output = run_with_limit(&mut command, LIMIT);
+    let (output, _out) = run_trusting(&ca, &server.url("/"), &[]);
     assert_fails_saying(
         &output,
         &[&server.address().to_string(), "certificate has expired"],

@@ -40,6 +40,17 @@ pub fn main() -> Result<u8, exit::Failure> {
     }
 }
 
+/// The flags of `sse-ingest run FLAGS…`, parsed as the command line would be (for tests).
+#[cfg(test)]
+pub(crate) fn run_args_for_tests(flags: &[&str]) -> RunArgs {
+    let mut argv = vec!["sse-ingest", "run"];
+    argv.extend_from_slice(flags);
+    match Cli::try_parse_from(argv).map(|cli| cli.command) {
+        Ok(Command::Run(args)) => *args,
+        other => panic!("not a run command: {other:?}"),
+    }
+}
+
 /// Keeps live Server-Sent-Events streams flowing into Kinesis, files or stdout,
 /// shaped by WebAssembly filter components.
 #[derive(Debug, Parser)]

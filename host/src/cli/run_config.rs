@@ -292,15 +292,7 @@ fn producer_config(stream: String, args: &RunArgs) -> Result<ProducerConfig, Con
 mod tests {
     use super::*;
 
-    fn run_args(flags: &[&str]) -> RunArgs {
-        use clap::Parser as _;
-        let mut argv = vec!["sse-ingest", "run"];
-        argv.extend_from_slice(flags);
-        match crate::cli::Cli::try_parse_from(argv).map(|cli| cli.command) {
-            Ok(crate::cli::Command::Run(args)) => *args,
-            other => panic!("not a run command: {other:?}"),
-        }
-    }
+    use crate::cli::run_args_for_tests as run_args;
 
     #[test]
     fn numbers_out_of_range_are_refused_naming_the_flag_and_the_bounds() {

@@ -153,7 +153,6 @@ impl SeedProperties {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser as _;
 
     const SEED: &str = r#"[
       {"PropertyGroupId": "SSESourceProperties", "PropertyMap": {
@@ -164,14 +163,7 @@ mod tests {
       {"PropertyGroupId": "ProducerConfigProperties", "PropertyMap": {"AggregationEnabled": "false", "aws.region": "eu-west-1"}}
     ]"#;
 
-    fn run_args(flags: &[&str]) -> RunArgs {
-        let mut argv = vec!["sse-ingest", "run"];
-        argv.extend_from_slice(flags);
-        match crate::cli::Cli::try_parse_from(argv).map(|cli| cli.command) {
-            Ok(crate::cli::Command::Run(args)) => *args,
-            other => panic!("not a run command: {other:?}"),
-        }
-    }
+    use crate::cli::run_args_for_tests as run_args;
 
     #[test]
     fn the_seed_properties_become_a_kinesis_pipeline() {

@@ -429,16 +429,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_request_through_a_proxy_to_http_is_absolute_form_with_proxy_credentials() {
-        let p = parts("http://stream.example/events?x=1", &[]);
-        let origin = Origin::of_uri(&p.uri).expect("origin");
-        let proxy = Proxy {
+    fn proxy_with_credentials() -> Proxy {
+        Proxy {
             scheme: "http".into(),
             host: "127.0.0.1".into(),
             port: 3128,
             authorization: Some(HeaderValue::from_static("Basic dTpw")),
-        };
+        }
+    }
+
+    #[test]
+    fn a_request_through_a_proxy_to_http_is_absolute_form_with_proxy_credentials() {
+        let p = parts("http://stream.example/events?x=1", &[]);
+        let origin = Origin::of_uri(&p.uri).expect("origin");
+        let proxy = proxy_with_credentials();
         let request = outgoing_request(&p, empty_body(), Some(&proxy), &origin).expect("request");
         assert_eq!(
             request.uri().to_string(),
@@ -454,12 +458,7 @@ mod tests {
     fn a_tunnelled_https_request_is_origin_form_without_proxy_credentials() {
         let p = parts("https://stream.example/events", &[]);
         let origin = Origin::of_uri(&p.uri).expect("origin");
-        let proxy = Proxy {
-            scheme: "http".into(),
-            host: "127.0.0.1".into(),
-            port: 3128,
-            authorization: Some(HeaderValue::from_static("Basic dTpw")),
-        };
+        let proxy = proxy_with_credentials();
         let request = outgoing_request(&p, empty_body(), Some(&proxy), &origin).expect("request");
         assert_eq!(request.uri().to_string(), "/events");
         assert!(!request.headers().contains_key(PROXY_AUTHORIZATION));
