@@ -21,6 +21,7 @@ use wasmtime::Engine;
 
 use crate::config::FilterLimits;
 use crate::config::PipelineConfig;
+use crate::core::blocking::offload;
 use crate::core::metrics::Metrics;
 use crate::core::record::Record;
 use crate::pipeline::checkpoint::{CheckpointError, Checkpoints, Resume, StreamIdentity};
@@ -175,7 +176,7 @@ impl Pipeline {
         if let Sink::Kinesis(kinesis) = &sink {
             self.metrics.watch_kinesis(kinesis.stats_reader());
         }
-        let dead_letters = DeadLetters::open(&config.dead_letter_dir, &config.name)?;
+        let dead_letters = offload(|| DeadLetters::open(&config.dead_letter_dir, &config.name))?;
         let context = self.filter_context();
         let mut stage = FilterStage::start(
             self.filter.label.clone(),
@@ -389,16 +390,16 @@ async fn settle_in_order(
                 None => break,
             },
             _ = tick.tick() => {
-                checkpoints.write_pending()?;
+                offload(|| checkpoints.write_pending())?;
                 continue;
             }
         };
         if let Some((events, reason)) = &settle.failed_events {
-            dead_letters.write_events(events, reason, &metrics)?;
+            offload(|| dead_letters.write_events(events, reason, &metrics))?;
         }
         if let Some((_, reason)) = settle.refused_records.first() {
             tracing::warn!(records = settle.refused_records.len(), %reason, "records dead-lettered");
-            dead_letters.write_records(&settle.refused_records, &metrics)?;
+            offload(|| dead_letters.write_records(&settle.refused_records, &metrics))?;
         }
         let outcome = settle.ack.settled().await?;
         if !outcome.dead_letters.is_empty() {
@@ -417,12 +418,12 @@ async fn settle_in_order(
                     )
                 })
                 .collect();
-            dead_letters.write_records(&letters, &metrics)?;
+            offload(|| dead_letters.write_records(&letters, &metrics))?;
         }
         metrics.records_written.add(outcome.acked as u64);
-        checkpoints.acknowledge(&settle.last_event_id)?;
+        offload(|| checkpoints.acknowledge(&settle.last_event_id))?;
     }
-    dead_letters.close()?;
-    checkpoints.flush()?;
+    offload(|| dead_letters.close())?;
+    offload(|| checkpoints.flush())?;
     Ok(())
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use kinesis_producer::{BatchOutcome, BatchTicket};
 
+use crate::core::blocking::offload;
 use crate::core::record::Record;
 
 /// Where records go.
@@ -97,7 +98,9 @@ impl Sink {
         keys: &crate::core::partition::KeyStrategy,
     ) -> Result<Self, SinkError> {
         Ok(match spec {
-            SinkSpec::File(dir) => Sink::File(FileSink::open(FileSinkOptions::new(dir, pipeline))?),
+            SinkSpec::File(dir) => Sink::File(offload(|| {
+                FileSink::open(FileSinkOptions::new(dir, pipeline))
+            })?),
             SinkSpec::Stdout => Sink::Stdout(StdoutSink::new()),
             SinkSpec::Kinesis(options) => {
                 Sink::Kinesis(KinesisSink::open(options, keys.clone()).await?)
@@ -109,8 +112,12 @@ impl Sink {
     /// May wait while the sink's buffer is full (backpressure).
     pub async fn submit(&mut self, records: &[Record]) -> Result<Ack, SinkError> {
         match self {
-            Sink::File(sink) => sink.write(records).map(|()| Ack::Written(records.len())),
-            Sink::Stdout(sink) => sink.write(records).map(|()| Ack::Written(records.len())),
+            Sink::File(sink) => {
+                offload(|| sink.write(records)).map(|()| Ack::Written(records.len()))
+            }
+            Sink::Stdout(sink) => {
+                offload(|| sink.write(records)).map(|()| Ack::Written(records.len()))
+            }
             Sink::Kinesis(sink) => sink.submit(records).await.map(Ack::Pending),
         }
     }
@@ -129,8 +136,8 @@ impl Sink {
     /// Returns how many records were left undelivered (then dead-lettered).
     pub async fn close(&mut self, timeout: Duration) -> Result<usize, SinkError> {
         match self {
-            Sink::File(sink) => sink.close().map(|()| 0),
-            Sink::Stdout(sink) => sink.flush().map(|()| 0),
+            Sink::File(sink) => offload(|| sink.close()).map(|()| 0),
+            Sink::Stdout(sink) => offload(|| sink.flush()).map(|()| 0),
             Sink::Kinesis(sink) => sink.close(timeout).await,
         }
     }
