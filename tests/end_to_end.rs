@@ -212,12 +212,11 @@ fn every_metric_in_the_readme_table_is_on_metrics_in_one_parsable_document() {
     });
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let admin = support::free_port();
     let mut command = run_command(&server.url("/s"), state.path());
     command.args(["--sink", &file_sink(out.path())]);
-    command.args(["--admin", &format!("127.0.0.1:{admin}")]);
     command.args(["--reconnect-initial-ms", "10", "--reconnect-min-ms", "10"]);
-    let mut child = command.spawn().unwrap();
+    let running = support::WithAdmin::start(&mut command);
+    let admin = running.port;
 
     let scrape = || -> Option<(String, String)> {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
@@ -245,8 +244,7 @@ fn every_metric_in_the_readme_table_is_on_metrics_in_one_parsable_document() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    let _ = child.kill();
-    let _ = child.wait();
+    running.kill();
 
     assert!(
         head.to_ascii_lowercase()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use support::sse_server::{Response, SseServer, Step};
 use support::{
-    assert_exit_saying, builtin_filter, dead_letters, file_sink, file_sink_lines, free_port,
+    WithAdmin, assert_exit_saying, builtin_filter, dead_letters, file_sink, file_sink_lines,
     http_request, run_command, run_with_limit, sse_ingest, stderr_of, wait_for_admin,
 };
 
@@ -58,6 +58,23 @@ fn start_run(
     command.spawn().unwrap()
 }
 
+/// `start_run` with the admin API on a port the system chose; waits until the pipeline is
+/// reachable through it.
+fn start_run_with_admin(
+    server: &SseServer,
+    state: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> WithAdmin {
+    let mut command = run_command(&server.url("/stream"), state);
+    command.arg("--once");
+    command.args(["--sink", &file_sink(out)]);
+    command.args(extra);
+    let running = WithAdmin::start(&mut command);
+    wait_for_admin(running.port, Duration::from_secs(30));
+    running
+}
+
 fn swap(port: u16, filter: &[u8], query: &str) -> (u16, String) {
     http_request(
         port,
@@ -80,19 +97,17 @@ fn swap_during_stream_loses_no_event() {
     )));
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let admin = format!("127.0.0.1:{port}");
-    let mut child = start_run(
+    let mut running = start_run_with_admin(
         &server,
         state.path(),
         out.path(),
-        &["--admin", &admin, "--filter", "json-match"],
+        &["--filter", "json-match"],
     );
-    wait_for_admin(port, Duration::from_secs(30));
+    let port = running.port;
     let filters = [builtin_filter("wikimedia"), builtin_filter("json-match")];
     let mut swaps = 0;
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = running.child.try_wait().unwrap() {
             break status;
         }
         if let Ok((200, _)) = http_request(
@@ -105,8 +120,8 @@ fn swap_during_stream_loses_no_event() {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let output = child.wait_with_output().unwrap();
-    assert!(status.success(), "{}", stderr_of(&output));
+    let (_, stderr) = running.finish(LIMIT);
+    assert!(status.success(), "{stderr}");
     assert_eq!(
         server.connections(),
         1,
@@ -147,10 +162,8 @@ fn bad_swaps_are_refused_with_a_reason_and_the_running_filter_stays() {
     let server = SseServer::always(Response::stream(steps));
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let admin = format!("127.0.0.1:{port}");
-    let child = start_run(&server, state.path(), out.path(), &["--admin", &admin]);
-    wait_for_admin(port, Duration::from_secs(30));
+    let running = start_run_with_admin(&server, state.path(), out.path(), &[]);
+    let port = running.port;
 
     let (status, body) = swap(port, b"this is not wasm", "");
     assert_eq!(status, 422, "{body}");
@@ -177,7 +190,7 @@ fn bad_swaps_are_refused_with_a_reason_and_the_running_filter_stays() {
     std::fs::write(junk.path(), b"junk").unwrap();
     let cli = run_with_limit(
         sse_ingest()
-            .args(["swap", "--admin", &admin, "--filter"])
+            .args(["swap", "--admin", &format!("127.0.0.1:{port}"), "--filter"])
             .arg(junk.path()),
         LIMIT,
     );
@@ -185,8 +198,8 @@ fn bad_swaps_are_refused_with_a_reason_and_the_running_filter_stays() {
 
     let (_, pipelines) = http_request(port, "GET", "/pipelines", b"").unwrap();
     assert!(pipelines.contains(r#""filter_version":1"#), "{pipelines}");
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{}", stderr_of(&output));
+    let (exit, stderr) = running.finish(LIMIT);
+    assert!(exit.success(), "{stderr}");
     let lines = file_sink_lines(out.path());
     assert_eq!(lines.len(), 300);
     assert!(
@@ -302,18 +315,25 @@ fn a_swapped_filter_that_fails_on_probation_is_rolled_back_and_the_batch_rerun()
     let server = SseServer::always(Response::stream(steps));
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let admin = format!("127.0.0.1:{port}");
-    let child = start_run(&server, state.path(), out.path(), &["--admin", &admin]);
-    wait_for_admin(port, Duration::from_secs(30));
-    std::thread::sleep(Duration::from_millis(500));
+    let running = start_run_with_admin(&server, state.path(), out.path(), &[]);
+    let port = running.port;
+    // Swap once the first 100 events are written, while the stream pauses before `trap`.
+    let deadline = Instant::now() + LIMIT;
+    while !http_request(port, "GET", "/metrics", b"").is_ok_and(|(_, metrics)| {
+        metrics.contains("sse_ingest_records_written_total{pipeline=\"default\"} 100")
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "the first 100 events were never written"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let trap =
         std::fs::read(sse_ingest::wasm::components::testing_filter_path("trap").unwrap()).unwrap();
     let (status, body) = swap(port, &trap, "config=when%3Ddata");
     assert_eq!(status, 200, "{body}");
-    let output = child.wait_with_output().unwrap();
-    let stderr = stderr_of(&output);
-    assert!(output.status.success(), "{stderr}");
+    let (exit, stderr) = running.finish(LIMIT);
+    assert!(exit.success(), "{stderr}");
     assert!(stderr.contains("rolled back"), "{stderr}");
     let lines = file_sink_lines(out.path());
     assert_eq!(lines.len(), 102, "{stderr}");

@@ -21,8 +21,8 @@ use kinesis_support::{Kinesalite, ProxiedStream, create_stream, read_stream};
 use support::proxy::TestProxy;
 use support::sse_server::{Response, SseServer, Step};
 use support::{
-    dead_letters, free_port, http_request, isolated, run_with_limit, sse_ingest, stderr_of,
-    summary_field, terminate_after,
+    dead_letters, http_request, isolated, run_with_limit, sse_ingest, stderr_of, summary_field,
+    terminate_after,
 };
 
 fn numbered_body(total: u64, keys: u64) -> Vec<Step> {
@@ -522,15 +522,11 @@ async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat_and_m
     let kinesis =
         ProxiedStream::start("slow-sink", 1, ChaosConfig::slow(Duration::from_secs(1))).await;
     let proxy = &kinesis.proxy;
-    let admin_port = free_port();
-    let admin = format!("127.0.0.1:{admin_port}");
     let (mut command, _state) = kinesis_command(
         &server.url("/s"),
         "slow-sink",
         &proxy.endpoint(),
         &[
-            "--admin",
-            &admin,
             "--max-in-flight",
             "1",
             "--max-records-per-request",
@@ -541,8 +537,10 @@ async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat_and_m
             "random",
         ],
     );
-    let mut child = command.spawn().unwrap();
-    let pid = child.id();
+    let running = tokio::task::spawn_blocking(move || support::WithAdmin::start(&mut command))
+        .await
+        .unwrap();
+    let (admin_port, pid) = (running.port, running.child.id());
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (sent_early, resident_early) = (server.body_bytes_sent(), resident_bytes(pid));
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -551,8 +549,7 @@ async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat_and_m
         tokio::task::spawn_blocking(move || http_request(admin_port, "GET", "/metrics", b""))
             .await
             .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    running.kill();
     let (status, metrics) = metrics.expect("the admin API answers");
     assert_eq!(status, 200);
     // The full buffer and the requests are visible while it happens.

@@ -483,15 +483,12 @@ fn reconnects_after_a_redirect_go_back_to_the_configured_url() {
 #[test]
 fn a_refused_connection_is_retried_and_counted_with_cause_connect() {
     let closed_port = free_port();
-    let admin_port = free_port();
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let mut command = run_command(&format!("http://127.0.0.1:{closed_port}/"), state.path());
     command.args([
         "--sink",
         &file_sink(out.path()),
-        "--admin",
-        &format!("127.0.0.1:{admin_port}"),
         "--reconnect-initial-ms",
         "10",
         "--reconnect-min-ms",
@@ -499,7 +496,8 @@ fn a_refused_connection_is_retried_and_counted_with_cause_connect() {
         "--reconnect-max-ms",
         "50",
     ]);
-    let mut child = command.spawn().unwrap();
+    let running = support::WithAdmin::start(&mut command);
+    let admin_port = running.port;
     let deadline = Instant::now() + LIMIT;
     let mut count = 0;
     while Instant::now() < deadline && count < 2 {
@@ -513,9 +511,7 @@ fn a_refused_connection_is_retried_and_counted_with_cause_connect() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.kill();
-    let output = child.wait_with_output().unwrap();
-    let stderr = stderr_of(&output);
+    let stderr = running.kill();
     assert!(
         count >= 2,
         "reconnects with cause=connect: {count}; {stderr}"

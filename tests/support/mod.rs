@@ -263,3 +263,97 @@ pub fn dead_letters(dir: &Path) -> Vec<serde_json::Value> {
         .map(|line| serde_json::from_str(line).expect("a dead letter is JSON"))
         .collect()
 }
+
+/// A running `sse-ingest` whose admin API listens on a port the system chose (`--admin
+/// 127.0.0.1:0`), read from its own log line, so no test races another for a port.
+pub struct WithAdmin {
+    /// The process.
+    pub child: Child,
+    /// The admin API's port.
+    pub port: u16,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WithAdmin {
+    /// Adds `--admin 127.0.0.1:0`, starts `command`, and waits (at most a minute) for the
+    /// admin API's `listening` log line.
+    pub fn start(command: &mut Command) -> Self {
+        use std::io::BufRead as _;
+        command.args(["--admin", "127.0.0.1:0"]);
+        let mut child = command.spawn().expect("the sse-ingest binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let sink = std::sync::Arc::clone(&collected);
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("admin API listening")
+                    && let Some(port) = line
+                        .split_whitespace()
+                        .find_map(|word| word.strip_prefix("address=127.0.0.1:"))
+                        .and_then(|port| port.parse::<u16>().ok())
+                {
+                    let _ = port_tx.send(port);
+                }
+                let mut text = sink.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        let port = match port_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "the admin API never said where it listens: {}",
+                    collected.lock().unwrap()
+                );
+            }
+        };
+        Self {
+            child,
+            port,
+            stderr: collected,
+            reader: Some(reader),
+        }
+    }
+
+    /// Standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `limit`, then kills) for the exit; returns the status and all of stderr.
+    pub fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "sse-ingest did not finish within {limit:?}: {}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        (status, self.stderr())
+    }
+
+    /// Kills the process and returns all of stderr.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        self.stderr()
+    }
+}
