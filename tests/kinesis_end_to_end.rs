@@ -22,7 +22,7 @@ use support::proxy::TestProxy;
 use support::sse_server::{Response, SseServer, Step};
 use support::{
     dead_letters, http_request, isolated, run_with_limit, sse_ingest, stderr_of, summary_field,
-    terminate_after,
+    terminate_when,
 };
 
 fn numbered_body(total: u64, keys: u64) -> Vec<Step> {
@@ -397,6 +397,8 @@ struct Stopped {
     stopping: Duration,
     stored: Vec<kinesis_support::Stored>,
     dead_letters: Vec<serde_json::Value>,
+    /// PutRecords requests awaiting Kinesis when the signal went.
+    in_flight_at_signal: u64,
 }
 
 /// Streams an endless body into a one-shard stream through the fault proxy configured
@@ -418,18 +420,31 @@ async fn stop_while_streaming(stream: &str, chaos: ChaosConfig, shutdown_ms: &st
             shutdown_ms,
         ],
     );
-    let (output, stopping) = tokio::task::spawn_blocking(move || {
-        terminate_after(
+    // Signal once Kinesis has been asked to write something.
+    let counters = std::sync::Arc::clone(&proxy.counters);
+    let (output, stopping, in_flight_at_signal) = tokio::task::spawn_blocking(move || {
+        let mut in_flight = 0;
+        let (output, stopping) = terminate_when(
             &mut command,
-            Duration::from_secs(1),
+            || {
+                in_flight = counters
+                    .concurrent
+                    .load(std::sync::atomic::Ordering::SeqCst);
+                counters
+                    .put_requests
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    > 0
+            },
             Duration::from_secs(60),
-        )
+        );
+        (output, stopping, in_flight)
     })
     .await
     .unwrap();
     Stopped {
         output,
         stopping,
+        in_flight_at_signal,
         stored: read_stream(client, stream).await,
         dead_letters: dead_letters(dead.path()),
     }
@@ -447,6 +462,10 @@ async fn sigterm_flushes_what_kinesis_has_not_acknowledged_yet_and_exits_zero() 
     assert!(
         stopping < Duration::from_secs(20),
         "stopping took {stopping:?}"
+    );
+    assert!(
+        stopped.in_flight_at_signal > 0,
+        "nothing was in flight at the signal: the test shows nothing"
     );
     let received = summary_field(&stderr, "events_received");
     assert!(received > 0, "{stderr}");

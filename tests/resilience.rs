@@ -15,7 +15,7 @@ use std::time::Duration;
 use support::sse_server::{Answer, End, Response, SseServer, Step};
 use support::{
     assert_exit_saying, file_sink, file_sink_lines, run_command, run_with_limit, stderr_of,
-    summary_field, terminate_after,
+    summary_field, terminate_when,
 };
 
 /// A small deterministic generator, so a failing run can be replayed.
@@ -323,9 +323,10 @@ fn sigterm_while_data_keeps_arriving_stops_promptly_and_writes_whole_records() {
     let out = tempfile::tempdir().unwrap();
     let mut command = run_command(&server.url("/s"), state.path());
     command.args(["--sink", &file_sink(out.path())]);
-    let (output, stopping) = terminate_after(
+    // Signal while data keeps arriving: once a good part of the stream was sent.
+    let (output, stopping) = terminate_when(
         &mut command,
-        Duration::from_millis(800),
+        || server.body_bytes_sent() > 16 * 1024,
         Duration::from_secs(30),
     );
     assert!(

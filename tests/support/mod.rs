@@ -117,15 +117,26 @@ pub fn wait_with_limit(child: Child, limit: Duration) -> Output {
     }
 }
 
-/// Starts `command`, sends it SIGTERM after `delay`, and waits (at most `limit`) for it to
-/// exit. Returns its output and how long it took to exit after the signal.
-pub fn terminate_after(
+/// Starts `command`, sends it SIGTERM as soon as `ready` says so (checked every 10 ms, at
+/// most for `limit`), and waits (at most `limit`) for it to exit. Returns its output and how
+/// long it took to exit after the signal.
+pub fn terminate_when(
     command: &mut Command,
-    delay: Duration,
+    mut ready: impl FnMut() -> bool,
     limit: Duration,
 ) -> (Output, Duration) {
     let child = command.spawn().expect("the sse-ingest binary starts");
-    std::thread::sleep(delay);
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        if Instant::now() >= deadline {
+            let _ = Command::new("kill")
+                .arg("-9")
+                .arg(child.id().to_string())
+                .status();
+            panic!("what the signal waits for did not happen within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let signalled = Instant::now();
     let status = Command::new("kill")
         .arg("-TERM")
