@@ -214,7 +214,7 @@ fn every_metric_in_the_readme_table_is_on_metrics_in_one_parsable_document() {
     let out = tempfile::tempdir().unwrap();
     let mut command = run_command(&server.url("/s"), state.path());
     command.args(["--sink", &file_sink(out.path())]);
-    command.args(["--reconnect-initial-ms", "10", "--reconnect-min-ms", "10"]);
+    command.args(support::FAST_RECONNECTS);
     let running = support::WithAdmin::start(&mut command);
     let admin = running.port;
 

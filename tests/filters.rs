@@ -45,17 +45,27 @@ fn numbered_stream(count: u64, per_chunk: u64, pause: Duration) -> Vec<Step> {
     steps
 }
 
+/// `run --once` of `server`'s stream into a file sink under `out`, with `extra` flags.
+fn once_into_files(
+    server: &SseServer,
+    state: &std::path::Path,
+    out: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Command {
+    let mut command = run_command(&server.url("/stream"), state);
+    command.arg("--once");
+    command.args(["--sink", &file_sink(out)]);
+    command.args(extra);
+    command
+}
+
 fn start_run(
     server: &SseServer,
     state: &std::path::Path,
     out: &std::path::Path,
     extra: &[&str],
 ) -> Child {
-    let mut command = run_command(&server.url("/stream"), state);
-    command.arg("--once");
-    command.args(["--sink", &file_sink(out)]);
-    command.args(extra);
-    command.spawn().unwrap()
+    once_into_files(server, state, out, extra).spawn().unwrap()
 }
 
 /// `start_run` with the admin API on a port the system chose; waits until the pipeline is
@@ -66,11 +76,7 @@ fn start_run_with_admin(
     out: &std::path::Path,
     extra: &[&str],
 ) -> WithAdmin {
-    let mut command = run_command(&server.url("/stream"), state);
-    command.arg("--once");
-    command.args(["--sink", &file_sink(out)]);
-    command.args(extra);
-    let running = WithAdmin::start(&mut command);
+    let running = WithAdmin::start(&mut once_into_files(server, state, out, extra));
     wait_for_admin(running.port, Duration::from_secs(30));
     running
 }

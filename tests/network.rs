@@ -66,7 +66,11 @@ fn assert_fails_saying(output: &Output, needles: &[&str]) {
 
 /// `run --once` against `url` into a fresh file sink, trusting `ca`; returns the output and
 /// the sink's directory.
-fn run_trusting(ca: &TestCa, url: &str, extra: &[&str]) -> (Output, tempfile::TempDir) {
+fn run_trusting(
+    ca: &TestCa,
+    url: &str,
+    configure: impl FnOnce(&mut Command),
+) -> (Output, tempfile::TempDir) {
     let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let ca_file = ca.write_pem(state.path());
     let mut command = run_once(
@@ -75,7 +79,7 @@ fn run_trusting(ca: &TestCa, url: &str, extra: &[&str]) -> (Output, tempfile::Te
         out.path(),
         &["--ca-file", ca_file.to_str().unwrap()],
     );
-    command.args(extra);
+    configure(&mut command);
     (run_with_limit(&mut command, LIMIT), out)
 }
 
@@ -91,7 +95,7 @@ fn https_with_a_private_ca_from_ca_file_delivers_every_event() {
     let server = tls_server(&ca, Validity::Current, &["127.0.0.1"]);
     let url = server.url("/v2/stream");
     assert!(url.starts_with("https://"));
-    let (output, out) = run_trusting(&ca, &url, &[]);
+    let (output, out) = run_trusting(&ca, &url, |_| {});
     assert_success(&output);
     assert_eq!(file_sink_lines(out.path()), expected_events());
 }
@@ -119,7 +123,7 @@ fn https_without_the_ca_fails_naming_the_certificate_problem_and_the_host() {
 fn a_certificate_for_another_name_is_refused_naming_the_name() {
     let ca = TestCa::new("sse-ingest test CA");
     let server = tls_server(&ca, Validity::Current, &["stream.example.org"]);
-    let (output, _out) = run_trusting(&ca, &server.url("/"), &[]);
+    let (output, _out) = run_trusting(&ca, &server.url("/"), |_| {});
     assert_fails_saying(
         &output,
         &[
@@ -133,7 +137,7 @@ fn a_certificate_for_another_name_is_refused_naming_the_name() {
 fn an_expired_certificate_is_refused_as_expired() {
     let ca = TestCa::new("sse-ingest test CA");
     let server = tls_server(&ca, Validity::Expired, &["127.0.0.1"]);
-    let (output, _out) = run_trusting(&ca, &server.url("/"), &[]);
+    let (output, _out) = run_trusting(&ca, &server.url("/"), |_| {});
     assert_fails_saying(
         &output,
         &[&server.address().to_string(), "certificate has expired"],
@@ -192,16 +196,9 @@ fn https_proxy_from_the_environment_sees_one_connect_and_every_event_arrives() {
     let ca = TestCa::new("sse-ingest test CA");
     let server = tls_server(&ca, Validity::Current, &["127.0.0.1"]);
     let proxy = TestProxy::forwarding();
-    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ca_file = ca.write_pem(state.path());
-    let mut command = run_once(
-        &server.url("/v2/stream"),
-        state.path(),
-        out.path(),
-        &["--ca-file", ca_file.to_str().unwrap()],
-    );
-    command.env("HTTPS_PROXY", proxy.url());
-    let output = run_with_limit(&mut command, LIMIT);
+    let (output, out) = run_trusting(&ca, &server.url("/v2/stream"), |command| {
+        command.env("HTTPS_PROXY", proxy.url());
+    });
     assert_success(&output);
     assert_eq!(file_sink_lines(out.path()), expected_events());
     let seen = proxy.requests();
@@ -219,18 +216,11 @@ fn a_target_in_no_proxy_goes_direct_and_the_proxy_sees_nothing() {
     let ca = TestCa::new("sse-ingest test CA");
     let server = tls_server(&ca, Validity::Current, &["127.0.0.1"]);
     let proxy = TestProxy::forwarding();
-    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let ca_file = ca.write_pem(state.path());
-    let mut command = run_once(
-        &server.url("/v2/stream"),
-        state.path(),
-        out.path(),
-        &["--ca-file", ca_file.to_str().unwrap()],
-    );
-    command
-        .env("https_proxy", proxy.url())
-        .env("no_proxy", "localhost,127.0.0.1");
-    let output = run_with_limit(&mut command, LIMIT);
+    let (output, out) = run_trusting(&ca, &server.url("/v2/stream"), |command| {
+        command
+            .env("https_proxy", proxy.url())
+            .env("no_proxy", "localhost,127.0.0.1");
+    });
     assert_success(&output);
     assert_eq!(file_sink_lines(out.path()), expected_events());
     assert_eq!(proxy.requests(), vec![]);
@@ -462,14 +452,9 @@ fn reconnects_after_a_redirect_go_back_to_the_configured_url() {
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let mut command = run_command(&server.url("/start"), state.path());
-    command.args([
-        "--sink",
-        &file_sink(out.path()),
-        "--reconnect-initial-ms",
-        "10",
-        "--reconnect-min-ms",
-        "10",
-    ]);
+    command
+        .args(["--sink", &file_sink(out.path())])
+        .args(support::FAST_RECONNECTS);
     let output = run_with_limit(&mut command, LIMIT);
     // The 204 at /moved ends the run with its own code.
     assert_eq!(output.status.code(), Some(3), "{}", stderr_of(&output));
@@ -486,16 +471,9 @@ fn a_refused_connection_is_retried_and_counted_with_cause_connect() {
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let mut command = run_command(&format!("http://127.0.0.1:{closed_port}/"), state.path());
-    command.args([
-        "--sink",
-        &file_sink(out.path()),
-        "--reconnect-initial-ms",
-        "10",
-        "--reconnect-min-ms",
-        "10",
-        "--reconnect-max-ms",
-        "50",
-    ]);
+    command
+        .args(["--sink", &file_sink(out.path()), "--reconnect-max-ms", "50"])
+        .args(support::FAST_RECONNECTS);
     let running = support::WithAdmin::start(&mut command);
     let admin_port = running.port;
     let deadline = Instant::now() + LIMIT;

@@ -435,16 +435,9 @@ fn a_server_repeating_the_last_fifty_events_on_every_resume_delivers_each_once()
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let mut command = run_command(&server.url("/replaying"), state.path());
-    command.args([
-        "--sink",
-        &file_sink(out.path()),
-        "--reconnect-initial-ms",
-        "10",
-        "--reconnect-min-ms",
-        "10",
-        "--reconnect-max-ms",
-        "20",
-    ]);
+    command
+        .args(["--sink", &file_sink(out.path()), "--reconnect-max-ms", "20"])
+        .args(support::FAST_RECONNECTS);
     let output = run_with_limit(&mut command, Duration::from_secs(120));
     let stderr = stderr_of(&output);
     assert_eq!(output.status.code(), Some(3), "{stderr}");

@@ -53,6 +53,9 @@ pub const PROXY_VARIABLES: [&str; 8] = [
     "no_proxy",
 ];
 
+/// Reconnect after 10 ms instead of a second: for tests whose server ends streams on purpose.
+pub const FAST_RECONNECTS: [&str; 4] = ["--reconnect-initial-ms", "10", "--reconnect-min-ms", "10"];
+
 /// `sse-ingest` with a shared component cache, so tests do not recompile components.
 pub fn sse_ingest() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sse-ingest"));
