@@ -37,6 +37,13 @@ fn frame(n: u64) -> String {
     format!("id: {n}\ndata: {{\"n\":{n}}}\n\n")
 }
 
+/// Events `0..count`, one chunk each, `pause` apart: a stream that lasts.
+fn paced_frames(count: u64, pause: Duration) -> Vec<Step> {
+    (0..count)
+        .flat_map(|n| [Step::Bytes(frame(n).into_bytes()), Step::Pause(pause)])
+        .collect()
+}
+
 /// Where a resumed stream starts: after the `Last-Event-ID`, if any.
 fn resume_point(request: &support::sse_server::Request) -> u64 {
     request
@@ -309,15 +316,10 @@ fn http_401_is_fatal_with_the_status_and_does_not_spin() {
 fn sigterm_while_data_keeps_arriving_stops_promptly_and_writes_whole_records() {
     // An endless stream: the source must notice the stop between chunks.
     let server = SseServer::start(|_, _| {
-        let steps = (0..20_000u64)
-            .flat_map(|n| {
-                [
-                    Step::Bytes(frame(n).into_bytes()),
-                    Step::Pause(Duration::from_millis(1)),
-                ]
-            })
-            .collect();
-        Answer::Respond(Response::stream(steps))
+        Answer::Respond(Response::stream(paced_frames(
+            20_000,
+            Duration::from_millis(1),
+        )))
     });
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
@@ -458,15 +460,10 @@ fn a_second_process_on_the_same_state_exits_two_and_the_first_runs_on_until_kill
         if connection > 0 {
             return Answer::Respond(Response::text("id: 0\ndata: {\"n\":0}\n\n"));
         }
-        let steps = (0..12_000u64)
-            .flat_map(|n| {
-                [
-                    Step::Bytes(frame(n).into_bytes()),
-                    Step::Pause(Duration::from_millis(5)),
-                ]
-            })
-            .collect();
-        Answer::Respond(Response::stream(steps))
+        Answer::Respond(Response::stream(paced_frames(
+            12_000,
+            Duration::from_millis(5),
+        )))
     });
     let state = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
