@@ -6,17 +6,19 @@
 
 mod support;
 
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::sse_server::{Response, SseServer, Step};
+use support::sse_server::{Gate, Response, SseServer, Step};
 use support::{
     WithAdmin, assert_exit_saying, builtin_filter, dead_letters, file_sink, file_sink_lines,
     http_request, run_command, run_with_limit, sse_ingest, stderr_of, wait_for_admin,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
+
+/// The default pipeline's written-records series on `/metrics`.
+const WRITTEN: &str = "sse_ingest_records_written_total{pipeline=\"default\"}";
 
 /// A recentchange-shaped event whose `id` field is its number.
 fn wiki_event(n: u64) -> String {
@@ -59,17 +61,8 @@ fn once_into_files(
     command
 }
 
-fn start_run(
-    server: &SseServer,
-    state: &std::path::Path,
-    out: &std::path::Path,
-    extra: &[&str],
-) -> Child {
-    once_into_files(server, state, out, extra).spawn().unwrap()
-}
-
-/// `start_run` with the admin API on a port the system chose; waits until the pipeline is
-/// reachable through it.
+/// Starts a `--once` run into files with the admin API on a port the system chose;
+/// waits until the pipeline is reachable through it.
 fn start_run_with_admin(
     server: &SseServer,
     state: &std::path::Path,
@@ -312,9 +305,10 @@ fn on_filter_error_stop_ends_the_pipeline_with_the_reason() {
 
 #[test]
 fn a_swapped_filter_that_fails_on_probation_is_rolled_back_and_the_batch_rerun() {
-    // The stream pauses before event 100 (data `trap`) so the swap lands first.
-    let mut steps = numbered_stream(100, 10, Duration::from_millis(2));
-    steps.push(Step::Pause(Duration::from_millis(1500)));
+    // The stream waits before event 100 (data `trap`) until the swap has landed.
+    let gate = Gate::default();
+    let mut steps = numbered_stream(100, 10, Duration::ZERO);
+    steps.push(Step::Wait(gate.clone()));
     steps.push(Step::Bytes(
         b"id: 100\ndata: trap\n\nid: 101\ndata: after\n\n".to_vec(),
     ));
@@ -323,21 +317,13 @@ fn a_swapped_filter_that_fails_on_probation_is_rolled_back_and_the_batch_rerun()
     let out = tempfile::tempdir().unwrap();
     let running = start_run_with_admin(&server, state.path(), out.path(), &[]);
     let port = running.port;
-    // Swap once the first 100 events are written, while the stream pauses before `trap`.
-    let deadline = Instant::now() + LIMIT;
-    while !http_request(port, "GET", "/metrics", b"").is_ok_and(|(_, metrics)| {
-        metrics.contains("sse_ingest_records_written_total{pipeline=\"default\"} 100")
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "the first 100 events were never written"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    // Swap once the first 100 events are written, while the stream waits before `trap`.
+    running.wait_for_metric(WRITTEN, 100.0, LIMIT);
     let trap =
         std::fs::read(sse_ingest::wasm::components::testing_filter_path("trap").unwrap()).unwrap();
     let (status, body) = swap(port, &trap, "config=when%3Ddata");
     assert_eq!(status, 200, "{body}");
+    gate.open();
     let (exit, stderr) = running.finish(LIMIT);
     assert!(exit.success(), "{stderr}");
     assert!(stderr.contains("rolled back"), "{stderr}");
@@ -352,8 +338,10 @@ fn a_swapped_filter_that_fails_on_probation_is_rolled_back_and_the_batch_rerun()
 
 #[test]
 fn watch_swaps_the_filter_when_its_file_is_replaced() {
-    let mut steps = numbered_stream(50, 10, Duration::from_millis(2));
-    steps.push(Step::Pause(Duration::from_millis(2500)));
+    // 50 events, then nothing until the swap has happened, then 50 more.
+    let gate = Gate::default();
+    let mut steps = numbered_stream(50, 10, Duration::ZERO);
+    steps.push(Step::Wait(gate.clone()));
     steps.extend(
         numbered_stream(50, 10, Duration::ZERO)
             .into_iter()
@@ -374,21 +362,22 @@ fn watch_swaps_the_filter_when_its_file_is_replaced() {
     let filter = filters.path().join("filter.wasm");
     std::fs::write(&filter, builtin_filter("passthrough")).unwrap();
     let filter_arg = filter.display().to_string();
-    let child = start_run(
+    let running = start_run_with_admin(
         &server,
         state.path(),
         out.path(),
         &["--filter", &filter_arg, "--watch"],
     );
-    std::thread::sleep(Duration::from_millis(1000));
+    running.wait_for_log("watching the filter file", LIMIT);
+    running.wait_for_metric(WRITTEN, 50.0, LIMIT);
     // Write-then-rename, as a build tool would.
     let staged = filters.path().join("filter.wasm.tmp");
     std::fs::write(&staged, builtin_filter("wikimedia")).unwrap();
     std::fs::rename(&staged, &filter).unwrap();
-    let output = child.wait_with_output().unwrap();
-    let stderr = stderr_of(&output);
-    assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("watched filter swapped in"), "{stderr}");
+    running.wait_for_log("watched filter swapped in", LIMIT);
+    gate.open();
+    let (status, stderr) = running.finish(LIMIT);
+    assert!(status.success(), "{stderr}");
     let lines = file_sink_lines(out.path());
     assert_eq!(lines.len(), 100);
     assert!(

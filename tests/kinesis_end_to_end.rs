@@ -560,8 +560,18 @@ async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat_and_m
         .await
         .unwrap();
     let (admin_port, pid) = (running.port, running.child.id());
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The steady state: the buffer is full and the sink has answered a request.
+    let running = tokio::task::spawn_blocking(move || {
+        let full = "sse_ingest_kinesis_buffered_records{pipeline=\"default\"}";
+        running.wait_for_metric(full, 1000.0, Duration::from_secs(60));
+        let asked = "sse_ingest_kinesis_requests_total{pipeline=\"default\"}";
+        running.wait_for_metric(asked, 1.0, Duration::from_secs(60));
+        running
+    })
+    .await
+    .unwrap();
     let (sent_early, resident_early) = (server.body_bytes_sent(), resident_bytes(pid));
+    // The observation window itself: what the source reads and holds while it lasts.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (sent_late, resident_late) = (server.body_bytes_sent(), resident_bytes(pid));
     let metrics =

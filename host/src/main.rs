@@ -14,7 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // Before anything can open a TLS connection: one crypto provider, chosen here.
-    sse_ingest::net::install_crypto_provider();
+    sse_ingest::install_crypto_provider();
     match sse_ingest::cli::main() {
         Ok(code) => ExitCode::from(code),
         Err(Failure { code, message }) => {

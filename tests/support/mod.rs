@@ -339,6 +339,42 @@ impl WithAdmin {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The value of one series on `/metrics`, e.g.
+    /// `sse_ingest_records_written_total{pipeline="default"}`, if it is there.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, metrics) = http_request(self.port, "GET", "/metrics", b"").ok()?;
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.parse().ok())
+    }
+
+    /// Waits (at most `limit`) until the series on `/metrics` reaches `at_least`.
+    pub fn wait_for_metric(&self, series: &str, at_least: f64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.metric(series).is_none_or(|value| value < at_least) {
+            assert!(
+                Instant::now() < deadline,
+                "{series} did not reach {at_least} within {limit:?}: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits (at most `limit`) until standard error holds `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` in the log within {limit:?}: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits (at most `limit`, then kills) for the exit; returns the status and all of stderr.
     pub fn finish(mut self, limit: Duration) -> (std::process::ExitStatus, String) {
         let deadline = Instant::now() + limit;

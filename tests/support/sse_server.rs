@@ -3,7 +3,7 @@
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
@@ -31,6 +31,39 @@ pub enum Step {
     Bytes(Vec<u8>),
     /// Wait before the next step.
     Pause(Duration),
+    /// Wait until the test opens the gate (or the server stops).
+    Wait(Gate),
+}
+
+/// A point in a response that the test opens once it has seen what it waits for, so a
+/// scenario's phases follow events, not the clock.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    /// Lets every response waiting here go on.
+    pub fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap() = true;
+        changed.notify_all();
+    }
+
+    /// Blocks until the gate opens (true) or the server stops (false).
+    fn pass(&self, stopping: &AtomicBool) -> bool {
+        let (open, changed) = &*self.0;
+        let mut is_open = open.lock().unwrap();
+        while !*is_open {
+            if stopping.load(Ordering::SeqCst) {
+                return false;
+            }
+            // Bounded, so a stopping server is noticed.
+            is_open = changed
+                .wait_timeout(is_open, Duration::from_millis(50))
+                .unwrap()
+                .0;
+        }
+        true
+    }
 }
 
 /// How a response ends.
@@ -317,6 +350,11 @@ fn serve(
                 body_bytes_sent.fetch_add(bytes.len() as u64, Ordering::SeqCst);
             }
             Step::Pause(duration) => thread::sleep(*duration),
+            Step::Wait(gate) => {
+                if !gate.pass(stopping) {
+                    return;
+                }
+            }
         }
     }
     match response.end {

@@ -42,6 +42,7 @@ pub fn spawn(
         _ => PathBuf::from("."),
     };
     watcher.watch(&folder, RecursiveMode::NonRecursive)?;
+    tracing::info!(pipeline = %pipeline.name, filter = %path.display(), "watching the filter file");
     tokio::spawn(async move {
         let _watcher = watcher; // lives as long as this task
         while rx.recv().await.is_some() {

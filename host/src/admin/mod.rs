@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `GET /healthz` | `ok` while the process runs |
 //! | `GET /metrics` | every pipeline's counters, Prometheus text format |
-//! | `GET /pipelines` | name and running filter version of each pipeline |
+//! | `GET /pipelines` | name, running filter version and main counters of each pipeline |
 //! | `POST /pipelines/{name}/filter?config=k%3Dv&label=…` | body: a filter component; validated, then swapped in between two batches |
 //!
 //! Built on axum (hyper underneath, already in the tree through wasi-http),
@@ -105,7 +105,15 @@ async fn list(State(pipelines): State<Pipelines>) -> Response {
     let list: Vec<_> = pipelines
         .all()
         .iter()
-        .map(|p| json!({ "name": p.name, "filter_version": *p.version.borrow() }))
+        .map(|p| {
+            json!({
+                "name": p.name,
+                "filter_version": *p.version.borrow(),
+                "events_received": p.metrics.events_received.get(),
+                "records_written": p.metrics.records_written.get(),
+                "dead_letters": p.metrics.dead_letters.get(),
+            })
+        })
         .collect();
     axum::Json(json!({ "pipelines": list })).into_response()
 }

@@ -1,10 +1,11 @@
 //! The command line. Every flag states its default in its doc comment.
 
-pub mod commands;
 pub mod exit;
-pub mod logging;
-pub mod run_config;
-pub mod seed;
+
+pub(crate) mod commands;
+pub(crate) mod logging;
+pub(crate) mod run_config;
+pub(crate) mod seed;
 
 use std::path::PathBuf;
 

@@ -13,8 +13,8 @@ pub mod policy;
 pub mod proxy;
 pub mod tls;
 
-pub use client::{MAX_REDIRECTS, OutboundClient};
-pub use failure::{Failure, FailureClass, FailureSlot};
+pub use client::OutboundClient;
+pub use failure::FailureClass;
 pub use policy::{Origin, OutboundPolicy};
 pub use proxy::{ProxyRoutes, ProxySettings};
 pub use tls::{TlsSettings, install_crypto_provider};

@@ -112,6 +112,7 @@ impl OutboundPolicy {
     }
 
     /// Allows exactly the origin of `url`.
+    #[cfg(test)]
     pub fn for_origin(url: &Url, connect_timeout: Duration, idle_timeout: Duration) -> Self {
         Self::new(url, &[], connect_timeout, idle_timeout)
     }

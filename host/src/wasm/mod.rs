@@ -2,7 +2,7 @@
 //! the `source` and `filter` worlds (their `bindgen!` output lives with them).
 
 pub mod components;
-pub mod engine;
+pub(crate) mod engine;
 pub mod filter;
 pub mod filter_harness;
 pub mod source;

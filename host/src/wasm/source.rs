@@ -1,7 +1,7 @@
 //! The host side of the `source` world: one source component per pipeline.
 //!
 //! The component talks HTTP only through wasmtime-wasi-http with the
-//! pipeline's [`OutboundClient`] (allowed origins, timeouts, TLS, proxies,
+//! pipeline's `net::OutboundClient` (allowed origins, timeouts, TLS, proxies,
 //! redirects); it hands batches over with `deliver`, which
 //! waits while the pipeline's bounded queue is full — that wait is what makes
 //! the guest stop reading and TCP push back on the server.
@@ -178,7 +178,7 @@ pub fn log_from_guest(pipeline: &str, component: &str, level: Level, message: &s
 }
 
 /// A stable metric label for a disconnect cause the guest reported; transport failures
-/// get their class from the client's [`crate::net::FailureSlot`] instead (`dns`, `connect`,
+/// get their class from the client's `net::failure::FailureSlot` instead (`dns`, `connect`,
 /// `tls`, `timeout`, `reset`, `proxy`, `redirect`, `protocol`).
 pub fn cause_label(cause: &DisconnectCause) -> &'static str {
     match cause {
