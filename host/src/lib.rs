@@ -8,6 +8,7 @@
 //! | group | what |
 //! |---|---|
 //! | [`cli`] | argument parsing, the commands, the seed-properties import, exit codes, logging set-up |
+//! | `service` | a process's pipelines side by side: shared components, reload, exit outcomes |
 //! | `admin` | the admin HTTP API and the filter file watch |
 //! | `pipeline` | one pipeline: filter stage, replay window, checkpoints, dead letters, the stream rule, the state lock |
 //! | [`wasm`] | the wasmtime engine, the built-in components, the source and filter hosts, the filter test harness |
@@ -28,6 +29,7 @@ pub(crate) mod config;
 pub(crate) mod core;
 pub(crate) mod net;
 pub(crate) mod pipeline;
+pub(crate) mod service;
 pub(crate) mod sink;
 
 pub use net::install_crypto_provider;

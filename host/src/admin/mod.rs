@@ -1,17 +1,19 @@
-//! The admin HTTP API (`run --admin ADDR`): health, metrics, status, swaps.
+//! The admin HTTP API (`run --admin ADDR`, or `[admin]` in a config file).
 //!
 //! | method and path | what |
 //! |---|---|
-//! | `GET /healthz` | `ok` while the process runs |
-//! | `GET /metrics` | every pipeline's counters, Prometheus text format |
-//! | `GET /pipelines` | name, running filter version and main counters of each pipeline |
+//! | `GET /health` (alias `/healthz`) | `ok` while the process lives |
+//! | `GET /ready` | 200 when every pipeline is connected or was stopped on purpose; else 503 with each reason |
+//! | `GET /metrics` | every pipeline's metrics, one OpenMetrics document |
+//! | `GET /pipelines`, `GET /pipelines/{name}` | state, URL, filter and version, connection, last event age, counters |
 //! | `POST /pipelines/{name}/filter?config=k%3Dv&label=…` | body: a filter component; validated, then swapped in between two batches |
 //!
-//! Built on axum (hyper underneath, already in the tree through wasi-http),
-//! bound to the address the operator gives; there is no authentication, so
-//! bind it to loopback or a private interface.
+//! Built on axum (hyper underneath, already in the tree through wasi-http). With a token
+//! set, mutating endpoints need `Authorization: Bearer TOKEN`; a non-loopback address
+//! needs a token unless the operator said `allow_unauthenticated`.
 
 pub mod filter_watch;
+mod status;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,49 +21,147 @@ use std::sync::{Arc, RwLock};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State as AxumState};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-use crate::config::parse_key_value;
-use crate::core::metrics::{CONTENT_TYPE, Exposition};
+use crate::config::{Redactor, parse_key_value};
+use crate::core::metrics::{CONTENT_TYPE, Exposition, Metrics};
 use crate::pipeline::filter_stage::prepare;
 use crate::pipeline::{PipelineHandle, SwapRequest};
+
+use status::Entry;
+pub use status::State;
 
 /// Largest filter component accepted over the API.
 const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
 
 /// The pipelines the API can reach, by name, and the process's metrics.
 #[derive(Debug, Clone, Default)]
-pub struct Pipelines(Arc<RwLock<BTreeMap<String, PipelineHandle>>>, Exposition);
+pub struct Pipelines {
+    entries: Arc<RwLock<BTreeMap<String, Entry>>>,
+    exposition: Exposition,
+    token: Option<String>,
+    redactor: Redactor,
+}
 
 impl Pipelines {
-    /// Where every pipeline registers its metrics, so `/metrics` is one document.
-    pub fn exposition(&self) -> &Exposition {
-        &self.1
-    }
-
-    /// Makes a running pipeline reachable.
-    pub fn add(&self, handle: PipelineHandle) {
-        if let Ok(mut map) = self.0.write() {
-            map.insert(handle.name.clone(), handle);
+    /// An empty registry; `token` guards the mutating endpoints, `redactor` every answer.
+    pub fn new(token: Option<String>, redactor: Redactor) -> Self {
+        Self {
+            token,
+            redactor,
+            ..Self::default()
         }
     }
 
-    fn get(&self, name: &str) -> Option<PipelineHandle> {
-        self.0.read().ok().and_then(|map| map.get(name).cloned())
+    /// Where every pipeline registers its metrics, so `/metrics` is one document.
+    pub fn exposition(&self) -> &Exposition {
+        &self.exposition
     }
 
-    fn all(&self) -> Vec<PipelineHandle> {
-        self.0
+    /// A pipeline is starting (again): what it runs, and its metrics.
+    pub fn starting(&self, name: &str, url: &str, filter: &str, metrics: &Arc<Metrics>) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.insert(name.to_string(), Entry::starting(url, filter, metrics));
+        }
+    }
+
+    /// Makes a running pipeline reachable (swaps) and marks it running.
+    pub fn add(&self, handle: PipelineHandle) {
+        if let Ok(mut entries) = self.entries.write()
+            && let Some(entry) = entries.get_mut(&handle.name)
+        {
+            entry.state = State::Running;
+            entry.handle = Some(handle);
+        }
+    }
+
+    /// The pipeline no longer takes swaps.
+    pub fn remove_handle(&self, name: &str) {
+        if let Ok(mut entries) = self.entries.write()
+            && let Some(entry) = entries.get_mut(name)
+        {
+            entry.handle = None;
+        }
+    }
+
+    /// Records a change of state, with the reason when there is one.
+    pub fn set_state(&self, name: &str, state: State, reason: Option<String>) {
+        if let Ok(mut entries) = self.entries.write()
+            && let Some(entry) = entries.get_mut(name)
+        {
+            entry.state = state;
+            entry.reason = reason.map(|reason| self.redactor.redact(&reason));
+        }
+    }
+
+    /// Each pipeline's name and metrics (for the periodic rate line).
+    pub fn metrics(&self) -> Vec<(String, Arc<Metrics>)> {
+        self.entries
             .read()
-            .map(|map| map.values().cloned().collect())
+            .map(|entries| {
+                entries
+                    .iter()
+                    .map(|(name, entry)| (name.clone(), Arc::clone(&entry.metrics)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
+
+    fn handle(&self, name: &str) -> Option<PipelineHandle> {
+        self.entries
+            .read()
+            .ok()
+            .and_then(|entries| entries.get(name).and_then(|entry| entry.handle.clone()))
+    }
+
+    fn status(&self, name: Option<&str>) -> Vec<serde_json::Value> {
+        self.entries
+            .read()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|(n, _)| name.is_none_or(|name| name == n.as_str()))
+                    .map(|(n, entry)| entry.describe(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Why the process is not ready: each pipeline that is neither connected nor stopped
+    /// on purpose, with its reason.
+    fn not_ready(&self) -> BTreeMap<String, String> {
+        self.entries
+            .read()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter_map(|(n, entry)| entry.not_ready().map(|why| (n.clone(), why)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+    }
+}
+
+/// Compares without stopping at the first difference, so timing tells nothing of the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Binds the address now (so a bad address fails at start) and serves until `stop`.
@@ -74,9 +174,12 @@ pub async fn bind(
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "admin API listening");
     let app = Router::new()
+        .route("/health", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/pipelines", get(list))
+        .route("/pipelines/{name}", get(one))
         .route("/pipelines/{name}/filter", post(swap))
         .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
         .with_state(pipelines);
@@ -93,7 +196,7 @@ pub async fn bind(
     }))
 }
 
-async fn metrics(State(pipelines): State<Pipelines>) -> Response {
+async fn metrics(AxumState(pipelines): AxumState<Pipelines>) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, CONTENT_TYPE)],
         pipelines.exposition().render(),
@@ -101,31 +204,48 @@ async fn metrics(State(pipelines): State<Pipelines>) -> Response {
         .into_response()
 }
 
-async fn list(State(pipelines): State<Pipelines>) -> Response {
-    let list: Vec<_> = pipelines
-        .all()
-        .iter()
-        .map(|p| {
-            json!({
-                "name": p.name,
-                "filter_version": *p.version.borrow(),
-                "events_received": p.metrics.events_received.get(),
-                "records_written": p.metrics.records_written.get(),
-                "dead_letters": p.metrics.dead_letters.get(),
-            })
-        })
-        .collect();
-    axum::Json(json!({ "pipelines": list })).into_response()
+async fn list(AxumState(pipelines): AxumState<Pipelines>) -> Response {
+    axum::Json(json!({ "pipelines": pipelines.status(None) })).into_response()
+}
+
+async fn one(AxumState(pipelines): AxumState<Pipelines>, Path(name): Path<String>) -> Response {
+    match pipelines.status(Some(&name)).pop() {
+        Some(status) => axum::Json(status).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`")),
+    }
+}
+
+async fn ready(AxumState(pipelines): AxumState<Pipelines>) -> Response {
+    let waiting = pipelines.not_ready();
+    if waiting.is_empty() {
+        (StatusCode::OK, axum::Json(json!({ "ready": true }))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "ready": false, "not_ready": waiting })),
+        )
+            .into_response()
+    }
 }
 
 async fn swap(
-    State(pipelines): State<Pipelines>,
+    AxumState(pipelines): AxumState<Pipelines>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(pipeline) = pipelines.get(&name) else {
-        return error(StatusCode::NOT_FOUND, format!("no pipeline named `{name}`"));
+    if !pipelines.authorized(&headers) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "this endpoint needs `Authorization: Bearer TOKEN` (the admin token)".to_string(),
+        );
+    }
+    let Some(pipeline) = pipelines.handle(&name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no running pipeline named `{name}`"),
+        );
     };
     let mut config = Vec::new();
     let mut label = "a filter sent over the admin API".to_string();

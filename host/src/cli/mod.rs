@@ -3,6 +3,7 @@
 pub mod exit;
 
 pub(crate) mod commands;
+pub(crate) mod config_file;
 pub(crate) mod logging;
 pub(crate) mod run_config;
 pub(crate) mod seed;
@@ -32,12 +33,31 @@ pub fn main() -> Result<u8, exit::Failure> {
             return Ok(exit::OK);
         }
     };
-    logging::init(&cli.log);
+    let mut log = cli.log.clone();
+    if let Command::Run(args) = &cli.command
+        && let Some(path) = &args.config
+        && log.log_format.is_none()
+        && let Some(format) = config_file::peek_log_format(path)
+    {
+        log.log_format = format.parse().ok();
+    }
+    logging::init(&log);
     match cli.command {
         Command::Run(args) => commands::run::execute(*args),
+        Command::Check(args) => commands::check::execute(&args),
+        Command::Import(args) => commands::import::execute(&args),
         Command::Swap(args) => commands::swap::execute(args),
         Command::TestFilter(args) => commands::test_filter::execute(args),
         Command::Filters(command) => commands::filters::execute(command),
+    }
+}
+
+/// `sse-ingest run` with no flags: every default.
+pub(crate) fn run_args_defaults() -> RunArgs {
+    match Cli::try_parse_from(["sse-ingest", "run"]).map(|cli| cli.command) {
+        Ok(Command::Run(args)) => *args,
+        // The definition above has no required run flag; this cannot happen.
+        _ => unreachable!("`run` without flags parses"),
     }
 }
 
@@ -77,11 +97,37 @@ pub enum Command {
     Filters(FiltersCommand),
     /// Replace a running pipeline's filter, through its admin API, without dropping a connection or an event.
     Swap(SwapArgs),
+    /// Validate a config file without connecting: print every problem as FILE:LINE:COL.
+    Check(CheckArgs),
+    /// Print the TOML config equivalent of the seed's runtime-properties file.
+    Import(ImportArgs),
+}
+
+/// Flags of `sse-ingest check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    /// The config file (TOML).
+    pub file: PathBuf,
+}
+
+/// Flags of `sse-ingest import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The seed's runtime-properties JSON (as `run --properties` reads it).
+    #[arg(long, value_name = "FILE")]
+    pub properties: PathBuf,
 }
 
 /// Flags of `sse-ingest run`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
+    /// Run every pipeline of this TOML file (each `run` flag is a key of the same name,
+    /// `_` for `-`); SIGHUP reloads it. The other run flags cannot be given with it.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// With --config: reload whenever the file changes, as on SIGHUP.
+    #[arg(long, requires = "config")]
+    pub watch_config: bool,
     /// The SSE endpoint (http or https).
     #[arg(
         long,
@@ -209,6 +255,13 @@ pub struct RunArgs {
     /// Serve the admin HTTP API (metrics, status, filter swaps) on this address, e.g. 127.0.0.1:9090.
     #[arg(long)]
     pub admin: Option<std::net::SocketAddr>,
+    /// The admin API's bearer token, required by its mutating endpoints (and for an
+    /// address off loopback). Default: none.
+    #[arg(long, env = "SSE_INGEST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Serve the admin API off loopback without a token.
+    #[arg(long)]
+    pub admin_allow_unauthenticated: bool,
     /// Watch the `--filter` file and swap it in whenever it changes.
     #[arg(long)]
     pub watch: bool,

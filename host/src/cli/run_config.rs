@@ -8,7 +8,8 @@ use kinesis_producer::{ProducerConfig, ProducerError};
 use crate::cli::RunArgs;
 use crate::config::{
     ConfigError, FilterLimits, FilterSpec, NetworkConfig, PipelineConfig, ReconnectPolicy,
-    SinkTarget, flag_names, parse_header, parse_key_value, parse_origin, parse_sink, parse_url,
+    Redactor, SinkTarget, flag_names, parse_header, parse_key_value, parse_origin, parse_sink,
+    parse_url,
 };
 use crate::net::{ProxySettings, TlsSettings};
 use crate::sink::{KinesisOptions, SinkSpec};
@@ -109,6 +110,8 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
         network: network_config(args)?,
         resume: args.resume,
         allowed_streams: args.allow_streams.clone(),
+        secrets: Redactor::default(),
+        fingerprint: format!("{args:?}"),
     })
     .and_then(PipelineConfig::validate)
 }

@@ -9,7 +9,7 @@
 //! | | `headers` (`Name\|value\|Name\|value`) | `--header` (added) |
 //! | | `types` (`a\|b`) | `--types` |
 //! | | `readTimeoutMS` | `--idle-timeout-ms` (an idle timeout that reconnects, not a stall; `0`, the seed's "none", keeps the default) |
-//! | | `reportMessagesReceivedMS` | ignored: counters are on `/metrics` |
+//! | | `reportMessagesReceivedMS` | `report_interval_ms` of a config file (`sse-ingest import`); ignored by `run --properties` |
 //! | `OutputStreamProperties` | `DefaultStream` | `--sink kinesis:STREAM` |
 //! | `ProducerConfigProperties` | `aws.region` | `--region` |
 //! | | `AggregationEnabled` | ignored: records are written one per event, never KPL-aggregated |
@@ -47,6 +47,8 @@ pub struct SeedProperties {
     pub types: Vec<String>,
     /// `SSESourceProperties.readTimeoutMS`.
     pub read_timeout_ms: Option<u64>,
+    /// `reportMessagesReceivedMS`: how often the rate line is logged.
+    pub report_interval_ms: Option<u64>,
     /// `OutputStreamProperties.DefaultStream`.
     pub default_stream: Option<String>,
     /// `ProducerConfigProperties.aws.region`.
@@ -103,6 +105,14 @@ impl SeedProperties {
                             format!("readTimeoutMS `{timeout}` is not a number of milliseconds")
                         })?;
                         seed.read_timeout_ms = Some(ms);
+                    }
+                    if let Some(interval) = get("reportMessagesReceivedMS") {
+                        let ms = interval.trim().parse().map_err(|_| {
+                            format!(
+                                "reportMessagesReceivedMS `{interval}` is not a number of milliseconds"
+                            )
+                        })?;
+                        seed.report_interval_ms = Some(ms);
                     }
                 }
                 "OutputStreamProperties" => seed.default_stream = get("DefaultStream"),

@@ -155,6 +155,8 @@ macro_rules! pipeline_metrics {
             $( $(#[$doc])* pub $field: $kind, )*
             /// The Kinesis producer's own counters, read at each scrape once a Kinesis sink is open.
             kinesis: Arc<KinesisCollector>,
+            /// Why the last connection ended or failed (for `/ready` and `/pipelines`).
+            pub last_disconnect: Mutex<String>,
         }
 
         impl Metrics {
@@ -163,6 +165,7 @@ macro_rules! pipeline_metrics {
                 let metrics = Self {
                     $( $field: <$kind as Declared>::declare(pipeline_metrics!(@label $($label)?)), )*
                     kinesis: Arc::new(KinesisCollector(KinesisStats::default())),
+                    last_disconnect: Mutex::new(String::new()),
                 };
                 if let Ok(mut root) = exposition.0.lock() {
                     let registry = root.sub_registry_with_label((
@@ -208,6 +211,8 @@ pipeline_metrics! {
     duplicates_dropped: LabeledCounter("cause") = "duplicates_dropped", "Events dropped as a server's replay after a reconnect or restart, by cause";
     /// Unix time (seconds) of the last event received; "time since the last event" is now minus this.
     last_event_unix_seconds: Gauge = "last_event_unix_seconds", "Unix time of the last event received";
+    /// 1 while the SSE connection is open (status 200, text/event-stream), else 0.
+    connected: Gauge = "connected", "1 while the SSE connection is open";
 }
 
 /// Reads the Kinesis producer's counters (set once, when the sink opens).

@@ -104,8 +104,6 @@ pub struct PipelineHandle {
     pub probe: ProbeSample,
     /// Where swaps go; the pipeline installs them between batches.
     pub swaps: mpsc::Sender<SwapRequest>,
-    /// The pipeline's metrics.
-    pub metrics: Arc<Metrics>,
     /// The running filter's version.
     pub version: watch::Receiver<u64>,
 }
@@ -153,7 +151,14 @@ impl Pipeline {
         ready: oneshot::Sender<PipelineHandle>,
     ) -> Result<PipelineEnd, PipelineError> {
         let config = &self.config;
-        let stream = StreamIdentity::of(config.url.as_str(), &config.headers);
+        // A header whose value came from a secret reference is a credential, whatever its name.
+        let public_headers: Vec<(String, String)> = config
+            .headers
+            .iter()
+            .filter(|(_, value)| !config.secrets.is_secret(value))
+            .cloned()
+            .collect();
+        let stream = StreamIdentity::of(config.url.as_str(), &public_headers);
         let checkpoints = Checkpoints::open(&config.state_dir, &config.name, stream.clone())?;
         let resume_from = match Resume::decide(config.resume, checkpoints.load()?, &stream) {
             Resume::From(id) => {
@@ -199,7 +204,6 @@ impl Pipeline {
             limits: config.filter_limits,
             probe: stage.probe_sample(),
             swaps: swaps_tx,
-            metrics: Arc::clone(&self.metrics),
             version: version_rx,
         });
 

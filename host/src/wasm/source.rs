@@ -120,6 +120,7 @@ impl bindings::sse_ingest::pipeline::source_host::Host for SourceState {
             ConnectionEvent::Connected => {
                 self.connections += 1;
                 self.metrics.connections.inc();
+                self.metrics.connected.set(1);
                 tracing::info!(pipeline = %self.pipeline, "connected");
             }
             ConnectionEvent::Reconnecting(info) => {
@@ -131,6 +132,10 @@ impl bindings::sse_ingest::pipeline::source_host::Host for SourceState {
                     _ => cause_label(&info.cause),
                 };
                 self.metrics.reconnects.inc_label(cause);
+                self.metrics.connected.set(0);
+                if let Ok(mut last) = self.metrics.last_disconnect.lock() {
+                    *last = cause_detail(&info.cause);
+                }
                 tracing::warn!(
                     pipeline = %self.pipeline,
                     cause,

@@ -1,122 +1,210 @@
-//! `sse-ingest run`: one pipeline from flags.
+//! `sse-ingest run`: one pipeline from flags, or every pipeline of `--config FILE`.
+//!
+//! Both become a [`ServiceConfig`] and run the same code. With a config file, SIGHUP (and
+//! with `--watch-config`, any change of the file) reloads it; a file that fails
+//! validation is refused whole and the running set stays as it was.
 
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 
-use tokio::sync::{oneshot, watch};
+use notify::{RecursiveMode, Watcher as _};
+use tokio::sync::{mpsc, watch};
 
-use crate::admin::{self, Pipelines};
 use crate::cli::RunArgs;
+use crate::cli::config_file;
 use crate::cli::exit::{self, Failure};
-use crate::config::{FilterSpec, PipelineConfig};
-use crate::core::metrics::Metrics;
-use crate::pipeline::state_lock::{LockError, StateLock};
-use crate::pipeline::{InitialFilter, Pipeline, PipelineEnd, PipelineError};
-use crate::sink::{SinkError, SinkSpec};
-use crate::wasm::components;
-use crate::wasm::engine;
-use crate::wasm::filter::FilterComponent;
+use crate::config::{AdminSettings, Redactor, ServiceConfig};
+use crate::pipeline::state_lock::LockError;
+use crate::pipeline::{PipelineEnd, PipelineError};
+use crate::service::{Outcome, PipelineFailure, Service};
+use crate::sink::SinkError;
 use crate::wasm::filter::FilterError;
-use crate::wasm::source::SourceComponent;
 
-/// Runs the pipeline the flags describe; returns the exit code.
+/// Runs what the flags or the config file describe; returns the exit code.
 pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
-    if let Some(path) = args.properties.clone() {
-        crate::cli::seed::SeedProperties::load(&path)
-            .map_err(Failure::usage)?
-            .apply(&mut args);
-    }
-    let config = crate::cli::run_config::pipeline_config(&args).map_err(Failure::usage)?;
-    // Before compiling or connecting anything: one process per pipeline state.
-    let _lock = lock_state(&config)?;
+    let config_file = args.config.clone();
+    let config = match &config_file {
+        Some(path) => {
+            refuse_pipeline_flags(&args)?;
+            config_file::load(path).map_err(Failure::usage)?
+        }
+        None => {
+            if let Some(path) = args.properties.clone() {
+                crate::cli::seed::SeedProperties::load(&path)
+                    .map_err(Failure::usage)?
+                    .apply(&mut args);
+            }
+            from_flags(&args)?
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(run(config))
+    let watch_config = args.watch_config;
+    runtime.block_on(run(config, config_file, watch_config))
 }
 
-/// Locks the pipeline's state directory and its file-sink directory; a second process on
-/// them is a usage error (exit 2) naming the directory and the pipeline.
-fn lock_state(config: &PipelineConfig) -> Result<StateLock, Failure> {
-    let mut dirs = vec![config.state_dir.join("pipelines").join(&config.name)];
-    if let SinkSpec::File(dir) = &config.sink {
-        dirs.push(dir.join(&config.name));
+/// One pipeline from the flags.
+fn from_flags(args: &RunArgs) -> Result<ServiceConfig, Failure> {
+    let pipeline = crate::cli::run_config::pipeline_config(args).map_err(Failure::usage)?;
+    let admin = AdminSettings {
+        address: args.admin,
+        token: args.admin_token.clone(),
+        allow_unauthenticated: args.admin_allow_unauthenticated,
+    };
+    admin.check().map_err(Failure::usage)?;
+    let mut redactor = Redactor::default();
+    if let Some(token) = &admin.token {
+        redactor.remember(token);
     }
-    StateLock::acquire(&config.name, &dirs).map_err(|error| match error {
-        LockError::Held { .. } => Failure::usage(error),
-        LockError::Io { .. } => Failure::failed(error),
+    Ok(ServiceConfig {
+        pipelines: vec![pipeline],
+        admin,
+        report_interval: None,
+        redactor,
     })
 }
 
-async fn run(config: PipelineConfig) -> Result<u8, Failure> {
-    let engine = engine::new_engine(Some(&config.cache_dir))
-        .map_err(|e| Failure::failed(format!("{e:#}")))?;
-    let source = engine::compile(&engine, components::SOURCE, "the built-in source")
-        .and_then(|c| SourceComponent::new(&engine, &c))
-        .map_err(|e| Failure::failed(format!("{e:#}")))?;
-    let filter_bytes = components::load_filter(&config.filter).map_err(Failure::usage)?;
-    let filter_name = config.filter.label();
-    let filter = engine::compile(&engine, &filter_bytes, &filter_name)
-        .map_err(Failure::usage)
-        .and_then(|c| {
-            FilterComponent::new(&engine, &c)
-                .map_err(|e| Failure::usage(format!("{filter_name}: {e}")))
-        })?;
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let pipelines = Pipelines::default();
-    let metrics = Metrics::register(pipelines.exposition(), &config.name);
-    if let Some(addr) = config.admin {
-        admin::bind(addr, pipelines.clone(), stop_rx.clone())
-            .await
-            .map_err(|e| Failure::usage(format!("cannot serve the admin API on {addr}: {e}")))?;
+/// With `--config`, every pipeline setting comes from the file: a pipeline flag beside it
+/// would be silently ignored, so it is an error.
+fn refuse_pipeline_flags(args: &RunArgs) -> Result<(), Failure> {
+    let mut given = args.clone();
+    given.config = None;
+    given.watch_config = false;
+    let defaults = crate::cli::run_args_defaults();
+    if format!("{given:?}") != format!("{defaults:?}") {
+        return Err(Failure::usage(
+            "--config takes every setting from the file; give the other run flags as keys there",
+        ));
     }
-    let watch_file = match (&config.filter, config.watch) {
-        (FilterSpec::File(path), true) => Some((path.clone(), config.filter_config.clone())),
+    Ok(())
+}
+
+async fn run(
+    config: ServiceConfig,
+    file: Option<PathBuf>,
+    watch_file: bool,
+) -> Result<u8, Failure> {
+    let (stop_admin_tx, stop_admin_rx) = watch::channel(false);
+    let single = file.is_none();
+    let mut service = Service::start(&config, stop_admin_rx)
+        .await
+        .map_err(Failure::usage)?;
+    let mut signals = Signals::new()?;
+    let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<()>();
+    let _watcher = match (&file, watch_file) {
+        (Some(path), true) => Some(watch_config_file(path, reload_tx.clone())?),
         _ => None,
     };
-    let name = config.name.clone();
-    let url = config.url.clone();
-    let pipeline = Pipeline {
-        config,
-        engine: engine.clone(),
-        source,
-        filter: InitialFilter {
-            label: filter_name,
-            component: filter,
-        },
-        metrics: Arc::clone(&metrics),
-    };
-    tokio::spawn(stop_on_signal(stop_tx));
-    let (ready_tx, ready_rx) = oneshot::channel::<crate::pipeline::PipelineHandle>();
-    tokio::spawn(async move {
-        if let Ok(handle) = ready_rx.await {
-            if let Some((path, filter_config)) = watch_file
-                && let Err(error) =
-                    crate::admin::filter_watch::spawn(path, filter_config, handle.clone())
-            {
-                tracing::error!(%error, "cannot watch the filter file");
+    while service.is_running() {
+        tokio::select! {
+            ended = service.next_end() => {
+                if ended.is_none() {
+                    break;
+                }
             }
-            pipelines.add(handle);
+            signal = signals.next() => match (signal, &file) {
+                (Signal::Stop, _) => {
+                    tracing::info!("stop requested: finishing what was received");
+                    service.stop_all();
+                }
+                (Signal::Reload, Some(_)) => {
+                    let _ = reload_tx.send(());
+                }
+                (Signal::Reload, None) => {
+                    tracing::warn!("SIGHUP ignored: there is no config file to reload (run --config FILE)");
+                }
+            },
+            Some(()) = reload_rx.recv() => {
+                if let Some(path) = &file {
+                    reload(&mut service, path);
+                }
+            }
         }
-    });
+    }
+    let _ = stop_admin_tx.send(true);
+    exit_code(service.into_outcomes(), single).map_err(|failure| Failure {
+        code: failure.code,
+        message: config.redactor.redact(&failure.message),
+    })
+}
 
-    tracing::info!(pipeline = %name, %url, "starting");
-    let result = pipeline.run(stop_rx, ready_tx).await;
-    tracing::info!(
-        pipeline = %name,
-        events_received = metrics.events_received.get(),
-        records_written = metrics.records_written.get(),
-        oversized_events = metrics.oversized_events.get(),
-        connections = metrics.connections.get(),
-        duplicates_dropped = metrics.duplicates_dropped.get_label("reconnect")
-            + metrics.duplicates_dropped.get_label("restart"),
-        dead_letters = metrics.dead_letters.get(),
-        filter_swaps = metrics.filter_swaps.get(),
-        filter_rollbacks = metrics.filter_rollbacks.get(),
-        "finished"
-    );
-    match result {
+/// Reads the file again and applies it, or keeps everything as it is and says why.
+fn reload(service: &mut Service, path: &Path) {
+    match config_file::load(path) {
+        Ok(config) => service.reload(&config),
+        Err(problems) => {
+            for problem in problems.to_string().lines() {
+                tracing::error!(
+                    problem,
+                    "configuration refused; the running pipelines stay as they are"
+                );
+            }
+        }
+    }
+}
+
+/// Reloads whenever the file is written (its folder is watched: editors replace files).
+fn watch_config_file(
+    path: &Path,
+    reload: mpsc::UnboundedSender<()>,
+) -> Result<notify::RecommendedWatcher, Failure> {
+    let file_name = path.file_name().map(|n| n.to_os_string());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && (event.kind.is_create() || event.kind.is_modify())
+            && event
+                .paths
+                .iter()
+                .any(|p| p.file_name().map(|n| n.to_os_string()) == file_name)
+        {
+            let _ = reload.send(());
+        }
+    })
+    .map_err(|e| Failure::failed(format!("cannot watch {}: {e}", path.display())))?;
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    watcher
+        .watch(&folder, RecursiveMode::NonRecursive)
+        .map_err(|e| Failure::failed(format!("cannot watch {}: {e}", path.display())))?;
+    Ok(watcher)
+}
+
+/// One pipeline: its own exit code as before. Several: 0 when none failed, else the code
+/// of the first failure, with every failure in the message.
+fn exit_code(outcomes: Vec<(String, Outcome)>, single: bool) -> Result<u8, Failure> {
+    let mut failures: Vec<(String, Failure)> = Vec::new();
+    let mut code = exit::OK;
+    for (name, outcome) in outcomes {
+        match classify(outcome) {
+            Ok(own) => code = code.max(own),
+            Err(failure) => failures.push((name, failure)),
+        }
+    }
+    if single {
+        return match failures.pop() {
+            Some((_, failure)) => Err(failure),
+            None => Ok(code),
+        };
+    }
+    match failures.first() {
+        None => Ok(code),
+        Some((_, first)) => Err(Failure {
+            code: first.code,
+            message: failures
+                .iter()
+                .map(|(name, failure)| format!("pipeline `{name}`: {}", failure.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        }),
+    }
+}
+
+/// A pipeline's end as an exit code (a good end) or a failure.
+fn classify(outcome: Outcome) -> Result<u8, Failure> {
+    match outcome {
         Ok(PipelineEnd::EndOfStream | PipelineEnd::Stopped) => Ok(exit::OK),
         Ok(PipelineEnd::NoContent) => Err(Failure {
             code: exit::SERVER_SAID_STOP,
@@ -124,34 +212,53 @@ async fn run(config: PipelineConfig) -> Result<u8, Failure> {
                 "the server answered 204 No Content, which means \"stop reconnecting\"; stopped"
                     .to_string(),
         }),
+        Err(error @ PipelineFailure::Lock(LockError::Held { .. })) => Err(Failure::usage(error)),
+        Err(error @ PipelineFailure::Lock(LockError::Io { .. })) => Err(Failure::failed(error)),
+        Err(PipelineFailure::Filter(reason)) => Err(Failure::usage(reason)),
         // A filter that refuses its configuration at start is a configuration error.
-        Err(error @ PipelineError::Filter(FilterError::Init(_))) => Err(Failure::usage(error)),
-        Err(error @ PipelineError::Resume(_)) => Err(Failure::usage(error)),
+        Err(PipelineFailure::Run(error @ PipelineError::Filter(FilterError::Init(_)))) => {
+            Err(Failure::usage(error))
+        }
+        Err(PipelineFailure::Run(error @ PipelineError::Resume(_))) => Err(Failure::usage(error)),
         // The reader of stdout is done with us: stop quietly, like any Unix tool.
-        Err(PipelineError::Sink(SinkError::ReaderGone)) => Ok(exit::READER_GONE),
-        Err(error) => Err(Failure::failed(error)),
+        Err(PipelineFailure::Run(PipelineError::Sink(SinkError::ReaderGone))) => {
+            Ok(exit::READER_GONE)
+        }
+        Err(PipelineFailure::Run(error)) => Err(Failure::failed(error)),
     }
 }
 
-/// Turns SIGINT or SIGTERM into a stop request: read no more, write what was read.
-async fn stop_on_signal(stop: watch::Sender<bool>) {
-    let terminate = async {
-        #[cfg(unix)]
-        {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut signal) => {
-                    signal.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        }
-        #[cfg(not(unix))]
-        std::future::pending::<()>().await
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+/// SIGINT/SIGTERM (stop) and SIGHUP (reload).
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Self, Failure> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind| {
+            signal(kind).map_err(|e| Failure::failed(format!("cannot listen for signals: {e}")))
+        };
+        Ok(Self {
+            terminate: listen(SignalKind::terminate())?,
+            hangup: listen(SignalKind::hangup())?,
+        })
     }
-    tracing::info!("stop requested: finishing what was received");
-    let _ = stop.send(true);
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => Signal::Stop,
+            _ = self.terminate.recv() => Signal::Stop,
+            _ = self.hangup.recv() => Signal::Reload,
+        }
+    }
+}
+
+/// What a signal asks for.
+enum Signal {
+    /// SIGINT or SIGTERM.
+    Stop,
+    /// SIGHUP.
+    Reload,
 }

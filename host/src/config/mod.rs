@@ -12,6 +12,12 @@ use crate::core::format::Format;
 use crate::net::{Origin, ProxySettings, TlsSettings};
 use crate::sink::SinkSpec;
 
+mod secrets;
+mod service;
+
+pub use secrets::Redactor;
+pub use service::{AdminSettings, ServiceConfig};
+
 /// A configuration value that cannot be used, with the flag it came from.
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -24,7 +30,7 @@ pub enum ConfigError {
         reason: String,
     },
     /// A `--header` is not `Name: value`.
-    #[error("invalid --header `{0}`: expected `Name: value`")]
+    #[error("invalid --header `{0}`: expected `Name: value` (a token, then no control characters)")]
     Header(String),
     /// `--sink` names no known sink.
     #[error("invalid --sink `{0}`: expected `file:DIR`, `stdout` or `kinesis:STREAM`")]
@@ -49,6 +55,22 @@ pub enum ConfigError {
     /// A TLS file (`--ca-file`, `--client-cert`, `--client-key`) cannot be used.
     #[error("invalid TLS settings: {0}")]
     Tls(String),
+}
+
+impl ConfigError {
+    /// The flag (without `--`) the error is about, when it is about one; a config file
+    /// points at that key.
+    pub fn flag(&self) -> Option<&str> {
+        match self {
+            Self::Url { .. } => Some("url"),
+            Self::Header(_) => Some("header"),
+            Self::Sink(_) => Some("sink"),
+            Self::FilterConfig(_) => Some("filter-config"),
+            Self::Name(_) => Some("name"),
+            Self::Value { flag, .. } => Some(flag),
+            Self::Kinesis(_) | Self::Tls(_) => None,
+        }
+    }
 }
 
 /// Which filter component runs.
@@ -218,6 +240,11 @@ pub struct PipelineConfig {
     pub resume: ResumePolicy,
     /// Streams besides the sink's own that the filter may send records to.
     pub allowed_streams: Vec<String>,
+    /// The secrets its configuration expanded (kept out of checkpoints and messages).
+    pub secrets: Redactor,
+    /// Every setting as given, in one text: what a reload compares to tell a changed
+    /// pipeline from an unchanged one.
+    pub fingerprint: String,
 }
 
 /// How a pipeline meets the network (`--ca-file`, `--client-cert`, `--proxy`,
@@ -350,10 +377,14 @@ pub fn parse_header(text: &str) -> Result<(String, String), ConfigError> {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    if !valid_name {
+    let value = value.trim();
+    // RFC 9110 §5.5: no control characters but tab in a field value (a line break would
+    // start another header).
+    let valid_value = value.bytes().all(|b| b == b'\t' || !b.is_ascii_control());
+    if !valid_name || !valid_value {
         return Err(ConfigError::Header(text.to_string()));
     }
-    Ok((name.to_string(), value.trim().to_string()))
+    Ok((name.to_string(), value.to_string()))
 }
 
 /// Where `--sink` points, before the Kinesis options are attached.
