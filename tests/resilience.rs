@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -15,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use support::sse_server::{Answer, End, Response, SseServer, Step};
 use support::{
-    assert_exit_saying, file_sink, file_sink_lines, run_command, run_with_limit, stderr_of,
-    summary_field, terminate_when,
+    assert_exit_saying, file_sink, file_sink_lines, run_command, run_with_limit, sink_lines_so_far,
+    stderr_of, summary_field, terminate_when,
 };
 
 /// A small deterministic generator, so a failing run can be replayed.
@@ -239,7 +238,7 @@ fn sigkill_at_any_moment_loses_nothing_and_tears_no_record() {
     for written in kills {
         let mut child = command().spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(120);
-        while sink_newlines(out.path()) < written && child.try_wait().unwrap().is_none() {
+        while sink_lines_so_far(out.path()) < written && child.try_wait().unwrap().is_none() {
             assert!(Instant::now() < deadline, "{written} records never arrived");
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -569,26 +568,4 @@ fn a_checkpoint_of_another_url_is_never_sent_and_the_same_url_resumes() {
     let (output, _) = run(&a, &["--resume", "require"]);
     assert_exit_saying(&output, 2, &b.url("/stream"));
     assert_eq!(a.connections(), 1, "a refused start connected anyway");
-}
-
-/// Newlines in the file sink's `.ndjson` files so far: a progress reading that, unlike
-/// `file_sink_lines`, tolerates a line being written at the moment of reading.
-fn sink_newlines(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|entry| entry.path())
-        .map(|path| {
-            if path.is_dir() {
-                sink_newlines(&path)
-            } else if path.extension().is_some_and(|e| e == "ndjson") {
-                std::fs::read(&path)
-                    .map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count())
-            } else {
-                0
-            }
-        })
-        .sum()
 }

@@ -184,6 +184,22 @@ pub fn file_sink_lines(dir: &Path) -> Vec<String> {
     lines
 }
 
+/// Lines the file sink under `dir` holds so far, in finished and in-progress files alike:
+/// what it has acknowledged while it runs. Unlike `file_sink_lines`, it tolerates a line
+/// being written at the moment of reading.
+pub fn sink_lines_so_far(dir: &Path) -> usize {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files);
+    files
+        .iter()
+        .filter(|p| {
+            let name = p.to_string_lossy();
+            name.ends_with(".ndjson") || name.ends_with(".ndjson.inprogress")
+        })
+        .map(|p| std::fs::read(p).map_or(0, |bytes| bytes.iter().filter(|&&b| b == b'\n').count()))
+        .sum()
+}
+
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -293,8 +309,14 @@ impl WithAdmin {
     /// Adds `--admin 127.0.0.1:0`, starts `command`, and waits (at most a minute) for the
     /// admin API's `listening` log line.
     pub fn start(command: &mut Command) -> Self {
-        use std::io::BufRead as _;
         command.args(["--admin", "127.0.0.1:0"]);
+        Self::spawn(command)
+    }
+
+    /// Starts `command`, whose admin API is already set to port 0 (a config file's
+    /// `[admin]`), and waits (at most a minute) for its `listening` log line.
+    pub fn spawn(command: &mut Command) -> Self {
+        use std::io::BufRead as _;
         let mut child = command.spawn().expect("the sse-ingest binary starts");
         let stderr = child.stderr.take().expect("stderr is piped");
         let collected = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

@@ -1,0 +1,454 @@
+//! Many pipelines from one config file, through the real binary: isolation, reload on
+//! SIGHUP, `/ready`, `/metrics` for all of them, `check` and `import`.
+
+// In tests a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+#[path = "../lib/kinesis-producer/tests/support/mod.rs"]
+#[allow(unused_imports)]
+mod kinesis_support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kinesis_support::{Kinesalite, create_stream, read_stream};
+use support::sse_server::{Answer, End, Gate, Response, SseServer, Step};
+use support::{
+    WithAdmin, file_sink_lines, http_request, run_with_limit, sink_lines_so_far, sse_ingest,
+    stderr_of,
+};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `count` events numbered from `first`, with ids `PREFIX-N`.
+fn events(prefix: &str, first: u64, count: u64) -> Step {
+    let text: String = (first..first + count)
+        .map(|n| format!("id: {prefix}-{n}\ndata: {{\"{prefix}\":{n}}}\n\n"))
+        .collect();
+    Step::Bytes(text.into_bytes())
+}
+
+/// A server whose every connection sends the next 100 events and then stays open (quiet):
+/// the first until `cut` opens, when it drops the connection; later ones until `hold` opens.
+fn hundred_then_hold(prefix: &'static str, cut: &Gate, hold: &Gate) -> SseServer {
+    let (cut, hold) = (cut.clone(), hold.clone());
+    SseServer::start(move |index, _| {
+        let first = index as u64 * 100;
+        let gate = if index == 0 {
+            cut.clone()
+        } else {
+            hold.clone()
+        };
+        Answer::Respond(
+            Response::stream(vec![events(prefix, first, 100), Step::Wait(gate)]).ending(End::Drop),
+        )
+    })
+}
+
+/// The config file's text: `[admin]` on port 0 and one `[[pipeline]]` per entry.
+fn config_text(state: &Path, pipelines: &[String]) -> String {
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
+    let mut text = format!(
+        "state_dir = {:?}\ncache_dir = {:?}\n\n[admin]\naddress = \"127.0.0.1:0\"\n\n[defaults]\nreconnect_initial_ms = 10\nreconnect_min_ms = 10\n",
+        state.display().to_string(),
+        cache.display().to_string(),
+    );
+    for pipeline in pipelines {
+        text.push_str("\n[[pipeline]]\n");
+        text.push_str(pipeline);
+    }
+    text
+}
+
+fn file_pipeline(name: &str, server: &SseServer, out: &Path) -> String {
+    format!(
+        "name = \"{name}\"\nurl = \"{}\"\nsink = \"file:{}\"\n",
+        server.url("/stream"),
+        out.display()
+    )
+}
+
+/// `sse-ingest run --config FILE` with kinesalite's credentials.
+fn run_config(file: &Path) -> Command {
+    let mut command = sse_ingest();
+    command.arg("run").arg("--config").arg(file);
+    command
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env_remove("AWS_PROFILE");
+    command
+}
+
+/// The pipeline's written-records series.
+fn written(name: &str) -> String {
+    format!("sse_ingest_records_written_total{{pipeline=\"{name}\"}}")
+}
+
+fn signal(running: &WithAdmin, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(running.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits until `what` holds (checked every 10 ms, at most `LIMIT`).
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LIMIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} did not happen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn pipeline_state(running: &WithAdmin, name: &str) -> serde_json::Value {
+    let (status, body) =
+        http_request(running.port, "GET", &format!("/pipelines/{name}"), b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_pipelines_run_apart_and_a_reload_touches_only_what_changed() {
+    let kinesalite = Kinesalite::start();
+    let client = kinesalite.client();
+    create_stream(&client, "wiki", 1).await;
+    let endpoint = kinesalite.endpoint();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let out = dir.path().join("out");
+    let file = dir.path().join("sse-ingest.toml");
+
+    // `hold` keeps every connection open until the end; `cut_b` drops b's first one.
+    let (hold, cut_b) = (Gate::default(), Gate::default());
+    let a = hundred_then_hold("a", &hold, &hold);
+    let b = hundred_then_hold("b", &cut_b, &hold);
+    let c = hundred_then_hold("c", &hold, &hold);
+    let d = hundred_then_hold("d", &hold, &hold);
+    let kinesis_a = format!(
+        "name = \"a\"\nurl = \"{}\"\nsink = \"kinesis:wiki\"\nendpoint_url = \"{endpoint}\"\nregion = \"us-east-1\"\nlinger_ms = 10\n",
+        a.url("/stream")
+    );
+    let first = config_text(
+        &state,
+        &[
+            kinesis_a.clone(),
+            file_pipeline("b", &b, &out),
+            file_pipeline("c", &c, &out),
+        ],
+    );
+    std::fs::write(&file, &first).unwrap();
+
+    let command = run_config(&file);
+    let running = tokio::task::spawn_blocking(move || {
+        let mut command = command;
+        let running = WithAdmin::spawn(&mut command);
+        for name in ["a", "b", "c"] {
+            running.wait_for_metric(&written(name), 100.0, LIMIT);
+        }
+        running
+    })
+    .await
+    .unwrap();
+
+    // Cutting b's connection reconnects b alone.
+    cut_b.open();
+    let running = tokio::task::spawn_blocking(move || {
+        running.wait_for_metric(&written("b"), 200.0, LIMIT);
+        running
+    })
+    .await
+    .unwrap();
+    assert_eq!(b.connections(), 2);
+    assert_eq!(
+        (a.connections(), c.connections()),
+        (1, 1),
+        "only b reconnects"
+    );
+    assert_eq!(
+        b.requests()[1].header("last-event-id"),
+        Some("b-99"),
+        "b resumes where it was"
+    );
+
+    // What /metrics says equals what the sinks hold, and it is one valid document.
+    let (_, metrics) = http_request(running.port, "GET", "/metrics", b"").unwrap();
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string())))
+        .expect("/metrics parses as Prometheus text");
+    let value = |name: &str, pipeline: &str| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("pipeline") == Some(pipeline))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no {name} for {pipeline}: {metrics}"))
+    };
+    let lines_of = |name: &str| sink_lines_so_far(&out.join(name)) as f64;
+    assert_eq!(
+        value("sse_ingest_records_written_total", "b"),
+        lines_of("b")
+    );
+    assert_eq!(
+        value("sse_ingest_records_written_total", "c"),
+        lines_of("c")
+    );
+    assert_eq!(lines_of("b"), 200.0);
+    let in_kinesis = read_stream(&client, "wiki").await.len() as f64;
+    assert_eq!(value("sse_ingest_records_written_total", "a"), in_kinesis);
+    assert_eq!(in_kinesis, 100.0);
+    for pipeline in ["a", "b", "c"] {
+        assert_eq!(
+            value("sse_ingest_connected", pipeline),
+            1.0,
+            "{pipeline}: {metrics}"
+        );
+    }
+
+    // Removing c and SIGHUP: c stops cleanly, a and b keep their connections.
+    let second = config_text(&state, &[kinesis_a.clone(), file_pipeline("b", &b, &out)]);
+    std::fs::write(&file, &second).unwrap();
+    signal(&running, "HUP");
+    let running = tokio::task::spawn_blocking(move || {
+        wait_until("c stopping", || {
+            pipeline_state(&running, "c")["state"] == "stopped"
+        });
+        running
+    })
+    .await
+    .unwrap();
+    assert!(running.stderr().contains("removed from the configuration"));
+    assert_eq!(lines_of("c"), 100.0, "c wrote what it received");
+
+    // Adding d starts it; a and b are not touched.
+    let third = config_text(
+        &state,
+        &[
+            kinesis_a.clone(),
+            file_pipeline("b", &b, &out),
+            file_pipeline("d", &d, &out),
+        ],
+    );
+    std::fs::write(&file, &third).unwrap();
+    signal(&running, "HUP");
+    let running = tokio::task::spawn_blocking(move || {
+        running.wait_for_metric(&written("d"), 100.0, LIMIT);
+        running
+    })
+    .await
+    .unwrap();
+
+    // A broken file changes nothing.
+    std::fs::write(&file, "[[pipeline]]\nname = \"a\"\nurl = 5\n").unwrap();
+    signal(&running, "HUP");
+    let running = tokio::task::spawn_blocking(move || {
+        running.wait_for_log("configuration refused", LIMIT);
+        running
+    })
+    .await
+    .unwrap();
+    for name in ["a", "b", "d"] {
+        assert_eq!(pipeline_state(&running, name)["state"], "running", "{name}");
+    }
+    assert_eq!(
+        (
+            a.connections(),
+            b.connections(),
+            c.connections(),
+            d.connections()
+        ),
+        (1, 2, 1, 1),
+        "no reload reconnected a pipeline it did not change"
+    );
+
+    // SIGTERM ends them all cleanly.
+    signal(&running, "TERM");
+    let (status, stderr) = tokio::task::spawn_blocking(move || running.finish(LIMIT))
+        .await
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(lines_of("d"), 100.0);
+    hold.open();
+}
+
+#[test]
+fn ready_is_503_while_a_server_refuses_and_200_once_it_accepts() {
+    let accepting = Arc::new(AtomicBool::new(false));
+    let server = {
+        let accepting = Arc::clone(&accepting);
+        SseServer::start(move |_, _| {
+            if accepting.load(Ordering::SeqCst) {
+                Answer::Respond(Response::stream(vec![
+                    events("r", 0, 1),
+                    Step::Pause(Duration::from_secs(600)),
+                ]))
+            } else {
+                Answer::Respond(Response::plain(503, "text/plain", "busy"))
+            }
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sse-ingest.toml");
+    let out = dir.path().join("out");
+    std::fs::write(
+        &file,
+        config_text(
+            &dir.path().join("state"),
+            &[file_pipeline("r", &server, &out)],
+        ),
+    )
+    .unwrap();
+    let running = WithAdmin::spawn(&mut run_config(&file));
+    wait_until("a 503 answer", || server.connections() >= 1);
+    let (status, body) = http_request(running.port, "GET", "/ready", b"").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"r\""), "names the pipeline: {body}");
+    accepting.store(true, Ordering::SeqCst);
+    wait_until("ready", || {
+        http_request(running.port, "GET", "/ready", b"").is_ok_and(|(status, _)| status == 200)
+    });
+    let (status, _) = http_request(running.port, "GET", "/health", b"").unwrap();
+    assert_eq!(status, 200);
+    let stderr = running.kill();
+    assert!(stderr.contains("reconnecting"), "{stderr}");
+}
+
+#[test]
+fn check_names_every_mistake_with_its_line_and_exits_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.toml");
+    std::fs::write(
+        &file,
+        "[[pipeline]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\nfiltr = \"json-match\"\n\n\
+         [[pipeline]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/\"\nfilter = \"json-match\"\n\
+         filter_config = [\"nonsense=1\"]\nbatch_max_events = 0\n\n\
+         [[pipeline]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n",
+    )
+    .unwrap();
+    let output = run_with_limit(sse_ingest().arg("check").arg(&file), LIMIT);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        at_line(&stdout, &file, 4, "did you mean `filter`"),
+        "{stdout}"
+    );
+    assert!(at_line(&stdout, &file, 11, "batch-max-events"), "{stdout}");
+    assert!(
+        at_line(&stdout, &file, 14, "a second pipeline named `a`"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    assert!(stderr_of(&output).contains("3 problems"));
+
+    // Once the file reads well, the filters are loaded and given their configuration.
+    std::fs::write(
+        &file,
+        "[[pipeline]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/\"\nfilter = \"json-match\"\n\
+         filter_config = [\"nonsense=1\"]\n",
+    )
+    .unwrap();
+    let output = run_with_limit(sse_ingest().arg("check").arg(&file), LIMIT);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(at_line(&stdout, &file, 4, "pipeline `b`"), "{stdout}");
+
+    std::fs::write(
+        &file,
+        "[[pipeline]]\nname = \"b\"\nurl = \"http://127.0.0.1:1/\"\nfilter = \"json-match\"\n\
+         filter_config = [\"where=/wiki=enwiki\"]\n",
+    )
+    .unwrap();
+    let output = run_with_limit(sse_ingest().arg("check").arg(&file), LIMIT);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("ok, 1 pipeline"));
+}
+
+fn at_line(stdout: &str, file: &Path, line: usize, needle: &str) -> bool {
+    let prefix = format!("{}:{line}:", file.display());
+    stdout
+        .lines()
+        .any(|l| l.starts_with(&prefix) && l.contains(needle))
+}
+
+#[test]
+fn an_imported_properties_file_runs_the_same_records_as_run_properties() {
+    let server = SseServer::always(Response::stream(vec![
+        Step::Bytes(b"event: edit\nid: 1\ndata: {\"n\":1}\n\n".to_vec()),
+        Step::Bytes(b"event: log\nid: 2\ndata: {\"n\":2}\n\n".to_vec()),
+        Step::Bytes(b"event: edit\nid: 3\ndata: {\"n\":3}\n\n".to_vec()),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let properties = dir.path().join("properties.json");
+    std::fs::write(
+        &properties,
+        format!(
+            r#"[{{"PropertyGroupId": "SSESourceProperties", "PropertyMap": {{
+                "url": "{}", "headers": "Accept-Language|en", "types": "edit",
+                "readTimeoutMS": "30000", "reportMessagesReceivedMS": "10000"}}}}]"#,
+            server.url("/stream")
+        ),
+    )
+    .unwrap();
+    let import = run_with_limit(
+        sse_ingest()
+            .arg("import")
+            .arg("--properties")
+            .arg(&properties),
+        LIMIT,
+    );
+    assert!(import.status.success(), "{}", stderr_of(&import));
+    let toml = String::from_utf8(import.stdout).unwrap();
+
+    // The same pipeline twice, once from each, into files, --once.
+    let from_properties = dir.path().join("from-properties");
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
+    let output = run_with_limit(
+        sse_ingest()
+            .args(["run", "--once", "--properties"])
+            .arg(&properties)
+            .arg("--sink")
+            .arg(format!("file:{}", from_properties.display()))
+            .arg("--state-dir")
+            .arg(dir.path().join("state-1"))
+            .arg("--cache-dir")
+            .arg(&cache),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr_of(&output));
+
+    let from_toml = dir.path().join("from-toml");
+    let config = format!(
+        "state_dir = {:?}\ncache_dir = {:?}\n{}",
+        dir.path().join("state-2").display().to_string(),
+        cache.display().to_string(),
+        toml.replace(
+            "sink = \"file:./sse-ingest-out\"",
+            &format!("sink = \"file:{}\"\nonce = true", from_toml.display())
+        )
+    );
+    let file = dir.path().join("imported.toml");
+    std::fs::write(&file, &config).unwrap();
+    let output = run_with_limit(&mut run_config(&file), LIMIT);
+    assert!(output.status.success(), "{config}\n{}", stderr_of(&output));
+
+    let expected = file_sink_lines(&from_properties);
+    assert_eq!(expected, vec!["{\"n\":1}", "{\"n\":3}"]);
+    assert_eq!(file_sink_lines(&from_toml), expected);
+    let requests = server.requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.header("accept-language") == Some("en")),
+        "both send the seed's headers"
+    );
+}
