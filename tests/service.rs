@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use kinesis_support::{Kinesalite, create_stream, read_stream};
 use support::sse_server::{Answer, End, Gate, Response, SseServer, Step};
 use support::{
-    WithAdmin, file_sink_lines, http_request, run_with_limit, sink_lines_so_far, sse_ingest,
-    stderr_of,
+    WithAdmin, file_sink_lines, http_request, http_request_with, run_with_limit, sink_lines_so_far,
+    sse_ingest, stderr_of,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -450,5 +450,83 @@ fn an_imported_properties_file_runs_the_same_records_as_run_properties() {
             .iter()
             .all(|r| r.header("accept-language") == Some("en")),
         "both send the seed's headers"
+    );
+}
+
+#[test]
+fn pause_holds_reading_and_resume_goes_on_over_the_same_connection_with_a_token() {
+    let more = Gate::default();
+    let hold = Gate::default();
+    let server = {
+        let (more, hold) = (more.clone(), hold.clone());
+        SseServer::start(move |_, _| {
+            Answer::Respond(Response::stream(vec![
+                events("p", 0, 100),
+                Step::Wait(more.clone()),
+                events("p", 100, 100),
+                Step::Wait(hold.clone()),
+            ]))
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sse-ingest.toml");
+    let out = dir.path().join("out");
+    let text = config_text(
+        &dir.path().join("state"),
+        &[file_pipeline("p", &server, &out)],
+    )
+    .replace(
+        "address = \"127.0.0.1:0\"",
+        "address = \"127.0.0.1:0\"\ntoken = \"${SSE_INGEST_TEST_ADMIN_TOKEN}\"",
+    );
+    std::fs::write(&file, text).unwrap();
+    let token = "t0ken-for-this-test";
+    let bearer = format!("Authorization: Bearer {token}");
+    let running = WithAdmin::spawn(run_config(&file).env("SSE_INGEST_TEST_ADMIN_TOKEN", token));
+    running.wait_for_metric(&written("p"), 100.0, LIMIT);
+
+    let (status, body) = http_request(running.port, "POST", "/pipelines/p/pause", b"").unwrap();
+    assert_eq!(status, 401, "no token, no pause: {body}");
+    let wrong = "Authorization: Bearer wrong";
+    let (status, _) =
+        http_request_with(running.port, "POST", "/pipelines/p/pause", &[wrong], b"").unwrap();
+    assert_eq!(status, 401);
+    let (status, body) =
+        http_request_with(running.port, "POST", "/pipelines/p/pause", &[&bearer], b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(pipeline_state(&running, "p")["state"], "paused");
+
+    // The next events arrive while paused: the source holds them and reads no more.
+    more.open();
+    running.wait_for_log("paused: reading stops until resumed", LIMIT);
+    assert_eq!(pipeline_state(&running, "p")["records_written"], 100);
+    let (status, _) = http_request(running.port, "GET", "/ready", b"").unwrap();
+    assert_eq!(status, 200, "a pipeline paused on purpose is ready");
+
+    let (status, body) =
+        http_request_with(running.port, "POST", "/pipelines/p/resume", &[&bearer], b"").unwrap();
+    assert_eq!(status, 200, "{body}");
+    running.wait_for_metric(&written("p"), 200.0, LIMIT);
+    assert_eq!(server.connections(), 1, "resumed on the same connection");
+
+    let status = run_with_limit(
+        sse_ingest()
+            .args(["status", "--admin", &format!("127.0.0.1:{}", running.port)])
+            .env("SSE_INGEST_ADMIN_TOKEN", token),
+        LIMIT,
+    );
+    assert!(status.status.success(), "{}", stderr_of(&status));
+    let table = String::from_utf8_lossy(&status.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("p "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("running") && row.contains("200"), "{table}");
+
+    let stderr = running.kill();
+    hold.open();
+    assert!(
+        !stderr.contains(token),
+        "the token is never logged: {stderr}"
     );
 }

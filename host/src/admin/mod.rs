@@ -7,6 +7,7 @@
 //! | `GET /metrics` | every pipeline's metrics, one OpenMetrics document |
 //! | `GET /pipelines`, `GET /pipelines/{name}` | state, URL, filter and version, connection, last event age, counters |
 //! | `POST /pipelines/{name}/filter?config=k%3Dv&label=…` | body: a filter component; validated, then swapped in between two batches |
+//! | `POST /pipelines/{name}/pause`, `/resume` | stop reading (TCP pushes back), then go on: on the same connection if the server kept it, else reconnecting with `Last-Event-ID` |
 //!
 //! Built on axum (hyper underneath, already in the tree through wasi-http). With a token
 //! set, mutating endpoints need `Authorization: Bearer TOKEN`; a non-loopback address
@@ -180,6 +181,8 @@ pub async fn bind(
         .route("/metrics", get(metrics))
         .route("/pipelines", get(list))
         .route("/pipelines/{name}", get(one))
+        .route("/pipelines/{name}/pause", post(pause))
+        .route("/pipelines/{name}/resume", post(resume))
         .route("/pipelines/{name}/filter", post(swap))
         .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
         .with_state(pipelines);
@@ -228,6 +231,50 @@ async fn ready(AxumState(pipelines): AxumState<Pipelines>) -> Response {
     }
 }
 
+async fn pause(
+    AxumState(pipelines): AxumState<Pipelines>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    set_paused(&pipelines, &name, &headers, true)
+}
+
+async fn resume(
+    AxumState(pipelines): AxumState<Pipelines>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    set_paused(&pipelines, &name, &headers, false)
+}
+
+fn set_paused(pipelines: &Pipelines, name: &str, headers: &HeaderMap, paused: bool) -> Response {
+    if !pipelines.authorized(headers) {
+        return unauthorized();
+    }
+    let Some(pipeline) = pipelines.handle(name) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no running pipeline named `{name}`"),
+        );
+    };
+    pipeline.pause.send_replace(paused);
+    let state = if paused {
+        State::Paused
+    } else {
+        State::Running
+    };
+    pipelines.set_state(name, state, None);
+    tracing::info!(pipeline = %name, paused, "pause set over the admin API");
+    axum::Json(json!({ "pipeline": name, "paused": paused })).into_response()
+}
+
+fn unauthorized() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "this endpoint needs `Authorization: Bearer TOKEN` (the admin token)".to_string(),
+    )
+}
+
 async fn swap(
     AxumState(pipelines): AxumState<Pipelines>,
     Path(name): Path<String>,
@@ -236,10 +283,7 @@ async fn swap(
     body: Bytes,
 ) -> Response {
     if !pipelines.authorized(&headers) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "this endpoint needs `Authorization: Bearer TOKEN` (the admin token)".to_string(),
-        );
+        return unauthorized();
     }
     let Some(pipeline) = pipelines.handle(&name) else {
         return error(

@@ -15,6 +15,8 @@ pub enum State {
     Starting,
     /// Reading its stream (connected or reconnecting).
     Running,
+    /// Paused over the API: not reading, the connection kept while the server keeps it.
+    Paused,
     /// Asked to stop (signal, or removed or changed by a reload): draining.
     Stopping,
     /// Stopped on request, everything received written.
@@ -30,6 +32,7 @@ impl State {
         match self {
             Self::Starting => "starting",
             Self::Running => "running",
+            Self::Paused => "paused",
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
             Self::Ended => "ended",
@@ -77,7 +80,7 @@ impl Entry {
     /// Why this pipeline keeps the process from being ready, if it does.
     pub fn not_ready(&self) -> Option<String> {
         match self.state {
-            State::Stopped | State::Ended | State::Stopping => None,
+            State::Stopped | State::Ended | State::Stopping | State::Paused => None,
             State::Running if self.connected() => None,
             State::Failed => Some(format!(
                 "failed: {}",

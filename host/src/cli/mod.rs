@@ -2,6 +2,7 @@
 
 pub mod exit;
 
+pub(crate) mod admin_client;
 pub(crate) mod commands;
 pub(crate) mod config_file;
 pub(crate) mod logging;
@@ -46,6 +47,7 @@ pub fn main() -> Result<u8, exit::Failure> {
         Command::Run(args) => commands::run::execute(*args),
         Command::Check(args) => commands::check::execute(&args),
         Command::Import(args) => commands::import::execute(&args),
+        Command::Status(args) => commands::status::execute(&args),
         Command::Swap(args) => commands::swap::execute(args),
         Command::TestFilter(args) => commands::test_filter::execute(args),
         Command::Filters(command) => commands::filters::execute(command),
@@ -101,6 +103,19 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the TOML config equivalent of the seed's runtime-properties file.
     Import(ImportArgs),
+    /// Print a running process's pipelines as a table (from its admin API); exit 1 if not ready.
+    Status(StatusArgs),
+}
+
+/// Flags of `sse-ingest status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// The admin address of the process (`run --admin`, or `[admin]` of its config file).
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin: String,
+    /// The admin token, if the process has one.
+    #[arg(long, env = "SSE_INGEST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 /// Flags of `sse-ingest check`.
@@ -360,6 +375,9 @@ pub struct SwapArgs {
     /// The pipeline's name. Default: default.
     #[arg(long, default_value = "default")]
     pub pipeline: String,
+    /// The admin token, if the process has one.
+    #[arg(long, env = "SSE_INGEST_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// The new filter: a `.wasm` file or a built-in name.
     #[arg(long)]
     pub filter: String,

@@ -31,7 +31,7 @@ use crate::pipeline::replay::{ReplayCause, ReplayWindow};
 use crate::pipeline::stream_rule::StreamRule;
 use crate::sink::{Ack, Sink, SinkError};
 use crate::wasm::filter::{FilterComponent, FilterContext, FilterError};
-use crate::wasm::source::{Finish, SourceBatch, SourceComponent, SourceError};
+use crate::wasm::source::{Finish, SourceBatch, SourceComponent, SourceControl, SourceError};
 
 /// Batches the source may have queued ahead of the filter.
 const QUEUE_BATCHES: usize = 4;
@@ -106,6 +106,8 @@ pub struct PipelineHandle {
     pub swaps: mpsc::Sender<SwapRequest>,
     /// The running filter's version.
     pub version: watch::Receiver<u64>,
+    /// True pauses reading (TCP pushes back on the server); false resumes.
+    pub pause: Arc<watch::Sender<bool>>,
 }
 
 /// The filter a pipeline starts with.
@@ -197,6 +199,7 @@ impl Pipeline {
 
         let (swaps_tx, mut swaps_rx) = mpsc::channel::<SwapRequest>(4);
         let (version_tx, version_rx) = watch::channel(stage.version());
+        let (pause_tx, pause_rx) = watch::channel(false);
         let _ = ready.send(PipelineHandle {
             name: config.name.clone(),
             engine: self.engine.clone(),
@@ -205,6 +208,7 @@ impl Pipeline {
             probe: stage.probe_sample(),
             swaps: swaps_tx,
             version: version_rx,
+            pause: Arc::new(pause_tx),
         });
 
         // The shutdown timeout counts from the stop request, not from the end of the
@@ -223,7 +227,16 @@ impl Pipeline {
         let metrics = Arc::clone(&self.metrics);
         let source_task = tokio::spawn(async move {
             source
-                .run(&source_config, resume_from, batches_tx, stop, metrics)
+                .run(
+                    &source_config,
+                    resume_from,
+                    batches_tx,
+                    SourceControl {
+                        stop,
+                        pause: pause_rx,
+                    },
+                    metrics,
+                )
                 .await
         });
 

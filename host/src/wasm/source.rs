@@ -66,6 +66,8 @@ struct SourceState {
     limits: StoreLimits,
     batches: mpsc::Sender<SourceBatch>,
     stop: watch::Receiver<bool>,
+    /// While true, `deliver` waits: the source stops reading and TCP pushes back.
+    pause: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
     /// Connections announced so far (`report(connected)`).
     connections: u64,
@@ -90,6 +92,15 @@ impl WasiHttpView for SourceState {
     }
 }
 
+/// How the pipeline steers a running source.
+#[derive(Debug, Clone)]
+pub struct SourceControl {
+    /// True: stop reading, finish what was read.
+    pub stop: watch::Receiver<bool>,
+    /// True: hold the next batch (and so stop reading) until false again.
+    pub pause: watch::Receiver<bool>,
+}
+
 /// A pollable that becomes ready when the host asks the source to stop.
 struct StopSignal(watch::Receiver<bool>);
 
@@ -103,6 +114,16 @@ impl Pollable for StopSignal {
 
 impl bindings::sse_ingest::pipeline::source_host::Host for SourceState {
     async fn deliver(&mut self, events: Vec<Event>, last_event_id: String) -> wasmtime::Result<()> {
+        if *self.pause.borrow() {
+            tracing::info!(pipeline = %self.pipeline, "paused: reading stops until resumed");
+            let (mut pause, mut stop) = (self.pause.clone(), self.stop.clone());
+            // A stop while paused drains what was read, like any stop.
+            tokio::select! {
+                _ = pause.wait_for(|paused| !*paused) => {}
+                _ = stop.wait_for(|stop| *stop) => {}
+            }
+            tracing::info!(pipeline = %self.pipeline, "resumed");
+        }
         self.metrics.events_received.add(events.len() as u64);
         let batch = SourceBatch {
             events,
@@ -256,9 +277,10 @@ impl SourceComponent {
         config: &PipelineConfig,
         last_event_id: Option<String>,
         batches: mpsc::Sender<SourceBatch>,
-        stop: watch::Receiver<bool>,
+        control: SourceControl,
         metrics: Arc<Metrics>,
     ) -> Result<Finish, SourceError> {
+        let SourceControl { stop, pause } = control;
         // Room for the parser's largest event several times over (partial
         // line, data buffer, decoded string, the batch) plus the runtime.
         let memory_limit = 64 * 1024 * 1024 + 4 * config.max_event_bytes as usize;
@@ -290,6 +312,7 @@ impl SourceComponent {
                 .build(),
             batches,
             stop,
+            pause,
             metrics,
             connections: 0,
         };

@@ -1,6 +1,7 @@
 //! `sse-ingest swap`: asks a running pipeline's admin API to replace its filter.
 
 use crate::cli::SwapArgs;
+use crate::cli::admin_client::{AdminClient, Answer};
 use crate::cli::exit::{self, Failure};
 use crate::config::{FilterSpec, parse_key_value};
 use crate::wasm::components;
@@ -20,37 +21,10 @@ pub fn execute(args: SwapArgs) -> Result<u8, Failure> {
         }
         query.append_pair("config", pair);
     }
-    let base = if args.admin.starts_with("http://") {
-        args.admin.clone()
-    } else {
-        format!("http://{}", args.admin)
-    };
-    let url = format!(
-        "{base}/pipelines/{}/filter?{}",
-        args.pipeline,
-        query.finish()
-    );
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(60)))
-        .build()
-        .into();
-    let mut response = agent
-        .post(&url)
-        .header("content-type", "application/wasm")
-        .send(&bytes[..])
-        .map_err(|e| Failure::failed(format!("cannot reach the admin API at {base}: {e}")))?;
-    let status = response.status();
-    let text = response.body_mut().read_to_string().map_err(|e| {
-        Failure::failed(format!(
-            "the admin API answered {status} with an unreadable body: {e}"
-        ))
-    })?;
-    let body: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        Failure::failed(format!(
-            "the admin API answered {status} with an unreadable body: {e}"
-        ))
-    })?;
+    let client = AdminClient::new(&args.admin, args.admin_token.clone());
+    let path = format!("/pipelines/{}/filter?{}", args.pipeline, query.finish());
+    let Answer { status, body } = client.post(&path, "application/wasm", &bytes)?;
+    let status = ureq::http::StatusCode::from_u16(status).unwrap_or_default();
     if status.is_success() {
         println!(
             "pipeline `{}` now runs filter version {} ({label})",
