@@ -592,6 +592,11 @@ async fn a_slow_stream_makes_the_source_stop_reading_and_memory_stays_flat_and_m
     };
     assert!(value("kinesis_buffered_records") > 0, "{metrics}");
     assert!(value("kinesis_requests_total") >= 3, "{metrics}");
+    // Each answered request has its latency in the histogram (the slow sink: about 1 s).
+    assert!(
+        value("kinesis_request_duration_seconds_count") >= 1,
+        "{metrics}"
+    );
     assert!(
         value("events_received_total") > value("records_written_total"),
         "{metrics}"

@@ -10,10 +10,11 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use kinesis_producer::StatsSnapshot;
+use kinesis_producer::{LatencySnapshot, StatsSnapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter as PromCounter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge as PromGauge};
@@ -174,6 +175,9 @@ macro_rules! pipeline_metrics {
                     ));
                     $( registry.register($name, $help, metrics.$field.exported()); )*
                     registry.register_collector(Box::new(Arc::clone(&metrics.kinesis)));
+                    registry.register_collector(Box::new(LastEventAge(
+                        metrics.last_event_unix_seconds.clone(),
+                    )));
                 }
                 Arc::new(metrics)
             }
@@ -189,6 +193,12 @@ macro_rules! pipeline_metrics {
 pipeline_metrics! {
     /// Events the source delivered (after its `types` filter).
     events_received: Counter = "events_received", "Events delivered by the source";
+    /// Events handed to the filter (after replays were dropped).
+    events_delivered: Counter = "events_delivered", "Events handed to the filter, after replays were dropped";
+    /// Events a filter made no record of: per batch, events minus records when fewer.
+    events_filtered_out: Counter = "events_filtered_out", "Events the filter made no record of (per batch: events minus records, when fewer)";
+    /// Bytes of event data received (the `data` fields, after parsing).
+    bytes_received: Counter = "bytes_received", "Bytes of event data received";
     /// Records written and acknowledged by the sink.
     records_written: Counter = "records_written", "Records acknowledged by the sink";
     /// Events dropped by the parser for exceeding `max-event-bytes`.
@@ -203,6 +213,8 @@ pipeline_metrics! {
     filter_errors: Counter = "filter_errors", "Batches a filter failed on";
     /// Events or records written to the dead-letter output.
     dead_letters: Counter = "dead_letters", "Events or records written to the dead-letter output";
+    /// Batches on which the filter trapped (a panic, its CPU budget, its memory limit).
+    filter_traps: Counter = "filter_traps", "Batches on which the filter trapped (panic, CPU budget, memory limit)";
     /// Filter versions rolled back after failing on probation.
     filter_rollbacks: Counter = "filter_rollbacks", "Filter versions rolled back after failing on probation";
     /// Filter swaps that went live.
@@ -215,8 +227,37 @@ pipeline_metrics! {
     connected: Gauge = "connected", "1 while the SSE connection is open";
 }
 
-/// Reads the Kinesis producer's counters (set once, when the sink opens).
-type KinesisStats = OnceLock<Box<dyn Fn() -> StatsSnapshot + Send + Sync>>;
+/// `seconds_since_last_event`, computed at each scrape from `last_event_unix_seconds` (a
+/// stored age would be stale by the time it is read); absent until the first event.
+#[derive(Debug)]
+struct LastEventAge(Gauge);
+
+impl Collector for LastEventAge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let last = self.0.get();
+        if last <= 0 {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |elapsed| elapsed.as_secs_f64());
+        #[allow(clippy::cast_precision_loss)] // Unix seconds fit an f64 exactly
+        let age = (now - last as f64).max(0.0);
+        let gauge = ConstGauge::new(age);
+        gauge.encode(encoder.encode_descriptor(
+            "seconds_since_last_event",
+            "Seconds since the last event was received",
+            None,
+            gauge.metric_type(),
+        )?)
+    }
+}
+
+/// What a scrape reads of a Kinesis producer: its counters and its request latencies.
+pub type KinesisReading = (StatsSnapshot, LatencySnapshot);
+
+/// Reads the Kinesis producer (set once, when the sink opens).
+type KinesisStats = OnceLock<Box<dyn Fn() -> KinesisReading + Send + Sync>>;
 
 /// Exports the producer's counters at scrape time, so they are never stale copies.
 struct KinesisCollector(KinesisStats);
@@ -234,7 +275,19 @@ impl Collector for KinesisCollector {
         let Some(read) = self.0.get() else {
             return Ok(());
         };
-        let s = read();
+        let (s, latency) = read();
+        let mut histogram = encoder.encode_descriptor(
+            "kinesis_request_duration_seconds",
+            "PutRecords request latency, from send to response",
+            None,
+            MetricType::Histogram,
+        )?;
+        histogram.encode_histogram::<NoLabelSet>(
+            latency.sum_seconds,
+            latency.count,
+            &latency.buckets,
+            None,
+        )?;
         let counters = [
             (
                 "kinesis_records_submitted",
@@ -310,7 +363,7 @@ impl Collector for KinesisCollector {
 impl Metrics {
     /// Exports the Kinesis producer's counters, read through `stats` at each scrape.
     /// Only the first call counts (a pipeline has one sink).
-    pub fn watch_kinesis(&self, stats: impl Fn() -> StatsSnapshot + Send + Sync + 'static) {
+    pub fn watch_kinesis(&self, stats: impl Fn() -> KinesisReading + Send + Sync + 'static) {
         let _ = self.kinesis.0.set(Box::new(stats));
     }
 }
@@ -352,6 +405,7 @@ mod tests {
             "sse_ingest_filter_swaps_total{pipeline=\"wiki\"} 1",
             "sse_ingest_filter_rollbacks_total{pipeline=\"wiki\"} 1",
             "sse_ingest_last_event_unix_seconds{pipeline=\"wiki\"} 1700000000",
+            "sse_ingest_seconds_since_last_event{pipeline=\"wiki\"} ",
         ] {
             assert!(text.contains(line), "no `{line}` in:\n{text}");
         }
@@ -367,13 +421,33 @@ mod tests {
         let metrics = Metrics::register(&exposition, "wiki");
         let acked = Arc::new(std::sync::atomic::AtomicU64::new(5));
         let source = Arc::clone(&acked);
-        metrics.watch_kinesis(move || StatsSnapshot {
-            records_acked: source.load(std::sync::atomic::Ordering::Relaxed),
-            throttled_records: 7,
-            buffered_records: 3,
-            ..StatsSnapshot::default()
+        metrics.watch_kinesis(move || {
+            let stats = StatsSnapshot {
+                records_acked: source.load(std::sync::atomic::Ordering::Relaxed),
+                throttled_records: 7,
+                buffered_records: 3,
+                ..StatsSnapshot::default()
+            };
+            let latency = LatencySnapshot {
+                buckets: vec![(0.1, 2), (f64::INFINITY, 3)],
+                sum_seconds: 1.5,
+                count: 3,
+            };
+            (stats, latency)
         });
         let text = exposition.render();
+        assert!(
+            text.contains(
+                "sse_ingest_kinesis_request_duration_seconds_bucket{le=\"0.1\",pipeline=\"wiki\"} 2"
+            ) || text.contains(
+                "sse_ingest_kinesis_request_duration_seconds_bucket{pipeline=\"wiki\",le=\"0.1\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("sse_ingest_kinesis_request_duration_seconds_count{pipeline=\"wiki\"} 3"),
+            "{text}"
+        );
         assert!(
             text.contains("sse_ingest_kinesis_records_acked_total{pipeline=\"wiki\"} 5"),
             "{text}"

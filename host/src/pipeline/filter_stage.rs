@@ -251,6 +251,12 @@ impl FilterStage {
         error: FilterError,
     ) -> Result<Handled, FilterError> {
         self.metrics.filter_errors.inc();
+        if matches!(
+            error,
+            FilterError::Trap(_) | FilterError::MemoryLimit { .. }
+        ) {
+            self.metrics.filter_traps.inc();
+        }
         tracing::error!(
             pipeline = %self.context.pipeline,
             version = self.current.number,

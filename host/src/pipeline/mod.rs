@@ -347,6 +347,13 @@ impl Pipeline {
             tracing::info!(pipeline = %self.config.name, dropped = count, cause = cause.label(), "dropped events the server replayed");
         }
         let handled = stage.handle(&batch.events).await?;
+        let given = batch.events.len() as u64;
+        self.metrics.events_delivered.add(given);
+        if handled.dead_letter_reason.is_none() {
+            self.metrics
+                .events_filtered_out
+                .add(given.saturating_sub(handled.records.len() as u64));
+        }
         let failed_events = handled
             .dead_letter_reason
             .map(|reason| (std::mem::take(&mut batch.events), reason));

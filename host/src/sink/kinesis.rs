@@ -116,8 +116,11 @@ impl KinesisSink {
     /// Reads the producer's counters whenever called (for the metrics endpoint).
     pub fn stats_reader(
         &self,
-    ) -> impl Fn() -> kinesis_producer::StatsSnapshot + Send + Sync + 'static {
+    ) -> impl Fn() -> crate::core::metrics::KinesisReading + Send + Sync + 'static {
         let producer = self.producer.clone();
-        move || producer.stats().snapshot()
+        move || {
+            let stats = producer.stats();
+            (stats.snapshot(), stats.request_latency())
+        }
     }
 }

@@ -125,6 +125,9 @@ impl bindings::sse_ingest::pipeline::source_host::Host for SourceState {
             tracing::info!(pipeline = %self.pipeline, "resumed");
         }
         self.metrics.events_received.add(events.len() as u64);
+        self.metrics
+            .bytes_received
+            .add(events.iter().map(|event| event.data.len() as u64).sum());
         let batch = SourceBatch {
             events,
             last_event_id,

@@ -104,6 +104,8 @@ struct StreamState {
 struct InFlight {
     stream: usize,
     entries: Vec<Entry>,
+    /// When the request was handed to the client (its latency starts there).
+    sent_at: Instant,
 }
 
 /// Records of one failed request (or the failed part of it), to be sent again at `at`.
@@ -479,6 +481,7 @@ impl Dispatcher {
             InFlight {
                 stream: s,
                 entries: batch,
+                sent_at: now,
             },
         );
     }
@@ -488,13 +491,21 @@ impl Dispatcher {
             Ok((id, r)) => (id, Ok(r)),
             Err(e) => (e.id(), Err(e)),
         };
-        let Some(InFlight { stream, entries }) = self.in_flight.remove(&id) else {
+        let Some(InFlight {
+            stream,
+            entries,
+            sent_at,
+        }) = self.in_flight.remove(&id)
+        else {
             return;
         };
         let stats = &self.shared.stats;
         ProducerStats::sub(&stats.in_flight_requests, 1);
         ProducerStats::sub(&stats.in_flight_records, entries.len() as u64);
         let now = Instant::now();
+        stats
+            .request_latency
+            .observe(now.saturating_duration_since(sent_at));
         match result {
             Ok(Ok(output)) => self.on_output(stream, entries, &output, now),
             Ok(Err(err)) => {

@@ -113,4 +113,4 @@ pub use producer::{CloseReport, Producer, StreamSummary};
 pub use record::{
     BatchOutcome, BatchTicket, DeadLetter, MAX_PARTITION_KEY_CHARS, ProducerRecord, hex_sha256,
 };
-pub use stats::{ProducerStats, StatsSnapshot};
+pub use stats::{LATENCY_BUCKETS, LatencySnapshot, ProducerStats, StatsSnapshot};
