@@ -230,6 +230,8 @@ fn sigkill_at_any_moment_loses_nothing_and_tears_no_record() {
     let command = || {
         let mut command = run_command(&server.url("/stream"), state.path());
         command.args(["--once", "--batch-max-events", &BATCH.to_string()]);
+        // The duplicate bound below is for checkpoints written every 20 ms.
+        command.args(["--checkpoint-interval-ms", "20"]);
         command.args(["--sink", &file_sink(out.path())]);
         command
     };

@@ -204,6 +204,10 @@ pub struct RunArgs {
     /// Reconnect (instead of failing) when the server answers with a content type other than text/event-stream.
     #[arg(long)]
     pub retry_wrong_content_type: bool,
+    /// At most one checkpoint write per this many milliseconds (0: after every batch); a
+    /// `kill -9` repeats at most the records acknowledged in that time. Default: 1000.
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_interval_ms: u64,
     /// How many recent event ids are remembered to drop events a server replays twice. Default: 10000.
     #[arg(long, default_value_t = 10_000)]
     pub dedupe_window: usize,

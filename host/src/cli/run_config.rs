@@ -111,6 +111,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
         resume: args.resume,
         allowed_streams: args.allow_streams.clone(),
         secrets: Redactor::default(),
+        checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
         fingerprint: format!("{args:?}"),
     })
     .and_then(PipelineConfig::validate)
@@ -122,7 +123,14 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
 fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
     const MIB: u64 = 1024 * 1024;
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-    let ranges: [(&'static str, u64, u64, u64, &str); 12] = [
+    let ranges: [(&'static str, u64, u64, u64, &str); 13] = [
+        (
+            "checkpoint-interval-ms",
+            args.checkpoint_interval_ms,
+            0,
+            60 * 60 * 1000,
+            "",
+        ),
         ("max-event-bytes", args.max_event_bytes, 1024, 64 * MIB, ""),
         (
             "batch-max-events",

@@ -242,6 +242,8 @@ pub struct PipelineConfig {
     pub allowed_streams: Vec<String>,
     /// The secrets its configuration expanded (kept out of checkpoints and messages).
     pub secrets: Redactor,
+    /// At most one checkpoint write per this interval (`--checkpoint-interval-ms`).
+    pub checkpoint_interval: Duration,
     /// Every setting as given, in one text: what a reload compares to tell a changed
     /// pipeline from an unchanged one.
     pub fingerprint: String,

@@ -3,10 +3,11 @@
 //! `Last-Event-ID`; a checkpoint of another stream is never sent ([`Resume::decide`]).
 //!
 //! Written atomically (temporary file, then rename), so a crash leaves either
-//! the old or the new checkpoint, never a torn one. A write follows every
-//! acknowledged batch, at most one per `min_interval` (20 ms; the pipeline
-//! writes a pending one on its next tick), so a `kill -9` repeats at most the
-//! records acknowledged in that interval. Like the file sink's data, these
+//! the old or the new checkpoint, never a torn one. A write follows an
+//! acknowledged batch, at most one per `--checkpoint-interval-ms` (1 s by default; the
+//! pipeline writes a pending one on its next tick), so a `kill -9` repeats at most the
+//! records acknowledged in that interval. Writing after every batch cost a file create and
+//! a rename per batch: with a thousand quiet pipelines, most of the process's CPU. Like the file sink's data, these
 //! writes reach the kernel, which survives the process; `fsync` happens at
 //! shutdown (`flush`), not per batch.
 
@@ -161,6 +162,7 @@ impl Checkpoints {
         state_dir: &Path,
         pipeline: &str,
         stream: StreamIdentity,
+        min_interval: Duration,
     ) -> Result<Self, CheckpointError> {
         let dir = state_dir.join("pipelines").join(pipeline);
         fs::create_dir_all(&dir).map_err(|source| CheckpointError::Io {
@@ -174,7 +176,7 @@ impl Checkpoints {
             pending: None,
             written: None,
             last_write: None,
-            min_interval: Duration::from_millis(20),
+            min_interval,
         })
     }
 
@@ -203,21 +205,22 @@ impl Checkpoints {
         .filter(|checkpoint| !checkpoint.last_event_id.is_empty()))
     }
 
-    /// Notes that everything up to `last_event_id` is acknowledged; writes it
-    /// if the last write is old enough.
-    pub fn acknowledge(&mut self, last_event_id: &str) -> Result<(), CheckpointError> {
+    /// Notes that everything up to `last_event_id` is acknowledged; returns whether the
+    /// interval since the last write has passed, so the caller writes it now
+    /// ([`Checkpoints::write_pending`], on a blocking thread) rather than on the next tick.
+    pub fn acknowledge(&mut self, last_event_id: &str) -> bool {
         // An id may legitimately become "" again (an empty `id:` field resets it).
         if self.pending.as_deref().or(self.written.as_deref()) == Some(last_event_id) {
-            return Ok(());
+            return false;
         }
         self.pending = Some(last_event_id.to_string());
-        if self
-            .last_write
+        self.last_write
             .is_none_or(|t| t.elapsed() >= self.min_interval)
-        {
-            self.write(false)?;
-        }
-        Ok(())
+    }
+
+    /// Whether an acknowledged id waits to be written.
+    pub fn has_pending(&self) -> bool {
+        self.pending.is_some()
     }
 
     /// Writes a pending checkpoint, if any (called on the pipeline's tick).
@@ -271,13 +274,20 @@ mod tests {
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let a = stream("https://a.example/s");
-        let mut checkpoints = Checkpoints::open(dir.path(), "p", a.clone())?;
+        let mut checkpoints = Checkpoints::open(dir.path(), "p", a.clone(), Duration::ZERO)?;
         assert_eq!(checkpoints.load()?, None);
-        checkpoints.acknowledge("42")?;
-        checkpoints.acknowledge("43")?;
+        assert!(
+            checkpoints.acknowledge("42"),
+            "the first write is due at once"
+        );
+        checkpoints.write_pending()?;
+        assert!(
+            checkpoints.acknowledge("43"),
+            "with no interval, every write is due"
+        );
         checkpoints.flush()?;
         assert_eq!(
-            Checkpoints::open(dir.path(), "p", a.clone())?.load()?,
+            Checkpoints::open(dir.path(), "p", a.clone(), Duration::ZERO)?.load()?,
             Some(Checkpoint {
                 last_event_id: "43".to_string(),
                 stream: Some(a),
@@ -287,10 +297,38 @@ mod tests {
     }
 
     #[test]
+    fn within_the_interval_an_acknowledged_id_waits_for_the_tick()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let a = stream("https://a.example/s");
+        let mut checkpoints = Checkpoints::open(dir.path(), "p", a, Duration::from_secs(3600))?;
+        assert!(checkpoints.acknowledge("1"));
+        checkpoints.write_pending()?;
+        assert!(!checkpoints.acknowledge("2"), "the interval has not passed");
+        assert!(checkpoints.has_pending());
+        assert_eq!(
+            checkpoints.load()?.map(|c| c.last_event_id),
+            Some("1".to_string())
+        );
+        checkpoints.write_pending()?;
+        assert!(!checkpoints.has_pending());
+        assert_eq!(
+            checkpoints.load()?.map(|c| c.last_event_id),
+            Some("2".to_string())
+        );
+        Ok(())
+    }
+
+    #[test]
     fn an_old_checkpoint_without_its_stream_still_resumes() -> Result<(), Box<dyn std::error::Error>>
     {
         let dir = tempfile::tempdir()?;
-        let checkpoints = Checkpoints::open(dir.path(), "p", stream("https://a.example/s"))?;
+        let checkpoints = Checkpoints::open(
+            dir.path(),
+            "p",
+            stream("https://a.example/s"),
+            Duration::ZERO,
+        )?;
         fs::write(
             dir.path().join("pipelines/p/checkpoint.json"),
             r#"{"last_event_id":"7"}"#,
@@ -348,7 +386,12 @@ mod tests {
     #[test]
     fn a_corrupt_checkpoint_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let checkpoints = Checkpoints::open(dir.path(), "p", stream("https://a.example/s"))?;
+        let checkpoints = Checkpoints::open(
+            dir.path(),
+            "p",
+            stream("https://a.example/s"),
+            Duration::ZERO,
+        )?;
         fs::write(dir.path().join("pipelines/p/checkpoint.json"), "{not json")?;
         let error = checkpoints.load().err().ok_or("expected an error")?;
         assert!(error.to_string().contains("corrupt"), "{error}");

@@ -35,8 +35,8 @@ use crate::wasm::source::{Finish, SourceBatch, SourceComponent, SourceControl, S
 
 /// Batches the source may have queued ahead of the filter.
 const QUEUE_BATCHES: usize = 4;
-/// How often a pending checkpoint is written when no batch comes.
-const CHECKPOINT_TICK: Duration = Duration::from_millis(100);
+/// The shortest period of the tick that writes a pending checkpoint when no batch comes.
+const MIN_CHECKPOINT_TICK: Duration = Duration::from_millis(10);
 
 /// How a pipeline ended without failing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +161,12 @@ impl Pipeline {
             .cloned()
             .collect();
         let stream = StreamIdentity::of(config.url.as_str(), &public_headers);
-        let checkpoints = Checkpoints::open(&config.state_dir, &config.name, stream.clone())?;
+        let checkpoints = Checkpoints::open(
+            &config.state_dir,
+            &config.name,
+            stream.clone(),
+            config.checkpoint_interval,
+        )?;
         let resume_from = match Resume::decide(config.resume, checkpoints.load()?, &stream) {
             Resume::From(id) => {
                 tracing::info!(pipeline = %config.name, last_event_id = %id, "resuming from checkpoint");
@@ -246,6 +251,7 @@ impl Pipeline {
         let acker = tokio::spawn(settle_in_order(
             acks_rx,
             checkpoints,
+            config.checkpoint_interval,
             dead_letters,
             Arc::clone(&self.metrics),
         ));
@@ -403,10 +409,12 @@ struct Settle {
 async fn settle_in_order(
     mut acks: mpsc::Receiver<Settle>,
     mut checkpoints: Checkpoints,
+    checkpoint_interval: Duration,
     mut dead_letters: DeadLetters,
     metrics: Arc<Metrics>,
 ) -> Result<(), PipelineError> {
-    let mut tick = tokio::time::interval(CHECKPOINT_TICK);
+    let mut tick = tokio::time::interval(checkpoint_interval.max(MIN_CHECKPOINT_TICK));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let settle = tokio::select! {
             settle = acks.recv() => match settle {
@@ -414,7 +422,9 @@ async fn settle_in_order(
                 None => break,
             },
             _ = tick.tick() => {
-                offload(|| checkpoints.write_pending())?;
+                if checkpoints.has_pending() {
+                    offload(|| checkpoints.write_pending())?;
+                }
                 continue;
             }
         };
@@ -445,7 +455,9 @@ async fn settle_in_order(
             offload(|| dead_letters.write_records(&letters, &metrics))?;
         }
         metrics.records_written.add(outcome.acked as u64);
-        offload(|| checkpoints.acknowledge(&settle.last_event_id))?;
+        if checkpoints.acknowledge(&settle.last_event_id) {
+            offload(|| checkpoints.write_pending())?;
+        }
     }
     offload(|| dead_letters.close())?;
     offload(|| checkpoints.flush())?;
