@@ -281,8 +281,9 @@ pub fn http_request_with(
 pub fn wait_for_admin(port: u16, limit: Duration) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
+        // A pipeline takes swaps once it runs (it is listed from its start).
         if let Ok((200, body)) = http_request(port, "GET", "/pipelines", b"")
-            && body.contains("filter_version")
+            && body.contains(r#""state":"running""#)
         {
             return;
         }

@@ -3,20 +3,54 @@
 //!
 //! Those calls are short when the disk and the reader are fast, but a slow disk or a full
 //! stdout pipe would hold a worker thread, and with it the tasks queued on that worker (the
-//! source, the admin API, the acknowledgements). [`offload`] runs them through tokio's
-//! `block_in_place`, which first hands the worker's other tasks to a new worker. Unlike
-//! `spawn_blocking` it needs no `'static` closure, so the sinks keep their borrowed state.
+//! source, the admin API, the acknowledgements). They run on tokio's blocking pool
+//! (`spawn_blocking`, bounded by the runtime's `max_blocking_threads`), and the task waits
+//! for them without holding its worker.
+//!
+//! `block_in_place` did this before without `'static` closures, but it hands the worker's
+//! core to another thread on every call: with a thousand pipelines that was most of the
+//! CPU, and hundreds of threads, each with its own allocator heap. State a job works on is
+//! therefore owned ([`Offloaded`]) and lent to the job.
 
-use tokio::runtime::{Handle, RuntimeFlavor};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// Runs `work`, which may block, without stalling the runtime's other tasks. Outside a
-/// multi-threaded tokio runtime (unit tests, start-up) it simply runs it.
-pub fn offload<T>(work: impl FnOnce() -> T) -> T {
-    match Handle::try_current() {
-        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
-        _ => work(),
+use tokio::runtime::Handle;
+
+/// Runs `work`, which may block, on the blocking pool and waits for it. Outside a tokio
+/// runtime (start-up, unit tests) it simply runs it. A panic in `work` is resumed here.
+pub async fn offload<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    if Handle::try_current().is_err() {
+        return work();
+    }
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+/// State that blocking jobs work on (a file sink, the checkpoints, the dead letters): owned
+/// here and lent to each job in turn.
+#[derive(Debug)]
+pub struct Offloaded<S>(Arc<Mutex<S>>);
+
+impl<S: Send + 'static> Offloaded<S> {
+    /// Takes ownership of `state`.
+    pub fn new(state: S) -> Self {
+        Self(Arc::new(Mutex::new(state)))
+    }
+
+    /// Runs `work` on the state on the blocking pool (see [`offload`]).
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut S) -> T + Send + 'static,
+    ) -> T {
+        let state = Arc::clone(&self.0);
+        offload(move || work(&mut state.lock().unwrap_or_else(PoisonError::into_inner))).await
+    }
+
+    /// Runs `look` on the state here: for bookkeeping that never blocks.
+    pub fn with<T>(&self, look: impl FnOnce(&mut S) -> T) -> T {
+        look(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -40,7 +74,7 @@ mod tests {
                 tokio::spawn(async move {
                     let _ = tx.send(());
                 });
-                offload(|| rx.recv_timeout(Duration::from_secs(20)))
+                offload(move || rx.recv_timeout(Duration::from_secs(20))).await
             })
             .await
         });
@@ -49,6 +83,26 @@ mod tests {
 
     #[test]
     fn outside_a_runtime_the_work_just_runs() {
-        assert_eq!(offload(|| 42), 42);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        // The future is polled by a runtime, but created outside: still fine.
+        assert_eq!(runtime.block_on(offload(|| 42)), 42);
+    }
+
+    #[test]
+    fn offloaded_state_is_lent_to_each_job_in_turn() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let state = Offloaded::new(Vec::new());
+        runtime.block_on(async {
+            for n in 0..3 {
+                state.run(move |lines: &mut Vec<u32>| lines.push(n)).await;
+            }
+        });
+        assert_eq!(state.with(|lines| lines.clone()), vec![0, 1, 2]);
     }
 }

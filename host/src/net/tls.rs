@@ -7,7 +7,8 @@
 //! library can hit "could not determine the process-level CryptoProvider".
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, RootCertStore};
@@ -15,7 +16,7 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 /// What `--ca-file`, `--client-cert` and `--client-key` say.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsSettings {
     /// PEM files of certificate authorities trusted besides the system's.
     pub ca_files: Vec<PathBuf>,
@@ -55,13 +56,53 @@ pub fn install_crypto_provider() {
 
 /// The client configuration: the system's roots plus `--ca-file`s, HTTP/1.1 by ALPN, and
 /// the client certificate if one is set.
+///
+/// The system's trust store is read once per process; pipelines with the same settings share
+/// one configuration (its root store alone is a few hundred kilobytes), as long as the files
+/// it was read from are unchanged (a reload after a CA file changed reads it again).
 pub fn client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for error in &native.errors {
-        tracing::warn!(%error, "a certificate of the system's trust store could not be read");
+    type Shared = Vec<((TlsSettings, Vec<Option<SystemTime>>), Arc<ClientConfig>)>;
+    static SHARED: Mutex<Shared> = Mutex::new(Vec::new());
+    let key = (settings.clone(), settings.file_times());
+    if let Ok(shared) = SHARED.lock()
+        && let Some((_, config)) = shared.iter().find(|(k, _)| *k == key)
+    {
+        return Ok(Arc::clone(config));
     }
-    let (system, _ignored) = roots.add_parsable_certificates(native.certs);
+    let config = build_client_config(settings)?;
+    if let Ok(mut shared) = SHARED.lock() {
+        shared.push((key, Arc::clone(&config)));
+    }
+    Ok(config)
+}
+
+impl TlsSettings {
+    /// When each file was last modified (none: unreadable), in a fixed order.
+    fn file_times(&self) -> Vec<Option<SystemTime>> {
+        let identity = self.client_identity.iter().flat_map(|(c, k)| [c, k]);
+        self.ca_files
+            .iter()
+            .chain(identity)
+            .map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+}
+
+/// The system's certificate authorities, read once.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let native = rustls_native_certs::load_native_certs();
+        for error in &native.errors {
+            tracing::warn!(%error, "a certificate of the system's trust store could not be read");
+        }
+        native.certs
+    })
+}
+
+fn build_client_config(settings: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let (system, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
     for path in &settings.ca_files {
         for certificate in read_certificates("ca-file", path)? {
             roots.add(certificate).map_err(|error| TlsError::File {

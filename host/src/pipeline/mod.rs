@@ -21,7 +21,7 @@ use wasmtime::Engine;
 
 use crate::config::FilterLimits;
 use crate::config::PipelineConfig;
-use crate::core::blocking::offload;
+use crate::core::blocking::{Offloaded, offload};
 use crate::core::metrics::Metrics;
 use crate::core::record::Record;
 use crate::pipeline::checkpoint::{CheckpointError, Checkpoints, Resume, StreamIdentity};
@@ -188,7 +188,10 @@ impl Pipeline {
         if let Sink::Kinesis(kinesis) = &sink {
             self.metrics.watch_kinesis(kinesis.stats_reader());
         }
-        let dead_letters = offload(|| DeadLetters::open(&config.dead_letter_dir, &config.name))?;
+        let dead_letters = {
+            let (dir, name) = (config.dead_letter_dir.clone(), config.name.clone());
+            Offloaded::new(offload(move || DeadLetters::open(&dir, &name)).await?)
+        };
         let context = self.filter_context();
         let mut stage = FilterStage::start(
             self.filter.label.clone(),
@@ -364,7 +367,7 @@ impl Pipeline {
             .dead_letter_reason
             .map(|reason| (std::mem::take(&mut batch.events), reason));
         let (records, refused_records) = streams.split(handled.records);
-        let ack = sink.submit(&records).await?;
+        let ack = sink.submit(records).await?;
         Ok(Settle {
             ack,
             failed_events,
@@ -408,11 +411,12 @@ struct Settle {
 /// Settles batches in order: writes dead letters, counts, moves the checkpoint.
 async fn settle_in_order(
     mut acks: mpsc::Receiver<Settle>,
-    mut checkpoints: Checkpoints,
+    checkpoints: Checkpoints,
     checkpoint_interval: Duration,
-    mut dead_letters: DeadLetters,
+    dead_letters: Offloaded<DeadLetters>,
     metrics: Arc<Metrics>,
 ) -> Result<(), PipelineError> {
+    let checkpoints = Offloaded::new(checkpoints);
     let mut tick = tokio::time::interval(checkpoint_interval.max(MIN_CHECKPOINT_TICK));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -422,18 +426,24 @@ async fn settle_in_order(
                 None => break,
             },
             _ = tick.tick() => {
-                if checkpoints.has_pending() {
-                    offload(|| checkpoints.write_pending())?;
+                if checkpoints.with(|c| c.has_pending()) {
+                    checkpoints.run(Checkpoints::write_pending).await?;
                 }
                 continue;
             }
         };
-        if let Some((events, reason)) = &settle.failed_events {
-            offload(|| dead_letters.write_events(events, reason, &metrics))?;
+        if let Some((events, reason)) = settle.failed_events {
+            let metrics = Arc::clone(&metrics);
+            dead_letters
+                .run(move |letters| letters.write_events(&events, &reason, &metrics))
+                .await?;
         }
         if let Some((_, reason)) = settle.refused_records.first() {
             tracing::warn!(records = settle.refused_records.len(), %reason, "records dead-lettered");
-            offload(|| dead_letters.write_records(&settle.refused_records, &metrics))?;
+            let (refused, metrics) = (settle.refused_records, Arc::clone(&metrics));
+            dead_letters
+                .run(move |letters| letters.write_records(&refused, &metrics))
+                .await?;
         }
         let outcome = settle.ack.settled().await?;
         if !outcome.dead_letters.is_empty() {
@@ -452,14 +462,17 @@ async fn settle_in_order(
                     )
                 })
                 .collect();
-            offload(|| dead_letters.write_records(&letters, &metrics))?;
+            let metrics = Arc::clone(&metrics);
+            dead_letters
+                .run(move |dead| dead.write_records(&letters, &metrics))
+                .await?;
         }
         metrics.records_written.add(outcome.acked as u64);
-        if checkpoints.acknowledge(&settle.last_event_id) {
-            offload(|| checkpoints.write_pending())?;
+        if checkpoints.with(|c| c.acknowledge(&settle.last_event_id)) {
+            checkpoints.run(Checkpoints::write_pending).await?;
         }
     }
-    offload(|| dead_letters.close())?;
-    offload(|| checkpoints.flush())?;
+    dead_letters.run(DeadLetters::close).await?;
+    checkpoints.run(Checkpoints::flush).await?;
     Ok(())
 }

@@ -54,8 +54,10 @@ impl ReplayWindow {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            order: VecDeque::with_capacity(capacity.min(65_536)),
-            runs: HashMap::with_capacity(capacity.min(65_536)),
+            // Grown as ids come, not reserved: a thousand quiet pipelines would otherwise
+            // hold a megabyte each of empty window.
+            order: VecDeque::new(),
+            runs: HashMap::new(),
             previous: None,
             connection: 0,
             replaying: None,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use kinesis_producer::{BatchOutcome, BatchTicket};
 
-use crate::core::blocking::offload;
+use crate::core::blocking::{Offloaded, offload};
 use crate::core::record::Record;
 
 /// Where records go.
@@ -82,10 +82,10 @@ impl Ack {
 /// The configured sink.
 #[derive(Debug)]
 pub enum Sink {
-    /// Newline-delimited files.
-    File(FileSink),
-    /// Newline-delimited records on stdout.
-    Stdout(StdoutSink),
+    /// Newline-delimited files (written on the blocking pool).
+    File(Offloaded<FileSink>),
+    /// Newline-delimited records on stdout (written on the blocking pool).
+    Stdout(Offloaded<StdoutSink>),
     /// A Kinesis data stream.
     Kinesis(KinesisSink),
 }
@@ -98,10 +98,13 @@ impl Sink {
         keys: &crate::core::partition::KeyStrategy,
     ) -> Result<Self, SinkError> {
         Ok(match spec {
-            SinkSpec::File(dir) => Sink::File(offload(|| {
-                FileSink::open(FileSinkOptions::new(dir, pipeline))
-            })?),
-            SinkSpec::Stdout => Sink::Stdout(StdoutSink::new()),
+            SinkSpec::File(dir) => {
+                let options = FileSinkOptions::new(dir, pipeline);
+                Sink::File(Offloaded::new(
+                    offload(move || FileSink::open(options)).await?,
+                ))
+            }
+            SinkSpec::Stdout => Sink::Stdout(Offloaded::new(StdoutSink::new())),
             SinkSpec::Kinesis(options) => {
                 Sink::Kinesis(KinesisSink::open(options, keys.clone()).await?)
             }
@@ -110,15 +113,18 @@ impl Sink {
 
     /// Hands records over in order; the ack resolves once they are durable.
     /// May wait while the sink's buffer is full (backpressure).
-    pub async fn submit(&mut self, records: &[Record]) -> Result<Ack, SinkError> {
+    pub async fn submit(&mut self, records: Vec<Record>) -> Result<Ack, SinkError> {
+        let count = records.len();
         match self {
-            Sink::File(sink) => {
-                offload(|| sink.write(records)).map(|()| Ack::Written(records.len()))
-            }
-            Sink::Stdout(sink) => {
-                offload(|| sink.write(records)).map(|()| Ack::Written(records.len()))
-            }
-            Sink::Kinesis(sink) => sink.submit(records).await.map(Ack::Pending),
+            Sink::File(sink) => sink
+                .run(move |sink| sink.write(&records))
+                .await
+                .map(|()| Ack::Written(count)),
+            Sink::Stdout(sink) => sink
+                .run(move |sink| sink.write(&records))
+                .await
+                .map(|()| Ack::Written(count)),
+            Sink::Kinesis(sink) => sink.submit(&records).await.map(Ack::Pending),
         }
     }
 
@@ -136,8 +142,8 @@ impl Sink {
     /// Returns how many records were left undelivered (then dead-lettered).
     pub async fn close(&mut self, timeout: Duration) -> Result<usize, SinkError> {
         match self {
-            Sink::File(sink) => offload(|| sink.close()).map(|()| 0),
-            Sink::Stdout(sink) => offload(|| sink.flush()).map(|()| 0),
+            Sink::File(sink) => sink.run(FileSink::close).await.map(|()| 0),
+            Sink::Stdout(sink) => sink.run(StdoutSink::flush).await.map(|()| 0),
             Sink::Kinesis(sink) => sink.close(timeout).await,
         }
     }

@@ -19,6 +19,9 @@ use crate::service::{Outcome, PipelineFailure, Service};
 use crate::sink::SinkError;
 use crate::wasm::filter::FilterError;
 
+/// Threads of the blocking pool.
+const BLOCKING_THREADS: usize = 16;
+
 /// Runs what the flags or the config file describe; returns the exit code.
 pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
     let config_file = args.config.clone();
@@ -37,6 +40,10 @@ pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        // File, checkpoint and dead-letter writes and DNS lookups run on the blocking pool
+        // (`core::blocking`); a few threads keep up with a thousand pipelines, and each
+        // thread costs an allocator heap.
+        .max_blocking_threads(BLOCKING_THREADS)
         .enable_all()
         .build()
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
