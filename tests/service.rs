@@ -143,6 +143,8 @@ async fn three_pipelines_run_apart_and_a_reload_touches_only_what_changed() {
             file_pipeline("c", &c, &out),
         ],
     );
+    // A rate line per pipeline every 100 ms.
+    let first = first.replace("[admin]", "report_interval_ms = 100\n\n[admin]");
     std::fs::write(&file, &first).unwrap();
 
     let command = run_config(&file);
@@ -271,6 +273,18 @@ async fn three_pipelines_run_apart_and_a_reload_touches_only_what_changed() {
         "no reload reconnected a pipeline it did not change"
     );
 
+    // The rate line shows b's events.
+    let running = tokio::task::spawn_blocking(move || {
+        wait_until("a rate line with b's events", || {
+            rate_lines(&running.stderr(), "b")
+                .iter()
+                .any(|line| field(line, "events") > 0 && line.contains("events_per_second="))
+        });
+        running
+    })
+    .await
+    .unwrap();
+
     // SIGTERM ends them all cleanly.
     signal(&running, "TERM");
     let (status, stderr) = tokio::task::spawn_blocking(move || running.finish(LIMIT))
@@ -278,7 +292,32 @@ async fn three_pipelines_run_apart_and_a_reload_touches_only_what_changed() {
         .unwrap();
     assert!(status.success(), "{stderr}");
     assert_eq!(lines_of("d"), 100.0);
+    // The rate lines count events per interval: together never more than b received.
+    let b_events: u64 = rate_lines(&stderr, "b")
+        .iter()
+        .map(|line| field(line, "events"))
+        .sum();
+    assert!((1..=200).contains(&b_events), "{b_events}: {stderr}");
     hold.open();
+}
+
+/// The periodic rate lines of `pipeline`.
+fn rate_lines(stderr: &str, pipeline: &str) -> Vec<String> {
+    let name = format!("pipeline={pipeline} ");
+    stderr
+        .lines()
+        .filter(|l| l.contains(" rate ") && l.contains(&name))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The number in `key=N` of a log line.
+fn field(line: &str, key: &str) -> u64 {
+    let prefix = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|word| word.strip_prefix(&prefix))
+        .and_then(|value| value.trim_matches('"').parse().ok())
+        .unwrap_or(0)
 }
 
 #[test]

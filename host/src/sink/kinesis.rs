@@ -24,6 +24,42 @@ pub struct KinesisOptions {
     pub producer: ProducerConfig,
 }
 
+/// The clients of this process, one per region, endpoint and HTTP settings: pipelines that
+/// write to the same place share a client (its connection pool and credential cache).
+type Clients = Vec<(
+    (
+        Option<String>,
+        Option<String>,
+        kinesis_producer::HttpSettings,
+    ),
+    kinesis_producer::aws_sdk_kinesis::Client,
+)>;
+
+async fn shared_client(
+    options: &KinesisOptions,
+) -> Result<kinesis_producer::aws_sdk_kinesis::Client, SinkError> {
+    static CLIENTS: tokio::sync::Mutex<Clients> = tokio::sync::Mutex::const_new(Vec::new());
+    let key = (
+        options.region.clone(),
+        options.endpoint_url.clone(),
+        options.http.clone(),
+    );
+    // Held across the creation, so that pipelines starting together make one client.
+    let mut clients = CLIENTS.lock().await;
+    if let Some((_, client)) = clients.iter().find(|(k, _)| *k == key) {
+        return Ok(client.clone());
+    }
+    let client = kinesis_producer::client_from_env(
+        options.region.clone(),
+        options.endpoint_url.clone(),
+        &options.http,
+    )
+    .await
+    .map_err(SinkError::KinesisClient)?;
+    clients.push((key, client.clone()));
+    Ok(client)
+}
+
 /// Starts a Kinesis sink's shutdown deadline from outside the pipeline's task.
 #[derive(Debug, Clone)]
 pub struct ShutdownClock(Producer);
@@ -45,13 +81,7 @@ pub struct KinesisSink {
 impl KinesisSink {
     /// Connects (DescribeStreamSummary: a missing stream fails here, clearly).
     pub async fn open(options: &KinesisOptions, keys: KeyStrategy) -> Result<Self, SinkError> {
-        let client = kinesis_producer::client_from_env(
-            options.region.clone(),
-            options.endpoint_url.clone(),
-            &options.http,
-        )
-        .await
-        .map_err(SinkError::KinesisClient)?;
+        let client = shared_client(options).await?;
         let producer = Producer::new(client, options.producer.clone())
             .await
             .map_err(SinkError::Kinesis)?;

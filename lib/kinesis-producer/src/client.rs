@@ -64,7 +64,7 @@ pub async fn client_from_env(
 
 /// How the AWS clients reach AWS: trust and proxies, resolved by the caller (flags first,
 /// then the environment, as curl reads it).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HttpSettings {
     /// PEM certificate authorities trusted besides the system's.
     pub extra_ca_pem: Vec<Vec<u8>>,
