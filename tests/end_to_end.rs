@@ -295,3 +295,60 @@ fn every_metric_in_the_readme_table_is_on_metrics_in_one_parsable_document() {
     );
     assert_eq!(value("sse_ingest_connections_total", None), 2.0);
 }
+
+/// `sse-ingest run --once` into files, as one shell command line (for `script`).
+fn once_command_line(server: &SseServer, state: &std::path::Path, extra: &str) -> String {
+    format!(
+        "{} run --once --url {} --sink file:{} --state-dir {} --cache-dir {} {extra}",
+        env!("CARGO_BIN_EXE_sse-ingest"),
+        server.url("/s"),
+        state.join("out").display(),
+        state.display(),
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("component-cache")
+            .display(),
+    )
+}
+
+#[test]
+fn a_terminal_shows_the_live_summary_unless_quiet_and_a_pipe_never_does() {
+    let server = SseServer::always(Response::stream(vec![Step::Bytes(
+        b"id: 1\ndata: one\n\nid: 2\ndata: two\n\n".to_vec(),
+    )]));
+    let summary = "sse-ingest: 1 pipeline, ";
+    // `script` (util-linux) runs the command on a pseudo-terminal and copies what it shows.
+    let on_terminal = |extra: &str| {
+        let state = tempfile::tempdir().unwrap();
+        let output = run_with_limit(
+            std::process::Command::new("script")
+                .args(["-qfec", &once_command_line(&server, state.path(), extra)])
+                .arg("/dev/null")
+                .env_remove("RUST_LOG")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped()),
+            LIMIT,
+        );
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let shown = on_terminal("");
+    assert!(shown.contains(summary), "{shown}");
+    assert!(
+        shown.contains("\r\x1b[2K"),
+        "the summary is redrawn in place: {shown}"
+    );
+    let quiet = on_terminal("--quiet");
+    assert!(!quiet.contains(summary), "{quiet}");
+    assert!(quiet.contains("finished"), "logs still show: {quiet}");
+
+    let state = tempfile::tempdir().unwrap();
+    let mut piped = run_command(&server.url("/s"), state.path());
+    piped
+        .arg("--once")
+        .arg("--sink")
+        .arg(file_sink(&state.path().join("out")));
+    let output = run_with_limit(&mut piped, LIMIT);
+    assert!(output.status.success());
+    assert!(!stderr_of(&output).contains(summary));
+}

@@ -53,6 +53,7 @@ const NOT_PIPELINE_KEYS: &[(&str, &str)] = &[
     ),
     ("config", "a config file cannot name another"),
     ("watch_config", "`--watch-config` is a flag of `run`"),
+    ("quiet", "`--quiet` is a flag of `run`"),
     ("admin_token", "the admin token is `token` in `[admin]`"),
     (
         "admin_allow_unauthenticated",

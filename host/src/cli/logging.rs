@@ -52,7 +52,7 @@ pub fn init(args: &LogArgs) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::cli::live_line::Stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     if args.log_json || args.log_format == Some(LogFormat::Json) {

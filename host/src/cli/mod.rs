@@ -5,6 +5,7 @@ pub mod exit;
 pub(crate) mod admin_client;
 pub(crate) mod commands;
 pub(crate) mod config_file;
+pub(crate) mod live_line;
 pub(crate) mod logging;
 pub(crate) mod run_config;
 pub(crate) mod seed;
@@ -143,6 +144,9 @@ pub struct RunArgs {
     /// With --config: reload whenever the file changes, as on SIGHUP.
     #[arg(long, requires = "config")]
     pub watch_config: bool,
+    /// No one-line live summary on an interactive terminal.
+    #[arg(long)]
+    pub quiet: bool,
     /// The SSE endpoint (http or https).
     #[arg(
         long,

@@ -179,6 +179,11 @@ impl Service {
         Some((name, failed))
     }
 
+    /// The registry the admin API and the live summary read.
+    pub fn pipelines(&self) -> Pipelines {
+        self.pipelines.clone()
+    }
+
     /// Whether any pipeline is still running (or about to restart).
     pub fn is_running(&self) -> bool {
         !self.running.is_empty() || !self.restarts.is_empty()

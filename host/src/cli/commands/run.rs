@@ -48,7 +48,8 @@ pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
         .build()
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
     let watch_config = args.watch_config;
-    runtime.block_on(run(config, config_file, watch_config))
+    let live = crate::cli::live_line::wanted(args.quiet);
+    runtime.block_on(run(config, config_file, watch_config, live))
 }
 
 /// One pipeline from the flags.
@@ -78,6 +79,7 @@ fn refuse_pipeline_flags(args: &RunArgs) -> Result<(), Failure> {
     let mut given = args.clone();
     given.config = None;
     given.watch_config = false;
+    given.quiet = false;
     let defaults = crate::cli::run_args_defaults();
     if format!("{given:?}") != format!("{defaults:?}") {
         return Err(Failure::usage(
@@ -91,6 +93,7 @@ async fn run(
     config: ServiceConfig,
     file: Option<PathBuf>,
     watch_file: bool,
+    live: bool,
 ) -> Result<u8, Failure> {
     let (stop_admin_tx, stop_admin_rx) = watch::channel(false);
     let single = file.is_none();
@@ -98,6 +101,7 @@ async fn run(
         .await
         .map_err(Failure::usage)?;
     let mut signals = Signals::new()?;
+    let live_line = live.then(|| crate::cli::live_line::spawn(service.pipelines()));
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel::<()>();
     let _watcher = match (&file, watch_file) {
         (Some(path), true) => Some(watch_config_file(path, reload_tx.clone())?),
@@ -130,6 +134,10 @@ async fn run(
         }
     }
     let _ = stop_admin_tx.send(true);
+    if let Some(task) = live_line {
+        task.abort();
+        crate::cli::live_line::clear();
+    }
     exit_code(service.into_outcomes(), single).map_err(|failure| Failure {
         code: failure.code,
         message: config.redactor.redact(&failure.message),
