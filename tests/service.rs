@@ -569,3 +569,94 @@ fn pause_holds_reading_and_resume_goes_on_over_the_same_connection_with_a_token(
         "the token is never logged: {stderr}"
     );
 }
+
+#[test]
+fn a_failing_pipeline_stops_alone_says_why_and_sets_the_exit_code() {
+    let hold = Gate::default();
+    let healthy = hundred_then_hold("h", &hold, &hold);
+    let gone = SseServer::always(Response::plain(404, "text/plain", "no such stream"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let file = dir.path().join("sse-ingest.toml");
+    std::fs::write(
+        &file,
+        config_text(
+            &dir.path().join("state"),
+            &[
+                file_pipeline("healthy", &healthy, &out),
+                file_pipeline("gone", &gone, &out),
+            ],
+        ),
+    )
+    .unwrap();
+    let running = WithAdmin::spawn(&mut run_config(&file));
+    wait_until("gone failing", || {
+        pipeline_state(&running, "gone")["state"] == "failed"
+    });
+    let failed = pipeline_state(&running, "gone");
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("404"),
+        "{failed}"
+    );
+    running.wait_for_metric(&written("healthy"), 100.0, LIMIT);
+    assert_eq!(pipeline_state(&running, "healthy")["state"], "running");
+    let (status, body) = http_request(running.port, "GET", "/ready", b"").unwrap();
+    assert_eq!(status, 503, "a failed pipeline needs an operator: {body}");
+    assert!(body.contains("gone") && !body.contains("healthy"), "{body}");
+
+    signal(&running, "TERM");
+    let (status, stderr) = running.finish(LIMIT);
+    hold.open();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("sse-ingest: pipeline `gone`:") && last.contains("404"),
+        "the exit message names the failed pipeline: {last}"
+    );
+    assert_eq!(healthy.connections(), 1);
+}
+
+#[test]
+fn watch_config_starts_a_pipeline_added_to_the_file() {
+    let hold = Gate::default();
+    let (first, second) = (
+        hundred_then_hold("f", &hold, &hold),
+        hundred_then_hold("s", &hold, &hold),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (out, state) = (dir.path().join("out"), dir.path().join("state"));
+    let file = dir.path().join("sse-ingest.toml");
+    std::fs::write(
+        &file,
+        config_text(&state, &[file_pipeline("first", &first, &out)]),
+    )
+    .unwrap();
+    let running = WithAdmin::spawn(run_config(&file).arg("--watch-config"));
+    running.wait_for_metric(&written("first"), 100.0, LIMIT);
+    // Written elsewhere and renamed over the file, as editors and config tools do.
+    let staged = dir.path().join("sse-ingest.toml.new");
+    std::fs::write(
+        &staged,
+        config_text(
+            &state,
+            &[
+                file_pipeline("first", &first, &out),
+                file_pipeline("second", &second, &out),
+            ],
+        ),
+    )
+    .unwrap();
+    std::fs::rename(&staged, &file).unwrap();
+    running.wait_for_metric(&written("second"), 100.0, LIMIT);
+    assert_eq!(
+        first.connections(),
+        1,
+        "the unchanged pipeline kept its connection"
+    );
+    let stderr = running.kill();
+    hold.open();
+    assert!(stderr.contains("configuration reloaded"), "{stderr}");
+}
