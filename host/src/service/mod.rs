@@ -75,11 +75,6 @@ impl Service {
             .map(|pipeline| pipeline.cache_dir.clone());
         let components = Components::new(cache_dir.as_deref())?;
         let pipelines = Pipelines::new(config.admin.token.clone(), config.redactor.clone());
-        if let Some(addr) = config.admin.address {
-            admin::bind(addr, pipelines.clone(), stop_admin)
-                .await
-                .map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
-        }
         let mut service = Self {
             components: Arc::new(components),
             pipelines,
@@ -93,6 +88,16 @@ impl Service {
         };
         if let Some(interval) = config.report_interval {
             service.report = Some(report::spawn(interval, service.pipelines.clone()));
+        }
+        // Listed (as starting) before the API answers, so it never says "no such pipeline"
+        // of one that is about to start.
+        for pipeline in &config.pipelines {
+            service.register(pipeline);
+        }
+        if let Some(addr) = config.admin.address {
+            admin::bind(addr, service.pipelines.clone(), stop_admin)
+                .await
+                .map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
         }
         for pipeline in &config.pipelines {
             service.launch(pipeline.clone());
@@ -197,13 +202,22 @@ impl Service {
         self.ended
     }
 
-    fn launch(&mut self, config: PipelineConfig) {
-        let name = config.name.clone();
+    /// Lists the pipeline as starting, with its metrics (registered once per name).
+    fn register(&mut self, config: &PipelineConfig) -> Arc<Metrics> {
+        let name = &config.name;
         let metrics = Arc::clone(
             self.metrics
                 .entry(name.clone())
-                .or_insert_with(|| Metrics::register(self.pipelines.exposition(), &name)),
+                .or_insert_with(|| Metrics::register(self.pipelines.exposition(), name)),
         );
+        self.pipelines
+            .starting(name, config.url.as_str(), &config.filter.label(), &metrics);
+        metrics
+    }
+
+    fn launch(&mut self, config: PipelineConfig) {
+        let name = config.name.clone();
+        let metrics = self.register(&config);
         let (stop_tx, stop_rx) = watch::channel(false);
         self.running.insert(
             name.clone(),
@@ -212,8 +226,6 @@ impl Service {
                 stop: stop_tx,
             },
         );
-        self.pipelines
-            .starting(&name, config.url.as_str(), &config.filter.label(), &metrics);
         let components = Arc::clone(&self.components);
         let pipelines = self.pipelines.clone();
         self.tasks.spawn(async move {
