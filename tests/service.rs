@@ -660,3 +660,59 @@ fn watch_config_starts_a_pipeline_added_to_the_file() {
     hold.open();
     assert!(stderr.contains("configuration reloaded"), "{stderr}");
 }
+
+#[test]
+fn a_changed_pipeline_restarts_from_its_checkpoint_and_the_others_stay_connected() {
+    let hold = Gate::default();
+    let (x, y) = (
+        hundred_then_hold("x", &hold, &hold),
+        hundred_then_hold("y", &hold, &hold),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (out, state) = (dir.path().join("out"), dir.path().join("state"));
+    let file = dir.path().join("sse-ingest.toml");
+    let pipelines = |x_extra: &str| {
+        config_text(
+            &state,
+            &[
+                format!("{}{x_extra}", file_pipeline("x", &x, &out)),
+                file_pipeline("y", &y, &out),
+            ],
+        )
+    };
+    std::fs::write(&file, pipelines("")).unwrap();
+    let running = WithAdmin::spawn(&mut run_config(&file));
+    running.wait_for_metric(&written("x"), 100.0, LIMIT);
+    running.wait_for_metric(&written("y"), 100.0, LIMIT);
+
+    // Another format for x: x restarts, y is not touched.
+    std::fs::write(&file, pipelines("format = \"envelope\"\n")).unwrap();
+    signal(&running, "HUP");
+    running.wait_for_metric(&written("x"), 200.0, LIMIT);
+    assert_eq!(x.connections(), 2, "x reconnected once");
+    assert_eq!(
+        x.requests()[1].header("last-event-id"),
+        Some("x-99"),
+        "x resumed from its checkpoint"
+    );
+    assert_eq!(y.connections(), 1, "y kept its connection");
+    signal(&running, "TERM");
+    let (status, stderr) = running.finish(LIMIT);
+    hold.open();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("changed in the configuration: restarting"),
+        "{stderr}"
+    );
+    let lines = file_sink_lines(&out.join("x"));
+    assert_eq!(
+        lines.len(),
+        200,
+        "no event lost or repeated across the restart"
+    );
+    assert!(
+        lines[100].contains(r#""id":"x-100""#) && lines[100].contains(r#""event":"message""#),
+        "the new run writes envelopes: {}",
+        lines[100]
+    );
+}
