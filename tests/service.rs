@@ -533,7 +533,11 @@ fn pause_holds_reading_and_resume_goes_on_over_the_same_connection_with_a_token(
     let (status, body) =
         http_request_with(running.port, "POST", "/pipelines/p/pause", &[&bearer], b"").unwrap();
     assert_eq!(status, 200, "{body}");
-    assert_eq!(pipeline_state(&running, "p")["state"], "paused");
+    let paused = pipeline_state(&running, "p");
+    assert_eq!(paused["state"], "paused");
+    assert_eq!(paused["last_acknowledged_event_id"], "p-99", "{paused}");
+    assert_eq!(paused["records_waiting"], 0, "{paused}");
+    assert!(paused["events_per_second"].is_number(), "{paused}");
 
     // The next events arrive while paused: the source holds them and reads no more.
     more.open();

@@ -470,6 +470,12 @@ mod tests {
     }
 
     #[test]
+    fn a_header_value_with_a_line_break_is_refused() {
+        assert!(parse_header("X-Key: a\nInjected: b").is_err());
+        assert!(parse_header("X-Key: a\tb").is_ok(), "a tab is allowed");
+    }
+
+    #[test]
     fn a_header_needs_a_colon() {
         assert!(parse_header("Authorization Bearer x").is_err());
         assert_eq!(

@@ -158,6 +158,11 @@ macro_rules! pipeline_metrics {
             kinesis: Arc<KinesisCollector>,
             /// Why the last connection ended or failed (for `/ready` and `/pipelines`).
             pub last_disconnect: Mutex<String>,
+            /// The id of the last event whose records the sink acknowledged (what the
+            /// checkpoint moves to), for `/pipelines`.
+            pub last_acknowledged_id: Mutex<String>,
+            /// Events per second over the last second, sampled by the service (`/pipelines`).
+            pub events_per_second: Mutex<f64>,
         }
 
         impl Metrics {
@@ -167,6 +172,8 @@ macro_rules! pipeline_metrics {
                     $( $field: <$kind as Declared>::declare(pipeline_metrics!(@label $($label)?)), )*
                     kinesis: Arc::new(KinesisCollector(KinesisStats::default())),
                     last_disconnect: Mutex::new(String::new()),
+                    last_acknowledged_id: Mutex::new(String::new()),
+                    events_per_second: Mutex::new(0.0),
                 };
                 if let Ok(mut root) = exposition.0.lock() {
                     let registry = root.sub_registry_with_label((
@@ -365,6 +372,15 @@ impl Metrics {
     /// Only the first call counts (a pipeline has one sink).
     pub fn watch_kinesis(&self, stats: impl Fn() -> KinesisReading + Send + Sync + 'static) {
         let _ = self.kinesis.0.set(Box::new(stats));
+    }
+
+    /// Records handed to the sink and not yet acknowledged: the Kinesis producer's buffer
+    /// (the file and stdout sinks acknowledge as they write, so none wait there).
+    pub fn records_waiting(&self) -> u64 {
+        self.kinesis
+            .0
+            .get()
+            .map_or(0, |read| read().0.buffered_records)
     }
 }
 

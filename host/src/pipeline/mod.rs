@@ -468,6 +468,9 @@ async fn settle_in_order(
                 .await?;
         }
         metrics.records_written.add(outcome.acked as u64);
+        if let Ok(mut last) = metrics.last_acknowledged_id.lock() {
+            last.clone_from(&settle.last_event_id);
+        }
         if checkpoints.with(|c| c.acknowledge(&settle.last_event_id)) {
             checkpoints.run(Checkpoints::write_pending).await?;
         }

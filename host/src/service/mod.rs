@@ -61,6 +61,7 @@ pub struct Service {
     ended: Vec<(String, Outcome)>,
     stopping: bool,
     report: Option<tokio::task::JoinHandle<()>>,
+    sampler: tokio::task::JoinHandle<()>,
 }
 
 impl Service {
@@ -75,6 +76,7 @@ impl Service {
             .map(|pipeline| pipeline.cache_dir.clone());
         let components = Components::new(cache_dir.as_deref())?;
         let pipelines = Pipelines::new(config.admin.token.clone(), config.redactor.clone());
+        let sampler = report::spawn_rate_sampler(pipelines.clone());
         let mut service = Self {
             components: Arc::new(components),
             pipelines,
@@ -85,6 +87,7 @@ impl Service {
             ended: Vec::new(),
             stopping: false,
             report: None,
+            sampler,
         };
         if let Some(interval) = config.report_interval {
             service.report = Some(report::spawn(interval, service.pipelines.clone()));
@@ -199,6 +202,7 @@ impl Service {
         if let Some(report) = self.report {
             report.abort();
         }
+        self.sampler.abort();
         self.ended
     }
 

@@ -9,6 +9,30 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::admin::Pipelines;
 
+/// Samples each pipeline's events per second every second (for `/pipelines`) until aborted.
+pub fn spawn_rate_sampler(pipelines: Pipelines) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(1));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut before: HashMap<String, u64> = HashMap::new();
+        let mut last = Instant::now();
+        loop {
+            ticker.tick().await;
+            let elapsed = last.elapsed().as_secs_f64().max(f64::EPSILON);
+            last = Instant::now();
+            for (name, metrics) in pipelines.metrics() {
+                let total = metrics.events_received.get();
+                let events = total.saturating_sub(before.insert(name, total).unwrap_or(total));
+                #[allow(clippy::cast_precision_loss)] // a rate for humans
+                let rate = events as f64 / elapsed;
+                if let Ok(mut stored) = metrics.events_per_second.lock() {
+                    *stored = rate;
+                }
+            }
+        }
+    })
+}
+
 /// Logs one line per pipeline every `interval` until aborted.
 pub fn spawn(interval: Duration, pipelines: Pipelines) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
