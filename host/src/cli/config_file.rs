@@ -9,6 +9,7 @@
 //! reported as `FILE:LINE:COL: message`, all of them at once.
 
 use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,6 +34,9 @@ const GLOBAL_KEYS: &[&str] = &[
     "defaults",
     "pipeline",
 ];
+
+/// The admin API's port when `[admin]` names no address (on loopback).
+const DEFAULT_ADMIN_PORT: u16 = 9090;
 
 /// Keys of the `[admin]` table.
 const ADMIN_KEYS: &[&str] = &["address", "token", "allow_unauthenticated"];
@@ -363,7 +367,8 @@ impl<'t> Reader<'t> {
                     None
                 }
             },
-            _ => None,
+            // An `[admin]` table turns the API on; loopback unless told otherwise.
+            _ => Some(SocketAddr::from(([127, 0, 0, 1], DEFAULT_ADMIN_PORT))),
         };
         let token = match (self.string(table, "token"), table.get("token")) {
             (Some(text), Some(value)) => match self.redactor.expand(&text) {

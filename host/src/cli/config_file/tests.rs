@@ -196,6 +196,17 @@ fn an_admin_address_off_loopback_needs_a_token_or_an_explicit_choice() {
     assert!(parse(&chosen).is_ok());
     let token = format!("[admin]\naddress = \"0.0.0.0:9090\"\ntoken = \"t\"\n{pipeline}");
     assert_eq!(parse(&token).unwrap().admin.token.as_deref(), Some("t"));
+    let default = format!("[admin]\n{pipeline}");
+    assert_eq!(
+        parse(&default).unwrap().admin.address,
+        Some("127.0.0.1:9090".parse().unwrap()),
+        "an [admin] table without an address serves on loopback"
+    );
+    assert_eq!(
+        parse(pipeline).unwrap().admin.address,
+        None,
+        "no [admin], no API"
+    );
 }
 
 #[test]
