@@ -8,6 +8,7 @@
 //! stay open.
 
 mod components;
+mod open_files;
 mod report;
 
 use std::collections::{BTreeMap, HashMap};
@@ -70,6 +71,7 @@ impl Service {
         config: &ServiceConfig,
         stop_admin: watch::Receiver<bool>,
     ) -> Result<Self, String> {
+        open_files::raise_for(config.pipelines.len());
         let cache_dir = config
             .pipelines
             .first()
