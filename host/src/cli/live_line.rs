@@ -7,7 +7,7 @@
 
 use std::io::{IsTerminal as _, Write as _};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::admin::Pipelines;
 
@@ -26,7 +26,6 @@ pub fn wanted(quiet: bool) -> bool {
 /// (then call [`clear`]).
 pub fn spawn(pipelines: Pipelines) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut previous: Option<(Instant, u64)> = None;
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         loop {
             ticker.tick().await;
@@ -35,13 +34,11 @@ pub fn spawn(pipelines: Pipelines) -> tokio::task::JoinHandle<()> {
             let written: u64 = all.iter().map(|(_, m)| m.records_written.get()).sum();
             let dead: u64 = all.iter().map(|(_, m)| m.dead_letters.get()).sum();
             let connected = all.iter().filter(|(_, m)| m.connected.get() == 1).count();
-            let now = Instant::now();
-            let rate = previous.map_or(0.0, |(at, before)| {
-                #[allow(clippy::cast_precision_loss)] // a rate for humans
-                let delta = events.saturating_sub(before) as f64;
-                delta / now.duration_since(at).as_secs_f64().max(f64::EPSILON)
-            });
-            previous = Some((now, events));
+            // The service samples each pipeline's rate every second.
+            let rate: f64 = all
+                .iter()
+                .filter_map(|(_, m)| m.events_per_second.lock().ok().map(|rate| *rate))
+                .sum();
             show(summary(all.len(), connected, events, rate, written, dead));
         }
     })

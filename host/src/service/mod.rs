@@ -139,7 +139,7 @@ impl Service {
                     self.restarts.remove(name);
                     removed += 1;
                 }
-                Some(new) if fingerprint(new) != running.fingerprint => {
+                Some(new) if new.fingerprint != running.fingerprint => {
                     tracing::info!(pipeline = %name, "changed in the configuration: restarting");
                     self.pipelines.set_state(name, State::Stopping, None);
                     let _ = running.stop.send(true);
@@ -228,7 +228,7 @@ impl Service {
         self.running.insert(
             name.clone(),
             Running {
-                fingerprint: fingerprint(&config),
+                fingerprint: config.fingerprint.clone(),
                 stop: stop_tx,
             },
         );
@@ -239,11 +239,6 @@ impl Service {
             (name, outcome)
         });
     }
-}
-
-/// What a reload compares: every setting of the pipeline, as given.
-fn fingerprint(config: &PipelineConfig) -> String {
-    config.fingerprint.clone()
 }
 
 /// One pipeline from lock to end.

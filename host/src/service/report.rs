@@ -3,28 +3,58 @@
 //! and called it a rate; this prints the rate.)
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::admin::Pipelines;
+use crate::core::metrics::Metrics;
 
-/// Samples each pipeline's events per second every second (for `/pipelines`) until aborted.
+/// Events of each pipeline since the previous sample, and per second: one meter for the
+/// `/pipelines` rate and the rate line alike.
+struct Meter {
+    before: HashMap<String, u64>,
+    last: Instant,
+}
+
+impl Meter {
+    fn new() -> Self {
+        Self {
+            before: HashMap::new(),
+            last: Instant::now(),
+        }
+    }
+
+    /// Each pipeline's name, metrics, events since the last sample and events per second.
+    fn sample(&mut self, pipelines: &Pipelines) -> Vec<(String, Arc<Metrics>, u64, f64)> {
+        let elapsed = self.last.elapsed().as_secs_f64().max(f64::EPSILON);
+        self.last = Instant::now();
+        pipelines
+            .metrics()
+            .into_iter()
+            .map(|(name, metrics)| {
+                let total = metrics.events_received.get();
+                let before = self.before.insert(name.clone(), total).unwrap_or(0);
+                let events = total.saturating_sub(before);
+                #[allow(clippy::cast_precision_loss)] // a rate for humans
+                let rate = events as f64 / elapsed;
+                (name, metrics, events, rate)
+            })
+            .collect()
+    }
+}
+
+/// Samples each pipeline's events per second every second (`/pipelines`, the live summary)
+/// until aborted.
 pub fn spawn_rate_sampler(pipelines: Pipelines) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut before: HashMap<String, u64> = HashMap::new();
-        let mut last = Instant::now();
+        let mut meter = Meter::new();
         loop {
             ticker.tick().await;
-            let elapsed = last.elapsed().as_secs_f64().max(f64::EPSILON);
-            last = Instant::now();
-            for (name, metrics) in pipelines.metrics() {
-                let total = metrics.events_received.get();
-                let events = total.saturating_sub(before.insert(name, total).unwrap_or(total));
-                #[allow(clippy::cast_precision_loss)] // a rate for humans
-                let rate = events as f64 / elapsed;
+            for (_, metrics, _, rate) in meter.sample(&pipelines) {
                 if let Ok(mut stored) = metrics.events_per_second.lock() {
                     *stored = rate;
                 }
@@ -39,17 +69,10 @@ pub fn spawn(interval: Duration, pipelines: Pipelines) -> tokio::task::JoinHandl
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ticker.tick().await;
-        let mut before: HashMap<String, u64> = HashMap::new();
-        let mut last = Instant::now();
+        let mut meter = Meter::new();
         loop {
             ticker.tick().await;
-            let elapsed = last.elapsed().as_secs_f64().max(f64::EPSILON);
-            last = Instant::now();
-            for (name, metrics) in pipelines.metrics() {
-                let total = metrics.events_received.get();
-                let events = total.saturating_sub(before.insert(name.clone(), total).unwrap_or(0));
-                #[allow(clippy::cast_precision_loss)] // a rate for humans
-                let per_second = events as f64 / elapsed;
+            for (name, metrics, events, per_second) in meter.sample(&pipelines) {
                 tracing::info!(
                     pipeline = %name,
                     events,
