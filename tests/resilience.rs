@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::sse_server::{Answer, End, Response, SseServer, Step};
 use support::{
@@ -239,11 +239,12 @@ fn sigkill_at_any_moment_loses_nothing_and_tears_no_record() {
     let kills = [2_000usize, 7_000, 13_000];
     for written in kills {
         let mut child = command().spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while sink_lines_so_far(out.path()) < written && child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "{written} records never arrived");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        support::wait_until(
+            &format!("{written} records on disk"),
+            Duration::from_secs(120),
+            || sink_lines_so_far(out.path()) >= written || child.try_wait().unwrap().is_some(),
+            String::new,
+        );
         let _ = Command::new("kill")
             .arg("-9")
             .arg(child.id().to_string())
@@ -480,14 +481,9 @@ fn a_second_process_on_the_same_state_exits_two_and_the_first_runs_on_until_kill
         command
     };
     let mut first = command().spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while server.body_bytes_sent() == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert!(
-        server.body_bytes_sent() > 0,
-        "the first process never streamed"
-    );
+    let limit = Duration::from_secs(60);
+    let streamed = support::try_wait_until(limit, || server.body_bytes_sent() > 0);
+    assert!(streamed.is_ok(), "the first process never streamed");
 
     let second = run_with_limit(&mut command(), Duration::from_secs(60));
     let lock_dir = state.path().join("pipelines").join("default");
@@ -499,9 +495,7 @@ fn a_second_process_on_the_same_state_exits_two_and_the_first_runs_on_until_kill
     );
     assert_eq!(server.connections(), 1, "the second process connected");
     let sent_before = server.body_bytes_sent();
-    while server.body_bytes_sent() == sent_before && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let _ = support::try_wait_until(limit, || server.body_bytes_sent() > sent_before);
     assert!(
         first.try_wait().unwrap().is_none(),
         "the first process died"

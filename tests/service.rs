@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kinesis_support::{Kinesalite, create_stream, read_stream};
 use support::sse_server::{Answer, End, Gate, Response, SseServer, Step};
@@ -98,13 +98,9 @@ fn signal(running: &WithAdmin, name: &str) {
     assert!(status.success());
 }
 
-/// Waits until `what` holds (checked every 10 ms, at most `LIMIT`).
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LIMIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} did not happen");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+/// Waits (at most `LIMIT`) until `what` holds.
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    support::wait_until(what, LIMIT, done, String::new);
 }
 
 fn pipeline_state(running: &WithAdmin, name: &str) -> serde_json::Value {

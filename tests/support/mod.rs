@@ -120,6 +120,34 @@ pub fn wait_with_limit(child: Child, limit: Duration) -> Output {
     }
 }
 
+/// How often `wait_until` looks again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Waits until `done` holds, looking every 10 ms, at most `limit`; otherwise `Err` with
+/// how long it waited. Every test that waits for something waits through here.
+pub fn try_wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Result<(), Duration> {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return Err(limit);
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}
+
+/// `try_wait_until`, panicking with `what` (and `context()`) when it does not happen.
+pub fn wait_until(
+    what: &str,
+    limit: Duration,
+    done: impl FnMut() -> bool,
+    context: impl FnOnce() -> String,
+) {
+    if try_wait_until(limit, done).is_err() {
+        panic!("{what} did not happen within {limit:?}: {}", context());
+    }
+}
+
 /// Starts `command`, sends it SIGTERM as soon as `ready` says so (checked every 10 ms, at
 /// most for `limit`), and waits (at most `limit`) for it to exit. Returns its output and how
 /// long it took to exit after the signal.
@@ -129,16 +157,12 @@ pub fn terminate_when(
     limit: Duration,
 ) -> (Output, Duration) {
     let child = command.spawn().expect("the sse-ingest binary starts");
-    let deadline = Instant::now() + limit;
-    while !ready() {
-        if Instant::now() >= deadline {
-            let _ = Command::new("kill")
-                .arg("-9")
-                .arg(child.id().to_string())
-                .status();
-            panic!("what the signal waits for did not happen within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if try_wait_until(limit, &mut ready).is_err() {
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(child.id().to_string())
+            .status();
+        panic!("what the signal waits for did not happen within {limit:?}");
     }
     let signalled = Instant::now();
     let status = Command::new("kill")
@@ -279,17 +303,17 @@ pub fn http_request_with(
 
 /// Waits until the admin API on `port` answers, or panics after `limit`.
 pub fn wait_for_admin(port: u16, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        // A pipeline takes swaps once it runs (it is listed from its start).
-        if let Ok((200, body)) = http_request(port, "GET", "/pipelines", b"")
-            && body.contains(r#""state":"running""#)
-        {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("the admin API on port {port} did not come up within {limit:?}");
+    // A pipeline takes swaps once it runs (it is listed from its start).
+    let running = || {
+        http_request(port, "GET", "/pipelines", b"")
+            .is_ok_and(|(status, body)| status == 200 && body.contains(r#""state":"running""#))
+    };
+    wait_until(
+        "a running pipeline on the admin API",
+        limit,
+        running,
+        || format!("port {port}"),
+    );
 }
 
 /// The built-in filter component's bytes, as the binary would export them.
@@ -386,28 +410,22 @@ impl WithAdmin {
 
     /// Waits (at most `limit`) until the series on `/metrics` reaches `at_least`.
     pub fn wait_for_metric(&self, series: &str, at_least: f64, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while self.metric(series).is_none_or(|value| value < at_least) {
-            assert!(
-                Instant::now() < deadline,
-                "{series} did not reach {at_least} within {limit:?}: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(
+            &format!("{series} reaching {at_least}"),
+            limit,
+            || self.metric(series).is_some_and(|value| value >= at_least),
+            || self.stderr(),
+        );
     }
 
     /// Waits (at most `limit`) until standard error holds `needle`.
     pub fn wait_for_log(&self, needle: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.stderr().contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` in the log within {limit:?}: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(
+            &format!("`{needle}` in the log"),
+            limit,
+            || self.stderr().contains(needle),
+            || self.stderr(),
+        );
     }
 
     /// Waits (at most `limit`, then kills) for the exit; returns the status and all of stderr.

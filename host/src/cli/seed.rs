@@ -161,10 +161,11 @@ impl SeedProperties {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const SEED: &str = r#"[
+    /// The seed's runtime properties as its own tests had them (also `import`'s fixture).
+    pub(crate) const SEED: &str = r#"[
       {"PropertyGroupId": "SSESourceProperties", "PropertyMap": {
         "url": "https://stream.wikimedia.org/v2/stream/recentchange",
         "headers": "User-Agent|sse-ingest|Accept-Language|en",

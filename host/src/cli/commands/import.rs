@@ -63,14 +63,7 @@ fn to_toml(seed: SeedProperties, from: &str) -> String {
 mod tests {
     use super::*;
 
-    const SEED: &str = r#"[
-      {"PropertyGroupId": "SSESourceProperties", "PropertyMap": {
-        "url": "https://example.org/stream",
-        "headers": "Accept-Language|en",
-        "types": "message|edit", "readTimeoutMS": "30000", "reportMessagesReceivedMS": "10000"}},
-      {"PropertyGroupId": "OutputStreamProperties", "PropertyMap": {"DefaultStream": "wiki-edits"}},
-      {"PropertyGroupId": "ProducerConfigProperties", "PropertyMap": {"aws.region": "eu-west-1"}}
-    ]"#;
+    use crate::cli::seed::tests::SEED;
 
     #[test]
     fn the_imported_toml_is_a_config_that_runs_the_same_pipeline() {
@@ -82,12 +75,18 @@ mod tests {
             Some(std::time::Duration::from_secs(10))
         );
         let pipeline = &config.pipelines[0];
-        assert_eq!(pipeline.url.as_str(), "https://example.org/stream");
+        assert_eq!(
+            pipeline.url.as_str(),
+            "https://stream.wikimedia.org/v2/stream/recentchange"
+        );
         assert_eq!(pipeline.types, vec!["message", "edit"]);
         assert_eq!(pipeline.idle_timeout, std::time::Duration::from_secs(30));
         assert_eq!(
             pipeline.headers,
-            vec![("Accept-Language".to_string(), "en".to_string())]
+            vec![
+                ("User-Agent".to_string(), "sse-ingest".to_string()),
+                ("Accept-Language".to_string(), "en".to_string())
+            ]
         );
         assert!(
             matches!(&pipeline.sink, crate::sink::SinkSpec::Kinesis(options)
