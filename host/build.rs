@@ -73,6 +73,11 @@ fn main() {
 
     build_guests(&root, &guest_target);
 
+    // `sse-ingest precompile` compiles for this target's baseline CPU (no host features).
+    if let Ok(target) = env::var("TARGET") {
+        println!("cargo:rustc-env=SSE_INGEST_HOST_TARGET={target}");
+    }
+
     let out = guest_target.join("wasm32-wasip2").join("guest");
     for (_, stem, var) in GUESTS {
         let path = out.join(format!("{stem}.wasm"));

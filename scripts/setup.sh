@@ -3,7 +3,8 @@
 # Idempotent: does nothing when everything is there.
 #
 #   scripts/setup.sh           the wasm32-wasip2 Rust target (to build)
-#   scripts/setup.sh --tests   also kinesalite, the local Kinesis API the tests start (npm)
+#   scripts/setup.sh --tests   also kinesalite and dynalite, the local Kinesis and DynamoDB APIs
+#                              the tests start (npm)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +20,11 @@ if [ "${1:-}" = "--tests" ]; then
   if [ ! -d tests/kinesalite/node_modules/kinesalite ]; then
     echo "== installing kinesalite (npm ci in tests/kinesalite)"
     (cd tests/kinesalite && npm ci --no-audit --no-fund --ignore-scripts)
+  fi
+  # The DynamoDB checkpoint store's tests run against dynalite, a local DynamoDB API server
+  # (pinned the same way in tests/dynalite; in memory, no native build).
+  if [ ! -d tests/dynalite/node_modules/dynalite ]; then
+    echo "== installing dynalite (npm ci in tests/dynalite)"
+    (cd tests/dynalite && npm ci --no-audit --no-fund --ignore-scripts)
   fi
 fi

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use support::numbered::{frame, numbers, paced_frames, resume_point};
 use support::sse_server::{Answer, End, Response, SseServer, Step};
 use support::{
     assert_exit_saying, file_sink, file_sink_lines, run_command, run_with_limit, sink_lines_so_far,
@@ -31,36 +32,6 @@ impl XorShift {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-}
-
-fn frame(n: u64) -> String {
-    format!("id: {n}\ndata: {{\"n\":{n}}}\n\n")
-}
-
-/// Events `0..count`, one chunk each, `pause` apart: a stream that lasts.
-fn paced_frames(count: u64, pause: Duration) -> Vec<Step> {
-    (0..count)
-        .flat_map(|n| [Step::Bytes(frame(n).into_bytes()), Step::Pause(pause)])
-        .collect()
-}
-
-/// Where a resumed stream starts: after the `Last-Event-ID`, if any.
-fn resume_point(request: &support::sse_server::Request) -> u64 {
-    request
-        .header("last-event-id")
-        .and_then(|id| id.parse::<u64>().ok())
-        .map_or(0, |n| n + 1)
-}
-
-fn numbers(lines: &[String]) -> Vec<u64> {
-    lines
-        .iter()
-        .map(|line| {
-            let value: serde_json::Value = serde_json::from_str(line)
-                .unwrap_or_else(|e| panic!("torn or corrupt record {line:?}: {e}"));
-            value["n"].as_u64().unwrap()
-        })
-        .collect()
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! cleanly, or drop the connection mid-event. Every loop is bounded.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod dynalite;
+pub mod numbered;
 pub mod proxy;
 pub mod sse_server;
 pub mod tls;

@@ -1,4 +1,4 @@
-//! The CLI's side of the admin API (`swap`, `status`): one place that knows the address
+//! The CLI's side of the admin API (`swap`, `status`, `health`): one place that knows the address
 //! forms, the token and the timeouts.
 
 use std::time::Duration;
@@ -43,6 +43,23 @@ impl AdminClient {
             request = request.header("authorization", format!("Bearer {token}"));
         }
         self.answer(request.call())
+    }
+
+    /// `GET path` within `timeout`: the status and the body as text (a health probe, whose
+    /// answer is not JSON and must not wait the minute the other calls may).
+    pub fn probe(&self, path: &str, timeout: Duration) -> Result<(u16, String), Failure> {
+        let mut response = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .call()
+            .map_err(|e| {
+                Failure::failed(format!("cannot reach the admin API at {}: {e}", self.base))
+            })?;
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        Ok((response.status().as_u16(), text))
     }
 
     /// `POST path` with `body` of `content_type`.

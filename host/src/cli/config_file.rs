@@ -58,6 +58,15 @@ const NOT_PIPELINE_KEYS: &[(&str, &str)] = &[
     ("config", "a config file cannot name another"),
     ("watch_config", "`--watch-config` is a flag of `run`"),
     ("quiet", "`--quiet` is a flag of `run`"),
+    (
+        "shard",
+        "`--shard` is a flag of `run` (or SSE_INGEST_SHARD)",
+    ),
+    (
+        "shard_from_hostname",
+        "`--shard-from-hostname` is a flag of `run`",
+    ),
+    ("shard_count", "`--shard-count` is a flag of `run`"),
     ("admin_token", "the admin token is `token` in `[admin]`"),
     (
         "admin_allow_unauthenticated",
@@ -114,7 +123,7 @@ pub(crate) fn load(path: &Path) -> Result<ServiceConfig, Problems> {
         file: path.to_path_buf(),
         list,
     };
-    let text = std::fs::read_to_string(path).map_err(|error| {
+    let text = read_text(path).map_err(|error| {
         problems(vec![Problem {
             line: 1,
             column: 1,
@@ -124,9 +133,23 @@ pub(crate) fn load(path: &Path) -> Result<ServiceConfig, Problems> {
     parse(&text).map_err(problems)
 }
 
+/// The text of a config file, or of the environment variable `NAME` when `path` is
+/// `env:NAME` (a container platform without config files, such as ECS, passes it so).
+pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
+    match path.to_str().and_then(|text| text.strip_prefix("env:")) {
+        Some(name) => std::env::var(name).map_err(|error| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("environment variable {name}: {error}"),
+            )
+        }),
+        None => std::fs::read_to_string(path),
+    }
+}
+
 /// Reads only `log_format` (logging starts before the rest of the file is read).
 pub(crate) fn peek_log_format(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = read_text(path).ok()?;
     let document = DeTable::parse(&text).ok()?;
     match document.get_ref().get("log_format")?.get_ref() {
         DeValue::String(format) => Some(format.to_string()),

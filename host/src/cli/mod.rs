@@ -49,6 +49,9 @@ pub fn main() -> Result<u8, exit::Failure> {
         Command::Check(args) => commands::check::execute(&args),
         Command::Import(args) => commands::import::execute(&args),
         Command::Status(args) => commands::status::execute(&args),
+        Command::Shards(args) => commands::shards::execute(&args),
+        Command::Health(args) => commands::health::execute(&args),
+        Command::Precompile(args) => commands::precompile::execute(&args),
         Command::Swap(args) => commands::swap::execute(args),
         Command::TestFilter(args) => commands::test_filter::execute(args),
         Command::Filters(command) => commands::filters::execute(command),
@@ -106,6 +109,45 @@ pub enum Command {
     Import(ImportArgs),
     /// Print a running process's pipelines as a table (from its admin API); exit 1 if not ready.
     Status(StatusArgs),
+    /// Print which shard runs each pipeline of a config file (`run --shard INDEX/COUNT`).
+    Shards(ShardsArgs),
+    /// Exit 0 when a running process is healthy (its admin API answers `/health`, or with
+    /// --ready `/ready`): a container health check without curl.
+    Health(HealthArgs),
+    /// Compile the built-in components ahead of time into DIR, for a portable CPU baseline
+    /// (a container image ships them; `run` loads them instead of compiling).
+    Precompile(PrecompileArgs),
+}
+
+/// Flags of `sse-ingest health`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthArgs {
+    /// The admin address of the process.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin: String,
+    /// Ask `/ready` (every pipeline connected) instead of `/health` (the process answers).
+    #[arg(long)]
+    pub ready: bool,
+    /// Give up after this long. Default: 5000.
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
+}
+
+/// Flags of `sse-ingest precompile`.
+#[derive(Debug, Clone, Args)]
+pub struct PrecompileArgs {
+    /// Where the compiled components go (created if missing).
+    pub dir: PathBuf,
+}
+
+/// Flags of `sse-ingest shards`.
+#[derive(Debug, Clone, Args)]
+pub struct ShardsArgs {
+    /// The config file (TOML), or `env:NAME` for a variable holding it.
+    pub file: PathBuf,
+    /// The number of shards.
+    #[arg(long)]
+    pub count: u32,
 }
 
 /// Flags of `sse-ingest status`.
@@ -122,7 +164,7 @@ pub struct StatusArgs {
 /// Flags of `sse-ingest check`.
 #[derive(Debug, Clone, Args)]
 pub struct CheckArgs {
-    /// The config file (TOML).
+    /// The config file (TOML), or `env:NAME` for a variable holding it.
     pub file: PathBuf,
 }
 
@@ -139,6 +181,8 @@ pub struct ImportArgs {
 pub struct RunArgs {
     /// Run every pipeline of this TOML file (each `run` flag is a key of the same name,
     /// `_` for `-`); SIGHUP reloads it. The other run flags cannot be given with it.
+    /// `env:NAME` reads the TOML from the environment variable NAME (where no file can be
+    /// mounted, as on ECS).
     #[arg(long, value_name = "FILE.toml")]
     pub config: Option<PathBuf>,
     /// With --config: reload whenever the file changes, as on SIGHUP.
@@ -147,6 +191,28 @@ pub struct RunArgs {
     /// No one-line live summary on an interactive terminal.
     #[arg(long)]
     pub quiet: bool,
+    /// With --config: run only this shard's pipelines, `INDEX/COUNT` (e.g. `0/2`). Each
+    /// pipeline runs on exactly one shard (rendezvous hashing of its name).
+    #[arg(
+        long,
+        env = "SSE_INGEST_SHARD",
+        requires = "config",
+        conflicts_with = "shard_from_hostname",
+        value_name = "INDEX/COUNT",
+        value_parser = crate::config::shard::Shard::parse
+    )]
+    pub shard: Option<crate::config::shard::Shard>,
+    /// With --config: the shard's INDEX is the `-ORDINAL` ending the hostname (a Kubernetes
+    /// StatefulSet pod's name, e.g. `sse-ingest-2`); COUNT is --shard-count.
+    #[arg(
+        long,
+        env = "SSE_INGEST_SHARD_FROM_HOSTNAME",
+        requires_all = ["config", "shard_count"]
+    )]
+    pub shard_from_hostname: bool,
+    /// The number of shards, with --shard-from-hostname (the StatefulSet's replicas).
+    #[arg(long, env = "SSE_INGEST_SHARD_COUNT", requires = "shard_from_hostname")]
+    pub shard_count: Option<u32>,
     /// The SSE endpoint (http or https).
     #[arg(
         long,
@@ -212,6 +278,15 @@ pub struct RunArgs {
     /// `kill -9` repeats at most the records acknowledged in that time. Default: 1000.
     #[arg(long, default_value_t = 1000)]
     pub checkpoint_interval_ms: u64,
+    /// Where checkpoints are kept: `file` (STATE_DIR/pipelines/NAME/checkpoint.json) or
+    /// `dynamodb:TABLE` (an item per pipeline, keyed `pipeline`, that outlives the machine:
+    /// another replica can take the pipeline over). Default: file.
+    #[arg(long, default_value = "file", value_name = "file|dynamodb:TABLE")]
+    pub checkpoint_store: String,
+    /// The DynamoDB endpoint of `--checkpoint-store dynamodb:TABLE`, e.g. a local server.
+    /// Default: the region's.
+    #[arg(long, value_name = "URL")]
+    pub checkpoint_endpoint_url: Option<String>,
     /// How many recent event ids are remembered to drop events a server replays twice. Default: 10000.
     #[arg(long, default_value_t = 10_000)]
     pub dedupe_window: usize,

@@ -7,9 +7,9 @@ use kinesis_producer::{ProducerConfig, ProducerError};
 
 use crate::cli::RunArgs;
 use crate::config::{
-    ConfigError, FilterLimits, FilterSpec, NetworkConfig, PipelineConfig, ReconnectPolicy,
-    Redactor, SinkTarget, flag_names, parse_header, parse_key_value, parse_origin, parse_sink,
-    parse_url,
+    CheckpointStoreSpec, ConfigError, DynamoDbTable, FilterLimits, FilterSpec, NetworkConfig,
+    PipelineConfig, ReconnectPolicy, Redactor, SinkTarget, flag_names, parse_checkpoint_store,
+    parse_header, parse_key_value, parse_origin, parse_sink, parse_url,
 };
 use crate::net::{ProxySettings, TlsSettings};
 use crate::sink::{KinesisOptions, SinkSpec};
@@ -112,9 +112,38 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
         allowed_streams: args.allow_streams.clone(),
         secrets: Redactor::default(),
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
+        checkpoint_store: checkpoint_store(args)?,
         fingerprint: format!("{args:?}"),
     })
     .and_then(PipelineConfig::validate)
+}
+
+/// `--checkpoint-store` and `--checkpoint-endpoint-url`, which only a DynamoDB store uses.
+fn checkpoint_store(args: &RunArgs) -> Result<CheckpointStoreSpec, ConfigError> {
+    match parse_checkpoint_store(&args.checkpoint_store)? {
+        None if args.checkpoint_endpoint_url.is_some() => Err(ConfigError::Value {
+            flag: "checkpoint-endpoint-url",
+            reason: "needs --checkpoint-store dynamodb:TABLE".into(),
+        }),
+        None => Ok(CheckpointStoreSpec::File),
+        Some(table) => {
+            if let Some(url) = &args.checkpoint_endpoint_url {
+                parse_url(url).map_err(|error| match error {
+                    ConfigError::Url { url, reason } => ConfigError::Value {
+                        flag: "checkpoint-endpoint-url",
+                        reason: format!("`{url}`: {reason}"),
+                    },
+                    other => other,
+                })?;
+            }
+            Ok(CheckpointStoreSpec::DynamoDb(DynamoDbTable {
+                table,
+                region: args.region.clone(),
+                endpoint_url: args.checkpoint_endpoint_url.clone(),
+                http: aws_http_settings(args)?,
+            }))
+        }
+    }
 }
 
 /// The range of every number that reaches arithmetic, an allocation or a timer, so that an

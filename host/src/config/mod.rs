@@ -14,6 +14,7 @@ use crate::sink::SinkSpec;
 
 mod secrets;
 mod service;
+pub mod shard;
 
 pub use secrets::Redactor;
 pub use service::{AdminSettings, ServiceConfig};
@@ -244,6 +245,8 @@ pub struct PipelineConfig {
     pub secrets: Redactor,
     /// At most one checkpoint write per this interval (`--checkpoint-interval-ms`).
     pub checkpoint_interval: Duration,
+    /// Where checkpoints are kept (`--checkpoint-store`).
+    pub checkpoint_store: CheckpointStoreSpec,
     /// Every setting as given, in one text: what a reload compares to tell a changed
     /// pipeline from an unchanged one.
     pub fingerprint: String,
@@ -400,6 +403,54 @@ pub enum SinkTarget {
     Kinesis(String),
 }
 
+/// Where a pipeline's checkpoints are kept (`--checkpoint-store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointStoreSpec {
+    /// `file`: `STATE_DIR/pipelines/NAME/checkpoint.json` (the default).
+    File,
+    /// `dynamodb:TABLE`: an item per pipeline, written conditionally on its version.
+    DynamoDb(DynamoDbTable),
+}
+
+/// A DynamoDB checkpoint table and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DynamoDbTable {
+    /// The table (string partition key `pipeline`).
+    pub table: String,
+    /// `--region`; else the standard AWS chain decides.
+    pub region: Option<String>,
+    /// `--checkpoint-endpoint-url`, e.g. a local DynamoDB server.
+    pub endpoint_url: Option<String>,
+    /// Trust and proxies (the same as the Kinesis client's).
+    pub http: kinesis_producer::HttpSettings,
+}
+
+/// The table of `--checkpoint-store dynamodb:TABLE`, `None` for `file`. DynamoDB's table
+/// names: 3 to 255 of letters, digits, `_`, `-` and `.`.
+pub fn parse_checkpoint_store(text: &str) -> Result<Option<String>, ConfigError> {
+    if text == "file" {
+        return Ok(None);
+    }
+    let refused = |reason: &str| ConfigError::Value {
+        flag: "checkpoint-store",
+        reason: format!("`{text}`: {reason}"),
+    };
+    let Some(table) = text.strip_prefix("dynamodb:") else {
+        return Err(refused("expected `file` or `dynamodb:TABLE`"));
+    };
+    let valid = (3..=255).contains(&table.len())
+        && table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if valid {
+        Ok(Some(table.to_string()))
+    } else {
+        Err(refused(
+            "a DynamoDB table name is 3 to 255 letters, digits, `_`, `-` or `.`",
+        ))
+    }
+}
+
 /// What `--sink` (or `--dead-letter`) points at.
 pub fn parse_sink(text: &str) -> Result<SinkTarget, ConfigError> {
     if text == "stdout" {
@@ -446,6 +497,25 @@ pub fn flag_names(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checkpoint_stores_are_file_or_a_valid_dynamodb_table() {
+        assert_eq!(parse_checkpoint_store("file").ok(), Some(None));
+        assert_eq!(
+            parse_checkpoint_store("dynamodb:sse-ingest.checkpoints_1").ok(),
+            Some(Some("sse-ingest.checkpoints_1".to_string()))
+        );
+        for refused in [
+            "dynamodb:",
+            "dynamodb:ab",
+            "dynamodb:a b c",
+            "s3:bucket",
+            "",
+        ] {
+            let error = parse_checkpoint_store(refused).expect_err(refused);
+            assert_eq!(error.flag(), Some("checkpoint-store"), "{refused}");
+        }
+    }
 
     #[test]
     fn a_relative_url_is_refused() {

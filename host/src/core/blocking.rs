@@ -28,7 +28,7 @@ pub async fn offload<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
     }
 }
 
-/// State that blocking jobs work on (a file sink, the checkpoints, the dead letters): owned
+/// State that blocking jobs work on (a file sink, the dead letters): owned
 /// here and lent to each job in turn.
 #[derive(Debug)]
 pub struct Offloaded<S>(Arc<Mutex<S>>);
@@ -46,11 +46,6 @@ impl<S: Send + 'static> Offloaded<S> {
     ) -> T {
         let state = Arc::clone(&self.0);
         offload(move || work(&mut state.lock().unwrap_or_else(PoisonError::into_inner))).await
-    }
-
-    /// Runs `look` on the state here: for bookkeeping that never blocks.
-    pub fn with<T>(&self, look: impl FnOnce(&mut S) -> T) -> T {
-        look(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -98,11 +93,12 @@ mod tests {
             .build()
             .expect("a runtime");
         let state = Offloaded::new(Vec::new());
-        runtime.block_on(async {
+        let lines = runtime.block_on(async {
             for n in 0..3 {
                 state.run(move |lines: &mut Vec<u32>| lines.push(n)).await;
             }
+            state.run(|lines| lines.clone()).await
         });
-        assert_eq!(state.with(|lines| lines.clone()), vec![0, 1, 2]);
+        assert_eq!(lines, vec![0, 1, 2]);
     }
 }

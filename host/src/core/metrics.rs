@@ -230,6 +230,8 @@ pipeline_metrics! {
     duplicates_dropped: LabeledCounter("cause") = "duplicates_dropped", "Events dropped as a server's replay after a reconnect or restart, by cause";
     /// Unix time (seconds) of the last event received; "time since the last event" is now minus this.
     last_event_unix_seconds: Gauge = "last_event_unix_seconds", "Unix time of the last event received";
+    /// Checkpoint writes that failed (a transient failure is tried again on the next tick).
+    checkpoint_write_failures: Counter = "checkpoint_write_failures", "Checkpoint writes that failed (a transient failure is tried again on the next tick)";
     /// 1 while the SSE connection is open (status 200, text/event-stream), else 0.
     connected: Gauge = "connected", "1 while the SSE connection is open";
 }

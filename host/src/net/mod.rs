@@ -5,6 +5,7 @@
 //! goes through what [`proxy`] selects, follows redirects within the allow-list, and turns
 //! every failure into a [`Failure`]: one sentence and a stable class.
 
+pub mod aws;
 mod body;
 mod client;
 mod connect;

@@ -24,7 +24,9 @@ use crate::config::PipelineConfig;
 use crate::core::blocking::{Offloaded, offload};
 use crate::core::metrics::Metrics;
 use crate::core::record::Record;
-use crate::pipeline::checkpoint::{CheckpointError, Checkpoints, Resume, StreamIdentity};
+use crate::pipeline::checkpoint::{
+    CheckpointError, Checkpoints, Resume, StreamIdentity, open_store,
+};
 use crate::pipeline::dead_letter::DeadLetters;
 use crate::pipeline::filter_stage::{FilterStage, PreparedFilter, ProbeSample};
 use crate::pipeline::replay::{ReplayCause, ReplayWindow};
@@ -161,13 +163,9 @@ impl Pipeline {
             .cloned()
             .collect();
         let stream = StreamIdentity::of(config.url.as_str(), &public_headers);
-        let checkpoints = Checkpoints::open(
-            &config.state_dir,
-            &config.name,
-            stream.clone(),
-            config.checkpoint_interval,
-        )?;
-        let resume_from = match Resume::decide(config.resume, checkpoints.load()?, &stream) {
+        let store = open_store(&config.checkpoint_store, &config.state_dir, &config.name).await?;
+        let mut checkpoints = Checkpoints::new(store, stream.clone(), config.checkpoint_interval);
+        let resume_from = match Resume::decide(config.resume, checkpoints.claim().await?, &stream) {
             Resume::From(id) => {
                 tracing::info!(pipeline = %config.name, last_event_id = %id, "resuming from checkpoint");
                 Some(id)
@@ -411,12 +409,11 @@ struct Settle {
 /// Settles batches in order: writes dead letters, counts, moves the checkpoint.
 async fn settle_in_order(
     mut acks: mpsc::Receiver<Settle>,
-    checkpoints: Checkpoints,
+    mut checkpoints: Checkpoints,
     checkpoint_interval: Duration,
     dead_letters: Offloaded<DeadLetters>,
     metrics: Arc<Metrics>,
 ) -> Result<(), PipelineError> {
-    let checkpoints = Offloaded::new(checkpoints);
     let mut tick = tokio::time::interval(checkpoint_interval.max(MIN_CHECKPOINT_TICK));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -426,8 +423,8 @@ async fn settle_in_order(
                 None => break,
             },
             _ = tick.tick() => {
-                if checkpoints.with(|c| c.has_pending()) {
-                    checkpoints.run(Checkpoints::write_pending).await?;
+                if checkpoints.has_pending() {
+                    write_checkpoint(&mut checkpoints, &metrics).await?;
                 }
                 continue;
             }
@@ -471,11 +468,35 @@ async fn settle_in_order(
         if let Ok(mut last) = metrics.last_acknowledged_id.lock() {
             last.clone_from(&settle.last_event_id);
         }
-        if checkpoints.with(|c| c.acknowledge(&settle.last_event_id)) {
-            checkpoints.run(Checkpoints::write_pending).await?;
+        if checkpoints.acknowledge(&settle.last_event_id) {
+            write_checkpoint(&mut checkpoints, &metrics).await?;
         }
     }
     dead_letters.run(DeadLetters::close).await?;
-    checkpoints.run(Checkpoints::flush).await?;
+    if let Err(error) = checkpoints.flush().await {
+        metrics.checkpoint_write_failures.inc();
+        return Err(error.into());
+    }
     Ok(())
+}
+
+/// Writes the pending checkpoint. A transient failure (a DynamoDB timeout, throttling) is
+/// logged and counted, and the checkpoint stays pending for the next tick; any other
+/// failure (a fenced writer, a full disk) stops the pipeline.
+async fn write_checkpoint(
+    checkpoints: &mut Checkpoints,
+    metrics: &Metrics,
+) -> Result<(), PipelineError> {
+    match checkpoints.write_pending().await {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            metrics.checkpoint_write_failures.inc();
+            if error.is_transient() {
+                tracing::warn!(%error, "checkpoint not written: trying again on the next tick");
+                Ok(())
+            } else {
+                Err(error.into())
+            }
+        }
+    }
 }

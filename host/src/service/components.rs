@@ -2,7 +2,7 @@
 //! distinct filter component.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use sha2::{Digest as _, Sha256};
@@ -14,9 +14,15 @@ use crate::wasm::engine;
 use crate::wasm::filter::FilterComponent;
 use crate::wasm::source::SourceComponent;
 
+/// The environment variable naming the directory of precompiled components.
+pub const PRECOMPILED_DIR_VARIABLE: &str = "SSE_INGEST_PRECOMPILED_DIR";
+
 /// See the module docs.
 pub struct Components {
     engine: Engine,
+    /// Components compiled ahead of time (`SSE_INGEST_PRECOMPILED_DIR`, set by the container
+    /// image to what `sse-ingest precompile` wrote).
+    precompiled: Option<PathBuf>,
     source: SourceComponent,
     /// By the SHA-256 of the component's bytes: a file that changed compiles anew.
     filters: Mutex<HashMap<[u8; 32], FilterComponent>>,
@@ -26,11 +32,18 @@ impl Components {
     /// The engine (caching compiled code in `cache_dir`) and the built-in source.
     pub fn new(cache_dir: Option<&Path>) -> Result<Self, String> {
         let engine = engine::new_engine(cache_dir).map_err(|e| format!("{e:#}"))?;
-        let source = engine::compile(&engine, components::SOURCE, "the built-in source")
-            .and_then(|c| SourceComponent::new(&engine, &c))
-            .map_err(|e| format!("{e:#}"))?;
+        let precompiled = std::env::var_os(PRECOMPILED_DIR_VARIABLE).map(PathBuf::from);
+        let source = engine::load_or_compile(
+            &engine,
+            precompiled.as_deref(),
+            components::SOURCE,
+            "the built-in source",
+        )
+        .and_then(|c| SourceComponent::new(&engine, &c))
+        .map_err(|e| format!("{e:#}"))?;
         Ok(Self {
             engine,
+            precompiled,
             source,
             filters: Mutex::new(HashMap::new()),
         })
@@ -61,7 +74,8 @@ impl Components {
             return Ok((label, component));
         }
         let compiled =
-            engine::compile(&self.engine, &bytes, &label).map_err(|e| format!("{e:#}"))?;
+            engine::load_or_compile(&self.engine, self.precompiled.as_deref(), &bytes, &label)
+                .map_err(|e| format!("{e:#}"))?;
         let component =
             FilterComponent::new(&self.engine, &compiled).map_err(|e| format!("{label}: {e}"))?;
         if let Ok(mut filters) = self.filters.lock() {

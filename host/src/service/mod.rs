@@ -24,7 +24,7 @@ use crate::pipeline::state_lock::{LockError, StateLock};
 use crate::pipeline::{InitialFilter, Pipeline, PipelineEnd, PipelineError};
 use crate::sink::SinkSpec;
 
-pub use components::Components;
+pub use components::{Components, PRECOMPILED_DIR_VARIABLE};
 
 /// Why a pipeline did not run to a good end.
 #[derive(Debug, thiserror::Error)]

@@ -24,40 +24,15 @@ pub struct KinesisOptions {
     pub producer: ProducerConfig,
 }
 
-/// The clients of this process, one per region, endpoint and HTTP settings: pipelines that
-/// write to the same place share a client (its connection pool and credential cache).
-type Clients = Vec<(
-    (
-        Option<String>,
-        Option<String>,
-        kinesis_producer::HttpSettings,
-    ),
-    kinesis_producer::aws_sdk_kinesis::Client,
-)>;
-
+/// The Kinesis client of `options`, on the process's shared AWS settings.
 async fn shared_client(
     options: &KinesisOptions,
 ) -> Result<kinesis_producer::aws_sdk_kinesis::Client, SinkError> {
-    static CLIENTS: tokio::sync::Mutex<Clients> = tokio::sync::Mutex::const_new(Vec::new());
-    let key = (
-        options.region.clone(),
-        options.endpoint_url.clone(),
-        options.http.clone(),
-    );
-    // Held across the creation, so that pipelines starting together make one client.
-    let mut clients = CLIENTS.lock().await;
-    if let Some((_, client)) = clients.iter().find(|(k, _)| *k == key) {
-        return Ok(client.clone());
-    }
-    let client = kinesis_producer::client_from_env(
-        options.region.clone(),
-        options.endpoint_url.clone(),
-        &options.http,
-    )
-    .await
-    .map_err(SinkError::KinesisClient)?;
-    clients.push((key, client.clone()));
-    Ok(client)
+    let config =
+        crate::net::aws::shared_config(&options.region, &options.endpoint_url, &options.http)
+            .await
+            .map_err(SinkError::KinesisClient)?;
+    Ok(kinesis_producer::aws_sdk_kinesis::Client::new(&config))
 }
 
 /// Starts a Kinesis sink's shutdown deadline from outside the pipeline's task.

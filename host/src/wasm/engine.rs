@@ -21,11 +21,18 @@ use wasmtime::{Cache, CacheConfig, Config, Engine};
 /// How often the engine's epoch advances: the granularity of CPU budgets.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Builds the engine and starts its epoch ticker. `cache_dir` holds compiled components.
-pub fn new_engine(cache_dir: Option<&Path>) -> Result<Engine> {
+/// The settings every engine of this binary shares: a precompiled component loads only into
+/// an engine with the same ones.
+fn base_config() -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    config
+}
+
+/// Builds the engine and starts its epoch ticker. `cache_dir` holds compiled components.
+pub fn new_engine(cache_dir: Option<&Path>) -> Result<Engine> {
+    let mut config = base_config();
     if let Some(dir) = cache_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the component cache {}", dir.display()))?;
@@ -69,4 +76,64 @@ pub fn ticks(budget: Duration) -> u64 {
 pub fn compile(engine: &Engine, bytes: &[u8], what: &str) -> Result<Component> {
     Component::new(engine, bytes)
         .map_err(|e| anyhow::anyhow!("{what} is not a valid component: {e:#}"))
+}
+
+/// The file name of `bytes` compiled ahead of time: their SHA-256, so an artefact of other
+/// bytes (another version of the binary) is never picked.
+pub fn precompiled_name(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("{hex}.cwasm")
+}
+
+/// An engine that compiles for the baseline CPU of this binary's target (no features of the
+/// machine it runs on), so that what it compiles loads on any CPU of that architecture.
+pub fn portable_engine() -> Result<Engine> {
+    let mut config = base_config();
+    config
+        .target(env!("SSE_INGEST_HOST_TARGET"))
+        .map_err(|e| anyhow::anyhow!("cannot compile for the baseline CPU: {e}"))?;
+    Engine::new(&config).map_err(|e| anyhow::anyhow!("cannot create the wasmtime engine: {e}"))
+}
+
+/// `bytes` from `dir`'s ahead-of-time artefact when there is one this engine accepts, else
+/// compiled (through the cache). An artefact built for other engine settings or a CPU
+/// without the features it uses is refused by wasmtime and logged: the component is then
+/// compiled into the cache, which on a container is the state volume.
+pub fn load_or_compile(
+    engine: &Engine,
+    precompiled: Option<&Path>,
+    bytes: &[u8],
+    what: &str,
+) -> Result<Component> {
+    if let Some(dir) = precompiled {
+        let path = dir.join(precompiled_name(bytes));
+        if path.exists() {
+            match deserialize(engine, &path) {
+                Ok(component) => {
+                    tracing::debug!(component = what, path = %path.display(), "loaded precompiled");
+                    return Ok(component);
+                }
+                Err(error) => tracing::warn!(
+                    component = what,
+                    path = %path.display(),
+                    error = %format!("{error:#}"),
+                    "precompiled component refused: compiling it instead"
+                ),
+            }
+        }
+    }
+    compile(engine, bytes, what)
+}
+
+/// Loads compiled code from `path`.
+#[allow(unsafe_code)]
+fn deserialize(engine: &Engine, path: &Path) -> Result<Component> {
+    // SAFETY: wasmtime runs the machine code in the file as it is, so the file must be one
+    // that `Engine::precompile_component` wrote. Only `sse-ingest precompile` writes into
+    // this directory (a read-only directory of the container image, named by
+    // SSE_INGEST_PRECOMPILED_DIR), under the SHA-256 of the component it compiled, and
+    // wasmtime checks its header, its version and the engine and CPU settings before use.
+    unsafe { Component::deserialize_file(engine, path) }.map_err(|e| anyhow::anyhow!("{e:#}"))
 }

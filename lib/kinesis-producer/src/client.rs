@@ -26,23 +26,38 @@ fn timeouts() -> TimeoutConfig {
         .build()
 }
 
-/// A client configured the way AWS tools usually are: credentials from aws-config's default
-/// chain (environment, shared profile, web identity, ECS container and EC2 instance
-/// metadata), region from `region` or that chain, and `endpoint_url` if given (e.g. a VPC
-/// endpoint or a local server).
+/// A client configured the way AWS tools usually are: see [`sdk_config_from_env`].
 ///
-/// It has explicit timeouts (see the constants in this module) and the SDK's standard retries
-/// (3 attempts), which suit control-plane calls. The [`Producer`](crate::Producer) does not
-/// use those retries for PutRecords: it makes its own copy of the client without them and
-/// retries only what failed, per record, until each record's deadline.
-///
-/// Its HTTPS client trusts the system's certificate authorities plus those in `http`, and
-/// goes through the proxies `http` names.
+/// The [`Producer`](crate::Producer) does not use the SDK's retries for PutRecords: it makes
+/// its own copy of the client without them and retries only what failed, per record, until
+/// each record's deadline.
 pub async fn client_from_env(
     region: Option<String>,
     endpoint_url: Option<String>,
     http: &HttpSettings,
 ) -> Result<Client, ClientError> {
+    Ok(Client::new(
+        &sdk_config_from_env(region, endpoint_url, http).await?,
+    ))
+}
+
+/// The settings of an AWS client (any service's: the host builds its DynamoDB client from
+/// the same) configured the way AWS tools usually are: credentials from aws-config's default
+/// chain (environment, shared profile, web identity, ECS container and EC2 instance
+/// metadata), region from `region` or that chain, and `endpoint_url` if given (e.g. a VPC
+/// endpoint or a local server). Clients built from one of these share its HTTP connection
+/// pool and credential cache.
+///
+/// It has explicit timeouts (see the constants in this module) and the SDK's standard retries
+/// (3 attempts), which suit control-plane calls.
+///
+/// Its HTTPS client trusts the system's certificate authorities plus those in `http`, and
+/// goes through the proxies `http` names.
+pub async fn sdk_config_from_env(
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    http: &HttpSettings,
+) -> Result<aws_config::SdkConfig, ClientError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client(http)?)
         .timeout_config(timeouts())
@@ -57,9 +72,9 @@ pub async fn client_from_env(
     tracing::debug!(
         region = ?sdk_config.region(),
         endpoint = ?sdk_config.endpoint_url(),
-        "Kinesis client from the default credential chain"
+        "AWS client settings from the default credential chain"
     );
-    Ok(Client::new(&sdk_config))
+    Ok(sdk_config)
 }
 
 /// How the AWS clients reach AWS: trust and proxies, resolved by the caller (flags first,

@@ -102,7 +102,7 @@ mod stats;
 pub use aws_sdk_kinesis;
 pub use client::{
     ATTEMPT_TIMEOUT, CONNECT_TIMEOUT, ClientError, HttpSettings, OPERATION_TIMEOUT,
-    client_for_local, client_from_env,
+    client_for_local, client_from_env, sdk_config_from_env,
 };
 pub use config::{
     DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_REQUEST_BYTES, KINESIS_MAX_RECORDS_PER_REQUEST,

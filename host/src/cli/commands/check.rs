@@ -15,7 +15,7 @@ use crate::wasm::filter::FilterContext;
 
 /// Prints every problem as `FILE:LINE:COL: message` (exit 2), or a one-line summary (exit 0).
 pub fn execute(args: &CheckArgs) -> Result<u8, Failure> {
-    let text = std::fs::read_to_string(&args.file)
+    let text = config_file::read_text(&args.file)
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", args.file.display())))?;
     let list = match config_file::parse_located(&text) {
         Ok((config, filter_at)) => {

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::cli::RunArgs;
 use crate::cli::config_file;
 use crate::cli::exit::{self, Failure};
+use crate::config::shard::Shard;
 use crate::config::{AdminSettings, Redactor, ServiceConfig};
 use crate::pipeline::state_lock::LockError;
 use crate::pipeline::{PipelineEnd, PipelineError};
@@ -25,10 +26,16 @@ const BLOCKING_THREADS: usize = 16;
 /// Runs what the flags or the config file describe; returns the exit code.
 pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
     let config_file = args.config.clone();
+    let shard = shard(&args)?;
     let config = match &config_file {
         Some(path) => {
             refuse_pipeline_flags(&args)?;
-            config_file::load(path).map_err(Failure::usage)?
+            if args.watch_config && path.to_str().is_some_and(|p| p.starts_with("env:")) {
+                return Err(Failure::usage(
+                    "--watch-config watches a file; --config env:NAME has none (send SIGHUP to reload)",
+                ));
+            }
+            take_share(config_file::load(path).map_err(Failure::usage)?, shard)
         }
         None => {
             if let Some(path) = args.properties.clone() {
@@ -49,7 +56,46 @@ pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
         .map_err(|e| Failure::failed(format!("cannot start the async runtime: {e}")))?;
     let watch_config = args.watch_config;
     let live = crate::cli::live_line::wanted(args.quiet);
-    runtime.block_on(run(config, config_file, watch_config, live))
+    runtime.block_on(run(config, config_file, shard, watch_config, live))
+}
+
+/// `--shard I/N`, or `--shard-from-hostname` with `--shard-count N`; none without either.
+fn shard(args: &RunArgs) -> Result<Option<Shard>, Failure> {
+    if let Some(shard) = args.shard {
+        return Ok(Some(shard));
+    }
+    match (args.shard_from_hostname, args.shard_count) {
+        (true, Some(count)) => {
+            let hostname = gethostname::gethostname();
+            Shard::from_hostname(&hostname.to_string_lossy(), count)
+                .map(Some)
+                .map_err(|e| Failure::usage(format!("--shard-from-hostname: {e}")))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Keeps the pipelines `shard` runs (all of them without sharding). The whole file was
+/// validated first, so every replica refuses a bad file alike.
+fn take_share(mut config: ServiceConfig, shard: Option<Shard>) -> ServiceConfig {
+    if let Some(shard) = shard {
+        let total = config.pipelines.len();
+        config
+            .pipelines
+            .retain(|pipeline| shard.owns(&pipeline.name));
+        let names: Vec<&str> = config.pipelines.iter().map(|p| p.name.as_str()).collect();
+        tracing::info!(
+            shard = %shard,
+            pipelines = names.len(),
+            of = total,
+            names = %names.join(","),
+            "this shard's pipelines"
+        );
+        if names.is_empty() {
+            tracing::warn!(shard = %shard, "no pipeline falls to this shard: idle until the configuration or the shard count changes");
+        }
+    }
+    config
 }
 
 /// One pipeline from the flags.
@@ -80,6 +126,9 @@ fn refuse_pipeline_flags(args: &RunArgs) -> Result<(), Failure> {
     given.config = None;
     given.watch_config = false;
     given.quiet = false;
+    given.shard = None;
+    given.shard_from_hostname = false;
+    given.shard_count = None;
     let defaults = crate::cli::run_args_defaults();
     if format!("{given:?}") != format!("{defaults:?}") {
         return Err(Failure::usage(
@@ -92,6 +141,7 @@ fn refuse_pipeline_flags(args: &RunArgs) -> Result<(), Failure> {
 async fn run(
     config: ServiceConfig,
     file: Option<PathBuf>,
+    shard: Option<Shard>,
     watch_file: bool,
     live: bool,
 ) -> Result<u8, Failure> {
@@ -107,9 +157,13 @@ async fn run(
         (Some(path), true) => Some(watch_config_file(path, reload_tx.clone())?),
         _ => None,
     };
-    while service.is_running() {
+    // A shard that is given no pipeline (more replicas than pipelines) stays up until it is
+    // stopped: a replica that exited would be restarted over and over by its orchestrator.
+    // One whose pipelines ended (`once`) exits as usual.
+    let mut idle_allowed = shard.is_some() && config.pipelines.is_empty();
+    while service.is_running() || idle_allowed {
         tokio::select! {
-            ended = service.next_end() => {
+            ended = service.next_end(), if service.is_running() => {
                 if ended.is_none() {
                     break;
                 }
@@ -117,6 +171,7 @@ async fn run(
             signal = signals.next() => match (signal, &file) {
                 (Signal::Stop, _) => {
                     tracing::info!("stop requested: finishing what was received");
+                    idle_allowed = false;
                     service.stop_all();
                 }
                 (Signal::Reload, Some(_)) => {
@@ -127,8 +182,10 @@ async fn run(
                 }
             },
             Some(()) = reload_rx.recv() => {
-                if let Some(path) = &file {
-                    reload(&mut service, path);
+                if let Some(path) = &file
+                    && let Some(assigned) = reload(&mut service, path, shard)
+                {
+                    idle_allowed = shard.is_some() && assigned == 0;
                 }
             }
         }
@@ -144,10 +201,15 @@ async fn run(
     })
 }
 
-/// Reads the file again and applies it, or keeps everything as it is and says why.
-fn reload(service: &mut Service, path: &Path) {
+/// Reads the file again and applies it, or keeps everything as it is and says why. Returns
+/// how many pipelines it now runs, when it was applied.
+fn reload(service: &mut Service, path: &Path, shard: Option<Shard>) -> Option<usize> {
     match config_file::load(path) {
-        Ok(config) => service.reload(&config),
+        Ok(config) => {
+            let config = take_share(config, shard);
+            service.reload(&config);
+            Some(config.pipelines.len())
+        }
         Err(problems) => {
             for problem in problems.to_string().lines() {
                 tracing::error!(
@@ -155,6 +217,7 @@ fn reload(service: &mut Service, path: &Path) {
                     "configuration refused; the running pipelines stay as they are"
                 );
             }
+            None
         }
     }
 }

@@ -2,32 +2,28 @@
 //! acknowledged, and the stream it belongs to. A restart of the same stream sends it as
 //! `Last-Event-ID`; a checkpoint of another stream is never sent ([`Resume::decide`]).
 //!
-//! Written atomically (temporary file, then rename), so a crash leaves either
-//! the old or the new checkpoint, never a torn one. A write follows an
-//! acknowledged batch, at most one per `--checkpoint-interval-ms` (1 s by default; the
-//! pipeline writes a pending one on its next tick), so a `kill -9` repeats at most the
-//! records acknowledged in that interval. Writing after every batch cost a file create and
-//! a rename per batch: with a thousand quiet pipelines, most of the process's CPU. Like the file sink's data, these
-//! writes reach the kernel, which survives the process; `fsync` happens at
-//! shutdown (`flush`), not per batch.
+//! Where they are kept is a [`CheckpointStore`]: a file in the state directory
+//! ([`file::FileStore`], the default) or an item in a DynamoDB table
+//! ([`dynamodb::DynamoDbStore`], `--checkpoint-store dynamodb:TABLE`), which outlives the
+//! machine, so a pipeline can move to another replica and go on where it was.
+//!
+//! A write follows an acknowledged batch, at most one per `--checkpoint-interval-ms` (1 s by
+//! default; the pipeline writes a pending one on its next tick), so a `kill -9` or a
+//! takeover repeats at most the records acknowledged in that interval. Writing after every
+//! batch cost a file create and a rename per batch: with a thousand quiet pipelines, most of
+//! the process's CPU.
 
-use std::fs;
-use std::io::Write as _;
+pub mod dynamodb;
+pub mod file;
+
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ResumePolicy;
-
-/// On disk, `{"last_event_id": ..., "stream": {"url": ..., "headers": [...]}}`. Files
-/// written before checkpoints knew their stream hold only the id; they still load.
-#[derive(Debug, Serialize, Deserialize)]
-struct OnDisk {
-    last_event_id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    stream: Option<StreamIdentity>,
-}
+use crate::config::{CheckpointStoreSpec, ResumePolicy};
 
 /// What identifies the stream a checkpoint belongs to: the URL and the request headers
 /// that select content. Credentials never go in (any header whose name mentions auth,
@@ -122,6 +118,22 @@ impl Resume {
     }
 }
 
+/// Where a pipeline's checkpoint is kept. Both stores write whole checkpoints atomically:
+/// a crash leaves the old or the new one, never a torn one.
+pub trait CheckpointStore: Send + std::fmt::Debug {
+    /// Reads the stored checkpoint, if any, and makes this process its writer: a store that
+    /// others can reach (DynamoDB) fences the previous writer, whose next write fails.
+    fn claim(&mut self) -> StoreFuture<'_, Option<Checkpoint>>;
+
+    /// Replaces the stored checkpoint; `sync` asks for it to be on disk when this returns
+    /// (at shutdown), where the store makes a difference.
+    fn save<'a>(&'a mut self, checkpoint: &'a Checkpoint, sync: bool) -> StoreFuture<'a, ()>;
+}
+
+/// What a [`CheckpointStore`] call returns: boxed, because a store is chosen at run time and
+/// a write happens at most once a second, so the box costs nothing measurable.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, CheckpointError>> + Send + 'a>>;
+
 /// Errors reading or writing a checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -135,20 +147,92 @@ pub enum CheckpointError {
         /// Why it failed.
         source: std::io::Error,
     },
-    /// The file is not a checkpoint.
-    #[error("checkpoint {path} is corrupt ({reason}); move it away to start from the live edge")]
+    /// What is stored is not a checkpoint.
+    #[error("checkpoint {location} is corrupt ({reason}); {remedy}")]
     Corrupt {
-        /// The checkpoint file.
-        path: PathBuf,
+        /// The file, or the table and item.
+        location: String,
         /// What is wrong with it.
         reason: String,
+        /// What the operator can do.
+        remedy: &'static str,
+    },
+    /// The DynamoDB table does not exist (or this process may not see it).
+    #[error(
+        "the checkpoint table `{table}` does not exist in DynamoDB (pipeline `{pipeline}`); \
+         create it with a string partition key `pipeline`, or fix --checkpoint-store"
+    )]
+    NoTable {
+        /// The table named by `--checkpoint-store dynamodb:TABLE`.
+        table: String,
+        /// The pipeline whose checkpoint it should hold.
+        pipeline: String,
+    },
+    /// Another process took the pipeline over: its checkpoint has moved on, and this
+    /// process must neither overwrite it nor keep running the pipeline.
+    #[error(
+        "another owner took pipeline `{pipeline}`: its checkpoint in DynamoDB table `{table}` \
+         is now written by {owner} (version {version}); stopping it here without writing, \
+         the new owner goes on from its own checkpoint"
+    )]
+    Fenced {
+        /// The pipeline.
+        pipeline: String,
+        /// The table.
+        table: String,
+        /// Who holds it now (`host/pid`), as far as the table says.
+        owner: String,
+        /// The item's version now.
+        version: String,
+    },
+    /// A DynamoDB call failed.
+    #[error("cannot {action} the checkpoint of `{pipeline}` in DynamoDB table `{table}`: {reason}")]
+    DynamoDb {
+        /// What was being done.
+        action: &'static str,
+        /// The pipeline.
+        pipeline: String,
+        /// The table.
+        table: String,
+        /// What the SDK said.
+        reason: String,
+        /// Whether trying again later may work (a timeout, throttling, a server error).
+        transient: bool,
     },
 }
 
-/// One pipeline's checkpoint file.
+impl CheckpointError {
+    /// Whether the write may succeed on a later try: the checkpoint stays pending and the
+    /// pipeline goes on (the next tick tries again) instead of stopping.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::DynamoDb {
+                transient: true,
+                ..
+            }
+        )
+    }
+}
+
+/// The store `spec` names for `pipeline`.
+pub async fn open_store(
+    spec: &CheckpointStoreSpec,
+    state_dir: &Path,
+    pipeline: &str,
+) -> Result<Box<dyn CheckpointStore>, CheckpointError> {
+    Ok(match spec {
+        CheckpointStoreSpec::File => Box::new(file::FileStore::open(state_dir, pipeline)?),
+        CheckpointStoreSpec::DynamoDb(table) => {
+            Box::new(dynamodb::DynamoDbStore::open(table, pipeline).await?)
+        }
+    })
+}
+
+/// One pipeline's checkpoints: what was acknowledged and not yet written, and when to write.
 #[derive(Debug)]
 pub struct Checkpoints {
-    path: PathBuf,
+    store: Box<dyn CheckpointStore>,
     stream: StreamIdentity,
     pending: Option<String>,
     written: Option<String>,
@@ -157,57 +241,35 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// The checkpoint of `pipeline` under `state_dir`, written for `stream`.
-    pub fn open(
-        state_dir: &Path,
-        pipeline: &str,
+    /// Checkpoints of `stream` in `store`, written at most once per `min_interval`.
+    pub fn new(
+        store: Box<dyn CheckpointStore>,
         stream: StreamIdentity,
         min_interval: Duration,
-    ) -> Result<Self, CheckpointError> {
-        let dir = state_dir.join("pipelines").join(pipeline);
-        fs::create_dir_all(&dir).map_err(|source| CheckpointError::Io {
-            action: "create the directory of",
-            path: dir.clone(),
-            source,
-        })?;
-        Ok(Self {
-            path: dir.join("checkpoint.json"),
+    ) -> Self {
+        Self {
+            store,
             stream,
             pending: None,
             written: None,
             last_write: None,
             min_interval,
-        })
+        }
     }
 
-    /// The stored checkpoint, if any (one with an empty id counts as none).
-    pub fn load(&self) -> Result<Option<Checkpoint>, CheckpointError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => {
-                return Err(CheckpointError::Io {
-                    action: "read",
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
-        let on_disk: OnDisk =
-            serde_json::from_str(&text).map_err(|e| CheckpointError::Corrupt {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(Some(Checkpoint {
-            last_event_id: on_disk.last_event_id,
-            stream: on_disk.stream,
-        })
-        .filter(|checkpoint| !checkpoint.last_event_id.is_empty()))
+    /// The stored checkpoint, if any (one with an empty id counts as none); from now on this
+    /// process is its writer ([`CheckpointStore::claim`]).
+    pub async fn claim(&mut self) -> Result<Option<Checkpoint>, CheckpointError> {
+        Ok(self
+            .store
+            .claim()
+            .await?
+            .filter(|checkpoint| !checkpoint.last_event_id.is_empty()))
     }
 
     /// Notes that everything up to `last_event_id` is acknowledged; returns whether the
     /// interval since the last write has passed, so the caller writes it now
-    /// ([`Checkpoints::write_pending`], on a blocking thread) rather than on the next tick.
+    /// ([`Checkpoints::write_pending`]) rather than on the next tick.
     pub fn acknowledge(&mut self, last_event_id: &str) -> bool {
         // An id may legitimately become "" again (an empty `id:` field resets it).
         if self.pending.as_deref().or(self.written.as_deref()) == Some(last_event_id) {
@@ -223,40 +285,33 @@ impl Checkpoints {
         self.pending.is_some()
     }
 
-    /// Writes a pending checkpoint, if any (called on the pipeline's tick).
-    pub fn write_pending(&mut self) -> Result<(), CheckpointError> {
-        self.write(false)
+    /// Writes a pending checkpoint, if any (called on the pipeline's tick). After a
+    /// transient failure it stays pending for the next try.
+    pub async fn write_pending(&mut self) -> Result<(), CheckpointError> {
+        self.write(false).await
     }
 
-    /// Writes a pending checkpoint and syncs it to disk (at shutdown).
-    pub fn flush(&mut self) -> Result<(), CheckpointError> {
-        self.write(true)
+    /// Writes a pending checkpoint and makes it durable (at shutdown).
+    pub async fn flush(&mut self) -> Result<(), CheckpointError> {
+        self.write(true).await
     }
 
-    fn write(&mut self, sync: bool) -> Result<(), CheckpointError> {
+    async fn write(&mut self, sync: bool) -> Result<(), CheckpointError> {
         let Some(id) = self.pending.take() else {
             return Ok(());
         };
-        let io = |action, source| CheckpointError::Io {
-            action,
-            path: self.path.clone(),
-            source,
-        };
-        let temporary = self.path.with_extension("json.tmp");
-        let body = serde_json::to_vec(&OnDisk {
-            last_event_id: id.clone(),
+        let checkpoint = Checkpoint {
+            last_event_id: id,
             stream: Some(self.stream.clone()),
-        })
-        .unwrap_or_default();
-        let mut file = fs::File::create(&temporary).map_err(|e| io("create", e))?;
-        file.write_all(&body).map_err(|e| io("write", e))?;
-        if sync {
-            file.sync_all().map_err(|e| io("sync", e))?;
+        };
+        if let Err(error) = self.store.save(&checkpoint, sync).await {
+            if error.is_transient() {
+                self.pending = Some(checkpoint.last_event_id);
+            }
+            return Err(error);
         }
-        drop(file);
-        fs::rename(&temporary, &self.path).map_err(|e| io("replace", e))?;
         self.last_write = Some(Instant::now());
-        self.written = Some(id);
+        self.written = Some(checkpoint.last_event_id);
         Ok(())
     }
 }
@@ -267,78 +322,6 @@ mod tests {
 
     fn stream(url: &str) -> StreamIdentity {
         StreamIdentity::of(url, &[])
-    }
-
-    #[test]
-    fn an_acknowledged_id_survives_a_reopen_with_its_stream()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let a = stream("https://a.example/s");
-        let mut checkpoints = Checkpoints::open(dir.path(), "p", a.clone(), Duration::ZERO)?;
-        assert_eq!(checkpoints.load()?, None);
-        assert!(
-            checkpoints.acknowledge("42"),
-            "the first write is due at once"
-        );
-        checkpoints.write_pending()?;
-        assert!(
-            checkpoints.acknowledge("43"),
-            "with no interval, every write is due"
-        );
-        checkpoints.flush()?;
-        assert_eq!(
-            Checkpoints::open(dir.path(), "p", a.clone(), Duration::ZERO)?.load()?,
-            Some(Checkpoint {
-                last_event_id: "43".to_string(),
-                stream: Some(a),
-            })
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn within_the_interval_an_acknowledged_id_waits_for_the_tick()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let a = stream("https://a.example/s");
-        let mut checkpoints = Checkpoints::open(dir.path(), "p", a, Duration::from_secs(3600))?;
-        assert!(checkpoints.acknowledge("1"));
-        checkpoints.write_pending()?;
-        assert!(!checkpoints.acknowledge("2"), "the interval has not passed");
-        assert!(checkpoints.has_pending());
-        assert_eq!(
-            checkpoints.load()?.map(|c| c.last_event_id),
-            Some("1".to_string())
-        );
-        checkpoints.write_pending()?;
-        assert!(!checkpoints.has_pending());
-        assert_eq!(
-            checkpoints.load()?.map(|c| c.last_event_id),
-            Some("2".to_string())
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn an_old_checkpoint_without_its_stream_still_resumes() -> Result<(), Box<dyn std::error::Error>>
-    {
-        let dir = tempfile::tempdir()?;
-        let checkpoints = Checkpoints::open(
-            dir.path(),
-            "p",
-            stream("https://a.example/s"),
-            Duration::ZERO,
-        )?;
-        fs::write(
-            dir.path().join("pipelines/p/checkpoint.json"),
-            r#"{"last_event_id":"7"}"#,
-        )?;
-        let found = checkpoints.load()?;
-        assert_eq!(
-            Resume::decide(ResumePolicy::Auto, found, &stream("https://b.example/s")),
-            Resume::From("7".to_string())
-        );
-        Ok(())
     }
 
     #[test]
@@ -381,20 +364,5 @@ mod tests {
             StreamIdentity::of("https://a.example/s", &other_token),
             StreamIdentity::of("https://a.example/s", &[])
         );
-    }
-
-    #[test]
-    fn a_corrupt_checkpoint_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let checkpoints = Checkpoints::open(
-            dir.path(),
-            "p",
-            stream("https://a.example/s"),
-            Duration::ZERO,
-        )?;
-        fs::write(dir.path().join("pipelines/p/checkpoint.json"), "{not json")?;
-        let error = checkpoints.load().err().ok_or("expected an error")?;
-        assert!(error.to_string().contains("corrupt"), "{error}");
-        Ok(())
     }
 }

@@ -1,0 +1,206 @@
+//! The default checkpoint store: `STATE_DIR/pipelines/NAME/checkpoint.json`.
+//!
+//! Written atomically (temporary file, then rename), so a crash leaves either the old or the
+//! new checkpoint, never a torn one. Like the file sink's data, these writes reach the
+//! kernel, which survives the process; `fsync` happens at shutdown, not per write. One
+//! process owns the directory through the state lock (`state_lock.rs`), so claiming needs
+//! nothing more than reading.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Checkpoint, CheckpointError, CheckpointStore, StoreFuture, StreamIdentity};
+use crate::core::blocking::offload;
+
+/// On disk, `{"last_event_id": ..., "stream": {"url": ..., "headers": [...]}}`. Files
+/// written before checkpoints knew their stream hold only the id; they still load.
+#[derive(Debug, Serialize, Deserialize)]
+struct OnDisk {
+    last_event_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stream: Option<StreamIdentity>,
+}
+
+/// One pipeline's checkpoint file.
+#[derive(Debug)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    /// The checkpoint of `pipeline` under `state_dir` (its directory is created).
+    pub fn open(state_dir: &Path, pipeline: &str) -> Result<Self, CheckpointError> {
+        let dir = state_dir.join("pipelines").join(pipeline);
+        fs::create_dir_all(&dir).map_err(|source| CheckpointError::Io {
+            action: "create the directory of",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Self {
+            path: dir.join("checkpoint.json"),
+        })
+    }
+}
+
+impl CheckpointStore for FileStore {
+    fn claim(&mut self) -> StoreFuture<'_, Option<Checkpoint>> {
+        let path = self.path.clone();
+        Box::pin(offload(move || read(&path)))
+    }
+
+    fn save<'a>(&'a mut self, checkpoint: &'a Checkpoint, sync: bool) -> StoreFuture<'a, ()> {
+        let path = self.path.clone();
+        let body = serde_json::to_vec(&OnDisk {
+            last_event_id: checkpoint.last_event_id.clone(),
+            stream: checkpoint.stream.clone(),
+        })
+        .unwrap_or_default();
+        Box::pin(offload(move || replace(&path, &body, sync)))
+    }
+}
+
+fn read(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
+    let text = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CheckpointError::Io {
+                action: "read",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let on_disk: OnDisk = serde_json::from_str(&text).map_err(|e| CheckpointError::Corrupt {
+        location: path.display().to_string(),
+        reason: e.to_string(),
+        remedy: "move it away to start from the live edge",
+    })?;
+    Ok(Some(Checkpoint {
+        last_event_id: on_disk.last_event_id,
+        stream: on_disk.stream,
+    }))
+}
+
+fn replace(path: &Path, body: &[u8], sync: bool) -> Result<(), CheckpointError> {
+    let io = |action, source| CheckpointError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let temporary = path.with_extension("json.tmp");
+    let mut file = fs::File::create(&temporary).map_err(|e| io("create", e))?;
+    file.write_all(body).map_err(|e| io("write", e))?;
+    if sync {
+        file.sync_all().map_err(|e| io("sync", e))?;
+    }
+    drop(file);
+    fs::rename(&temporary, path).map_err(|e| io("replace", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::ResumePolicy;
+    use crate::pipeline::checkpoint::{Checkpoints, Resume};
+
+    fn stream(url: &str) -> StreamIdentity {
+        StreamIdentity::of(url, &[])
+    }
+
+    fn checkpoints(
+        dir: &Path,
+        stream: StreamIdentity,
+        interval: Duration,
+    ) -> Result<Checkpoints, CheckpointError> {
+        Ok(Checkpoints::new(
+            Box::new(FileStore::open(dir, "p")?),
+            stream,
+            interval,
+        ))
+    }
+
+    #[tokio::test]
+    async fn an_acknowledged_id_survives_a_reopen_with_its_stream()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let a = stream("https://a.example/s");
+        let mut checkpoints = checkpoints(dir.path(), a.clone(), Duration::ZERO)?;
+        assert_eq!(checkpoints.claim().await?, None);
+        assert!(
+            checkpoints.acknowledge("42"),
+            "the first write is due at once"
+        );
+        checkpoints.write_pending().await?;
+        assert!(
+            checkpoints.acknowledge("43"),
+            "with no interval, every write is due"
+        );
+        checkpoints.flush().await?;
+        assert_eq!(
+            FileStore::open(dir.path(), "p")?.claim().await?,
+            Some(Checkpoint {
+                last_event_id: "43".to_string(),
+                stream: Some(a),
+            })
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn within_the_interval_an_acknowledged_id_waits_for_the_tick()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let a = stream("https://a.example/s");
+        let mut checkpoints = checkpoints(dir.path(), a.clone(), Duration::from_secs(3600))?;
+        let stored = async || -> Result<Option<String>, CheckpointError> {
+            Ok(FileStore::open(dir.path(), "p")?
+                .claim()
+                .await?
+                .map(|c| c.last_event_id))
+        };
+        assert!(checkpoints.acknowledge("1"));
+        checkpoints.write_pending().await?;
+        assert!(!checkpoints.acknowledge("2"), "the interval has not passed");
+        assert!(checkpoints.has_pending());
+        assert_eq!(stored().await?, Some("1".to_string()));
+        checkpoints.write_pending().await?;
+        assert!(!checkpoints.has_pending());
+        assert_eq!(stored().await?, Some("2".to_string()));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_old_checkpoint_without_its_stream_still_resumes()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut checkpoints =
+            checkpoints(dir.path(), stream("https://a.example/s"), Duration::ZERO)?;
+        fs::write(
+            dir.path().join("pipelines/p/checkpoint.json"),
+            r#"{"last_event_id":"7"}"#,
+        )?;
+        let found = checkpoints.claim().await?;
+        assert_eq!(
+            Resume::decide(ResumePolicy::Auto, found, &stream("https://b.example/s")),
+            Resume::From("7".to_string())
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_checkpoint_is_a_clear_error() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let mut checkpoints =
+            checkpoints(dir.path(), stream("https://a.example/s"), Duration::ZERO)?;
+        fs::write(dir.path().join("pipelines/p/checkpoint.json"), "{not json")?;
+        let error = checkpoints.claim().await.err().ok_or("expected an error")?;
+        assert!(error.to_string().contains("is corrupt"), "{error}");
+        Ok(())
+    }
+}
