@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing, then
-# checks formatting and lints, and runs every test (unit, conformance,
-# end to end against real servers on 127.0.0.1).
+# checks formatting and lints, runs every test (unit, conformance, end to end
+# against real servers on 127.0.0.1), and validates the deployment artefacts.
 #
 #   scripts/test.sh            everything
 #   SKIP_LINT=1 scripts/test.sh  tests only
@@ -31,3 +31,7 @@ fi
 echo "== cargo test"
 # Every crate but the passthrough component, which has no native tests.
 cargo test --locked --workspace --exclude passthrough-filter
+
+echo "== deployment artefacts (cfn-lint, kubernetes-validate, deploy/tests)"
+# After cargo test, which built target/debug/sse-ingest (the tests run `check` with it).
+scripts/validate-deploy.sh
