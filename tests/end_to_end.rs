@@ -125,6 +125,25 @@ fn a_restart_resumes_with_the_checkpointed_last_event_id() {
 }
 
 #[test]
+fn the_discard_sink_keeps_nothing_but_acknowledges_every_record_and_checkpoints() {
+    let server = SseServer::always(Response::text("id: 7\ndata: a\n\nid: 8\ndata: b\n\n"));
+    let state = tempfile::tempdir().unwrap();
+    let mut command = run_command(&server.url("/s"), state.path());
+    command.args(["--once", "--sink", "discard"]);
+    let output = run_with_limit(&mut command, LIMIT);
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(output.stdout.is_empty());
+    assert_eq!(support::summary_field(&stderr, "records_written"), 2);
+    let checkpoint =
+        std::fs::read_to_string(state.path().join("pipelines/default/checkpoint.json")).unwrap();
+    assert!(
+        checkpoint.contains("\"last_event_id\":\"8\""),
+        "{checkpoint}"
+    );
+}
+
+#[test]
 fn a_stdout_reader_that_goes_away_ends_the_run_promptly_and_quietly_with_141() {
     use std::io::BufRead as _;
     // Ten seconds of events, a batch every 5 ms.

@@ -232,7 +232,8 @@ pub struct RunArgs {
     /// Record format: `raw` (the event's data) or `envelope` (a JSON object with event, id, data, source, received_at).
     #[arg(long, value_enum, default_value_t = FormatArg::Raw)]
     pub format: FormatArg,
-    /// Where records go: `file:DIR`, `stdout` or `kinesis:STREAM`. Default: `file:./sse-ingest-out`.
+    /// Where records go: `file:DIR`, `stdout`, `kinesis:STREAM`, or `discard` (acknowledged
+    /// and kept nowhere: to measure the pipeline, or a dry run). Default: `file:./sse-ingest-out`.
     #[arg(long, default_value = "file:./sse-ingest-out")]
     pub sink: String,
     /// Do not reconnect: when the stream ends, write everything received and exit 0.

@@ -57,6 +57,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
         sink: match parse_sink(&args.sink)? {
             SinkTarget::File(dir) => SinkSpec::File(dir),
             SinkTarget::Stdout => SinkSpec::Stdout,
+            SinkTarget::Discard => SinkSpec::Discard,
             SinkTarget::Kinesis(stream) => SinkSpec::Kinesis(Box::new(KinesisOptions {
                 region: args.region.clone(),
                 endpoint_url: args.endpoint_url.clone(),
@@ -90,7 +91,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
             None => args.state_dir.join("dead-letters"),
             Some(spec) => match parse_sink(spec)? {
                 SinkTarget::File(dir) => dir,
-                SinkTarget::Stdout | SinkTarget::Kinesis(_) => {
+                SinkTarget::Stdout | SinkTarget::Discard | SinkTarget::Kinesis(_) => {
                     return Err(ConfigError::Value {
                         flag: "dead-letter",
                         reason: "dead letters go to files: use `file:DIR`".into(),

@@ -34,7 +34,7 @@ pub enum ConfigError {
     #[error("invalid --header `{0}`: expected `Name: value` (a token, then no control characters)")]
     Header(String),
     /// `--sink` names no known sink.
-    #[error("invalid --sink `{0}`: expected `file:DIR`, `stdout` or `kinesis:STREAM`")]
+    #[error("invalid --sink `{0}`: expected `file:DIR`, `stdout`, `discard` or `kinesis:STREAM`")]
     Sink(String),
     /// A Kinesis producer setting is out of range.
     #[error("invalid Kinesis settings: {0}")]
@@ -399,6 +399,8 @@ pub enum SinkTarget {
     File(PathBuf),
     /// `stdout`.
     Stdout,
+    /// `discard`.
+    Discard,
     /// `kinesis:STREAM`.
     Kinesis(String),
 }
@@ -455,6 +457,9 @@ pub fn parse_checkpoint_store(text: &str) -> Result<Option<String>, ConfigError>
 pub fn parse_sink(text: &str) -> Result<SinkTarget, ConfigError> {
     if text == "stdout" {
         return Ok(SinkTarget::Stdout);
+    }
+    if text == "discard" {
+        return Ok(SinkTarget::Discard);
     }
     if let Some(stream) = text.strip_prefix("kinesis:") {
         let valid = !stream.is_empty()

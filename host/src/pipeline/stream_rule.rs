@@ -29,6 +29,7 @@ impl StreamRule {
             SinkSpec::Kinesis(options) => (Some(options.producer.stream.clone()), "kinesis"),
             SinkSpec::File(_) => (None, "file"),
             SinkSpec::Stdout => (None, "stdout"),
+            SinkSpec::Discard => (None, "discard"),
         };
         Self {
             own,

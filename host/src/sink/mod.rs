@@ -26,6 +26,10 @@ pub enum SinkSpec {
     File(std::path::PathBuf),
     /// Newline-delimited records on standard output.
     Stdout,
+    /// Nowhere: every record is acknowledged at once and kept nowhere. For measuring what
+    /// the pipeline itself costs (`BENCHMARKS.md`) and for dry runs of a filter on a live
+    /// stream; the checkpoint moves as with any sink.
+    Discard,
     /// A Kinesis data stream.
     Kinesis(Box<KinesisOptions>),
 }
@@ -86,6 +90,8 @@ pub enum Sink {
     File(Offloaded<FileSink>),
     /// Newline-delimited records on stdout (written on the blocking pool).
     Stdout(Offloaded<StdoutSink>),
+    /// Acknowledges everything at once.
+    Discard,
     /// A Kinesis data stream.
     Kinesis(KinesisSink),
 }
@@ -105,6 +111,7 @@ impl Sink {
                 ))
             }
             SinkSpec::Stdout => Sink::Stdout(Offloaded::new(StdoutSink::new())),
+            SinkSpec::Discard => Sink::Discard,
             SinkSpec::Kinesis(options) => {
                 Sink::Kinesis(KinesisSink::open(options, keys.clone()).await?)
             }
@@ -124,6 +131,7 @@ impl Sink {
                 .run(move |sink| sink.write(&records))
                 .await
                 .map(|()| Ack::Written(count)),
+            Sink::Discard => Ok(Ack::Written(count)),
             Sink::Kinesis(sink) => sink.submit(&records).await.map(Ack::Pending),
         }
     }
@@ -134,7 +142,7 @@ impl Sink {
     pub fn shutdown_clock(&self) -> Option<ShutdownClock> {
         match self {
             Sink::Kinesis(sink) => Some(sink.shutdown_clock()),
-            Sink::File(_) | Sink::Stdout(_) => None,
+            Sink::File(_) | Sink::Stdout(_) | Sink::Discard => None,
         }
     }
 
@@ -144,6 +152,7 @@ impl Sink {
         match self {
             Sink::File(sink) => sink.run(FileSink::close).await.map(|()| 0),
             Sink::Stdout(sink) => sink.run(StdoutSink::flush).await.map(|()| 0),
+            Sink::Discard => Ok(0),
             Sink::Kinesis(sink) => sink.close(timeout).await,
         }
     }
