@@ -56,7 +56,7 @@ fn main() {
         .parent()
         .expect("host/ lives inside the workspace")
         .to_path_buf();
-    for watched in ["guest", "wit", "lib/sse-parser", "Cargo.lock"] {
+    for watched in ["guest", "wit", "lib/sse-parser", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = env::var_os("CARGO_TARGET_DIR")

@@ -5,6 +5,23 @@ use std::process::ExitCode;
 
 use sse_ingest::cli::exit::Failure;
 
+/// No transparent huge pages for this process. Where the kernel backs every aligned
+/// anonymous region with 2 MiB pages (`transparent_hugepage=always`, common on servers),
+/// mimalloc's eagerly committed arenas become resident in 2 MiB steps, nearly empty: a
+/// stream at full speed peaked at 80 MiB with them and 36 MiB without, at the same CPU
+/// (`bench/e2e.py`, BENCHMARKS.md). mimalloc's own switch (`MIMALLOC_ALLOW_THP=0`) is read
+/// from the environment before `main`, so the process sets the same flag itself; it
+/// applies to every page faulted in from here on.
+fn keep_arenas_small() {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::thread::disable_transparent_huge_pages(true) {
+        // Only a memory figure depends on it: go on.
+        eprintln!(
+            "sse-ingest: cannot turn transparent huge pages off ({error}); memory use will be higher"
+        );
+    }
+}
+
 /// mimalloc keeps freed memory for reuse across threads. The Kinesis path allocates a
 /// request body of up to 5 MiB per PutRecords on one thread and frees it on another, and
 /// glibc's malloc maps and faults those in again and again; the producer benchmark
@@ -13,6 +30,7 @@ use sse_ingest::cli::exit::Failure;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    keep_arenas_small();
     // Before anything can open a TLS connection: one crypto provider, chosen here.
     sse_ingest::install_crypto_provider();
     match sse_ingest::cli::main() {

@@ -344,50 +344,22 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn sorting_paths_gives_delivery_order_across_rolled_files()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let mut options = FileSinkOptions::new(dir.path(), "p");
+    /// Writes records `000` to `029` into files of at most 4 bytes (one record each), closes
+    /// the sink, and returns the files under `root`, sorted.
+    fn thirty_records_in_tiny_files(root: &Path) -> Result<Vec<PathBuf>, SinkError> {
+        let mut options = FileSinkOptions::new(root, "p");
         options.max_file_bytes = 4;
         let mut sink = FileSink::open(options)?;
         for i in 0..30 {
             sink.write(&[record(&format!("{i:03}"))])?;
         }
         sink.close()?;
-        let files = finished_files(dir.path());
-        assert!(
-            files.len() >= 15,
-            "expected many rolled files, got {}",
-            files.len()
-        );
-        let mut all = String::new();
-        for file in files {
-            all.push_str(&fs::read_to_string(file)?);
-        }
-        let expected: String = (0..30).map(|i| format!("{i:03}\n")).collect();
-        assert_eq!(all, expected);
-        Ok(())
+        Ok(finished_files(root))
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-    async fn rolled_files_finish_in_the_background_and_close_waits_for_them()
-    -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let root = dir.path().to_path_buf();
-        // As in a pipeline: the sink is written on the blocking pool.
-        let files = tokio::task::spawn_blocking(move || -> Result<_, SinkError> {
-            let mut options = FileSinkOptions::new(&root, "p");
-            options.max_file_bytes = 4;
-            let mut sink = FileSink::open(options)?;
-            for i in 0..30 {
-                sink.write(&[record(&format!("{i:03}"))])?;
-            }
-            sink.close()?;
-            Ok(finished_files(&root))
-        })
-        .await??;
-        assert!(files.len() >= 15, "{} files", files.len());
+    /// Every file is finished, and their contents in path order are the thirty records.
+    fn assert_finished_in_order(files: &[PathBuf]) -> Result<(), Box<dyn std::error::Error>> {
+        assert!(files.len() >= 15, "expected many rolled files: {files:?}");
         assert!(
             files
                 .iter()
@@ -401,6 +373,25 @@ mod tests {
         let expected: String = (0..30).map(|i| format!("{i:03}\n")).collect();
         assert_eq!(all, expected);
         Ok(())
+    }
+
+    #[test]
+    fn sorting_paths_gives_delivery_order_across_rolled_files()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        assert_finished_in_order(&thirty_records_in_tiny_files(dir.path())?)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn rolled_files_finish_in_the_background_and_close_waits_for_them()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let root = dir.path().to_path_buf();
+        // As in a pipeline: the sink is written on the blocking pool, so rolled files are
+        // finished in the background.
+        let files =
+            tokio::task::spawn_blocking(move || thirty_records_in_tiny_files(&root)).await??;
+        assert_finished_in_order(&files)
     }
 
     #[test]
