@@ -1,9 +1,7 @@
 //! dynalite, a real implementation of the DynamoDB API (npm, pinned in tests/dynalite), on
 //! 127.0.0.1 for the checkpoint-store tests.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -13,43 +11,25 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, TableStatus,
 };
 
-/// A running dynalite; dropping it stops it (it also exits when the test process dies,
-/// since its stdin closes).
+use super::node_server::NodeServer;
+
+/// A running dynalite (see [`NodeServer`]).
 pub struct Dynalite {
-    child: Child,
-    port: u16,
+    server: NodeServer,
 }
 
 impl Dynalite {
     /// Starts dynalite on a free port of 127.0.0.1.
     pub fn start() -> Self {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/dynalite");
-        assert!(
-            dir.join("node_modules/dynalite").is_dir(),
-            "dynalite is not installed: run scripts/setup.sh --tests (npm ci in tests/dynalite)"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("start.js"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot run node (Node.js is needed for dynalite)");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("dynalite's stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("dynalite's port");
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("dynalite printed {line:?} instead of its port"));
-        Self { child, port }
+        Self {
+            server: NodeServer::start(&dir, "dynalite"),
+        }
     }
 
     /// Its endpoint URL.
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.endpoint()
     }
 
     /// A client with the dummy credentials the tests give the binary too.
@@ -129,13 +109,6 @@ impl Dynalite {
             fields.sort();
             fields
         })
-    }
-}
-
-impl Drop for Dynalite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

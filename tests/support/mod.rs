@@ -6,6 +6,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod dynalite;
+pub mod node_server;
 pub mod numbered;
 pub mod proxy;
 pub mod sse_server;

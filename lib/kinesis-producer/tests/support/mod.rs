@@ -3,22 +3,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 pub mod chaos;
+// The host's tests compile this file and their own support, which holds the same module.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../../../tests/support/node_server.rs"]
+mod node_server;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
 use kinesis_producer::aws_sdk_kinesis::Client;
 use kinesis_producer::aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
 use kinesis_producer::{Producer, ProducerConfig, ProducerRecord, client_for_local};
+use node_server::NodeServer;
 
-/// kinesalite in a child process on 127.0.0.1, killed on drop. Its stdin is a pipe from this
-/// process: if the test process dies, the pipe closes and kinesalite exits by itself.
+/// kinesalite in a child process on 127.0.0.1, killed on drop (see [`NodeServer`]).
 pub struct Kinesalite {
-    child: Child,
+    server: NodeServer,
     pub port: u16,
 }
 
@@ -35,41 +37,17 @@ pub fn workspace_root() -> PathBuf {
 
 impl Kinesalite {
     pub fn start() -> Self {
-        let dir = workspace_root().join("tests/kinesalite");
-        assert!(
-            dir.join("node_modules/kinesalite").is_dir(),
-            "kinesalite is not installed: run scripts/setup.sh (npm ci in tests/kinesalite)"
-        );
-        let mut child = Command::new("node")
-            .arg(dir.join("start.js"))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cannot run node (Node.js is needed for kinesalite)");
-        let mut line = String::new();
-        let stdout = child.stdout.take().unwrap();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let port = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("kinesalite printed {line:?} instead of its port"));
-        Self { child, port }
+        let server = NodeServer::start(&workspace_root().join("tests/kinesalite"), "kinesalite");
+        let port = server.port;
+        Self { server, port }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.endpoint()
     }
 
     pub fn client(&self) -> Client {
         client_for_local(self.endpoint(), "us-east-1")
-    }
-}
-
-impl Drop for Kinesalite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
