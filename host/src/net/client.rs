@@ -23,7 +23,7 @@ use rustls::ClientConfig;
 use wasmtime_wasi_http::Error as HttpError;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::body::ResponseBody;
+use super::body::{ConnectionDriver, ResponseBody};
 use super::connect::{self, Io};
 use super::failure::{Failure, FailureClass, FailureSlot};
 use super::policy::{Origin, OutboundPolicy};
@@ -135,11 +135,13 @@ impl OutboundClient {
             };
             let Some(next) = next else {
                 let failures = self.failures.clone();
+                let connection = connection.map(|driver| driver as ConnectionDriver);
                 let response = response.map(|incoming| {
-                    ResponseBody::new(incoming, idle_timeout, address.clone(), failures)
+                    ResponseBody::new(incoming, connection, idle_timeout, address, failures)
                         .boxed_unsync()
                 });
-                return Ok((response, drive(connection, address)));
+                // The body drives the connection (see `ResponseBody`): no task of its own.
+                return Ok((response, Box::new(async { Ok(()) })));
             };
             hops += 1;
             if hops > MAX_REDIRECTS {
@@ -304,19 +306,6 @@ async fn exchange(
         .map_err(|_| Failure::timeout(address, "waiting for the response head of", limit))?
         .map_err(|error| Failure::http(address, &error))?;
     Ok((response, (!connection_ended).then_some(connection)))
-}
-
-/// The connection's I/O after the response head: wasmtime-wasi-http runs it as a task
-/// for as long as the body is read.
-fn drive(connection: Option<Pin<Box<Connection>>>, address: String) -> IoFuture {
-    Box::new(async move {
-        let Some(connection) = connection else {
-            return Ok(());
-        };
-        connection
-            .await
-            .map_err(|error| Failure::http(&address, &error).error_code())
-    })
 }
 
 /// Where a redirect points, resolved against the URI it answered; `None` when the response
