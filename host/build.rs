@@ -47,6 +47,12 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "memory_hog_filter",
         "SSE_INGEST_TESTING_MEMORY_HOG_WASM",
     ),
+    // The parser's throughput inside the sandbox (`--bench guest_parser`): a WASI command.
+    (
+        "parser-bench",
+        "parser_bench",
+        "SSE_INGEST_BENCH_PARSER_WASM",
+    ),
 ];
 
 fn main() {

@@ -18,7 +18,8 @@ if [ "${SKIP_LINT:-0}" != 1 ]; then
   echo "== cargo clippy (guest components, wasm32-wasip2)"
   cargo clippy --locked --target wasm32-wasip2 --target-dir target/guests \
     -p source-component -p filter-sdk -p passthrough-filter -p types-filter -p json-match-filter \
-    -p wikimedia-filter -p trap-filter -p spin-filter -p memory-hog-filter -- -D warnings
+    -p wikimedia-filter -p trap-filter -p spin-filter -p memory-hog-filter -p parser-bench \
+    -- -D warnings
 fi
 
 echo "== one TLS crypto provider (aws-lc-rs; see docs/architecture.md#the-network)"

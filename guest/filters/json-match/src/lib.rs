@@ -46,17 +46,24 @@
 //!   --filter-config 'where=/length/new>1000' --filter-config key=/meta/domain
 //! ```
 
+mod lookup;
+
 use std::cmp::Ordering;
 use std::str::FromStr;
 
 use filter_sdk::{Config, Context, DropCounter, Event, Filter, Output, OutputRecord};
 use serde_json::{Number, Value};
 
+use lookup::Pointers;
+
 /// Keeps the events whose JSON data matches every predicate.
 #[derive(Debug, Clone)]
 pub struct JsonMatch {
     predicates: Vec<Predicate>,
-    key: Option<String>,
+    /// The slot of the `key=` pointer in `pointers`' answer.
+    key: Option<usize>,
+    /// Every pointer of the predicates and the key, read in one pass per event.
+    pointers: Pointers,
     stream: Option<String>,
     not_json: DropCounter,
 }
@@ -86,22 +93,24 @@ impl JsonMatch {
                 ));
             }
         };
+        let mut pointers = Pointers::default();
         let predicates = config
             .iter()
             .filter(|(key, _)| *key == "where")
-            .map(|(_, value)| Predicate::parse(value))
+            .map(|(_, value)| Predicate::parse(value, &mut pointers))
             .collect::<Result<Vec<_>, _>>()?;
         let key = match config.get("key") {
             None => None,
             Some(pointer) => {
                 check_pointer(pointer)
                     .map_err(|why| format!("json-match filter: invalid `key={pointer}`: {why}"))?;
-                Some(pointer.to_string())
+                Some(pointers.add(pointer))
             }
         };
         Ok(Self {
             predicates,
             key,
+            pointers,
             stream,
             not_json: not_json_counter(),
         })
@@ -114,8 +123,8 @@ impl JsonMatch {
                 partition_key: None,
             };
         }
-        let document = match serde_json::from_str::<Value>(data) {
-            Ok(document) => document,
+        let found = match self.pointers.lookup(data) {
+            Ok(found) => found,
             Err(_) if self.predicates.is_empty() => {
                 return Decision::Keep {
                     partition_key: None,
@@ -123,17 +132,21 @@ impl JsonMatch {
             }
             Err(_) => return Decision::NotJson,
         };
-        if self.predicates.iter().all(|p| p.holds(&document)) {
+        if self
+            .predicates
+            .iter()
+            .all(|p| p.holds(found[p.slot].as_ref()))
+        {
             Decision::Keep {
-                partition_key: self.partition_key(&document),
+                partition_key: self.partition_key(&found),
             }
         } else {
             Decision::Drop
         }
     }
 
-    fn partition_key(&self, document: &Value) -> Option<String> {
-        match document.pointer(self.key.as_deref()?)? {
+    fn partition_key(&self, found: &[Option<Value>]) -> Option<String> {
+        match found[self.key?].as_ref()? {
             Value::String(s) if !s.is_empty() => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
             Value::Bool(b) => Some(b.to_string()),
@@ -187,7 +200,8 @@ fn is_stream_name(name: &str) -> bool {
 /// One `where=` predicate.
 #[derive(Debug, Clone)]
 struct Predicate {
-    pointer: String,
+    /// The slot of its pointer in the lookup's answer.
+    slot: usize,
     test: Test,
 }
 
@@ -252,7 +266,8 @@ impl Literal {
 const OPERATORS: &str = "`=`, `!=`, `<`, `<=`, `>`, `>=`, `in a,b` or `exists`";
 
 impl Predicate {
-    fn parse(source: &str) -> Result<Self, String> {
+    /// Parses a predicate and adds its pointer to `pointers`.
+    fn parse(source: &str, pointers: &mut Pointers) -> Result<Self, String> {
         let invalid =
             |why: String| format!("json-match filter: invalid predicate `{source}`: {why}");
         let text = source.trim();
@@ -309,13 +324,13 @@ impl Predicate {
             )));
         };
         Ok(Self {
-            pointer: pointer.to_string(),
+            slot: pointers.add(pointer),
             test,
         })
     }
 
-    fn holds(&self, document: &Value) -> bool {
-        let value = document.pointer(&self.pointer);
+    /// Whether it holds for the value found at its pointer (`None`: missing).
+    fn holds(&self, value: Option<&Value>) -> bool {
         match &self.test {
             Test::Exists => value.is_some(),
             Test::Equals(literal) => value.is_some_and(|v| literal.equals(v)),
@@ -545,6 +560,18 @@ mod tests {
                 partition_key: Some("en.wikipedia.org".to_string())
             }
         );
+    }
+
+    #[test]
+    fn a_predicate_and_the_key_may_use_the_same_pointer() {
+        let filter = filter(&[("where", "/wiki=enwiki"), ("key", "/wiki")]);
+        assert_eq!(
+            filter.decide(r#"{"wiki":"enwiki","n":1}"#),
+            Decision::Keep {
+                partition_key: Some("enwiki".to_string())
+            }
+        );
+        assert_eq!(filter.decide(r#"{"wiki":"dewiki"}"#), Decision::Drop);
     }
 
     #[test]
