@@ -22,6 +22,10 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{Checkpoint, CheckpointError, CheckpointStore, StoreFuture, StreamIdentity};
 use crate::config::DynamoDbTable;
 
+/// Reads and conditional writes a claim tries while the previous owner keeps writing
+/// (each of its writes lands between one read and write at most once per checkpoint tick).
+const CLAIM_ATTEMPTS: u32 = 20;
+
 /// DynamoDB's error codes that a later try may not meet again.
 const TRANSIENT_CODES: [&str; 6] = [
     "ProvisionedThroughputExceededException",
@@ -216,29 +220,40 @@ impl DynamoDbStore {
 impl CheckpointStore for DynamoDbStore {
     fn claim(&mut self) -> StoreFuture<'_, Option<Checkpoint>> {
         Box::pin(async move {
-            let stored = self.read().await?;
-            self.version = stored.as_ref().map(|stored| stored.version);
-            let checkpoint = match stored {
-                Some(stored) => {
-                    tracing::info!(
-                        pipeline = %self.pipeline,
-                        table = %self.table,
-                        previous_owner = %stored.owner,
-                        version = stored.version,
-                        "taking over the checkpoint"
-                    );
-                    Some(stored.checkpoint)
+            let mut attempt = 1;
+            loop {
+                let stored = self.read().await?;
+                self.version = stored.as_ref().map(|stored| stored.version);
+                let previous_owner = stored.as_ref().map(|stored| stored.owner.clone());
+                let checkpoint = stored.map(|stored| stored.checkpoint);
+                // Writing it back under this owner moves the version on: a previous owner
+                // still running is refused at its next write.
+                let claimed = checkpoint.clone().unwrap_or(Checkpoint {
+                    last_event_id: String::new(),
+                    stream: None,
+                });
+                match self.put(&claimed).await {
+                    Ok(()) => {
+                        if let Some(previous_owner) = previous_owner {
+                            tracing::info!(
+                                pipeline = %self.pipeline,
+                                table = %self.table,
+                                %previous_owner,
+                                version = self.version.unwrap_or_default(),
+                                "taking over the checkpoint"
+                            );
+                        }
+                        return Ok(checkpoint);
+                    }
+                    // The previous owner wrote between this read and this write: its newer
+                    // checkpoint is the one to resume from, so read again.
+                    Err(CheckpointError::Fenced { .. }) if attempt < CLAIM_ATTEMPTS => {
+                        tracing::debug!(pipeline = %self.pipeline, attempt, "the previous owner wrote during the claim: reading again");
+                        attempt += 1;
+                    }
+                    Err(error) => return Err(error),
                 }
-                None => None,
-            };
-            // Writing it back under this owner moves the version on: a previous owner still
-            // running is refused at its next write.
-            let claimed = checkpoint.clone().unwrap_or(Checkpoint {
-                last_event_id: String::new(),
-                stream: None,
-            });
-            self.put(&claimed).await?;
-            Ok(checkpoint)
+            }
         })
     }
 
