@@ -71,7 +71,7 @@ async fn swap_from_file(
         }
     };
     let prepared = prepare(
-        &pipeline.engine,
+        &pipeline.filters,
         label.clone(),
         bytes,
         config.to_vec(),

@@ -314,7 +314,7 @@ async fn swap(
         }
     }
     let prepared = prepare(
-        &pipeline.engine,
+        &pipeline.filters,
         label.clone(),
         body.to_vec(),
         config,

@@ -12,11 +12,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::Engine;
-
 use crate::config::FilterLimits;
 use crate::core::metrics::Metrics;
 use crate::core::record::Record;
+use crate::wasm::compiled_filters::CompiledFilters;
 use crate::wasm::filter::{FilterComponent, FilterContext, FilterError, FilterInstance};
 use crate::wasm::source::Event;
 
@@ -61,9 +60,9 @@ impl ProbeSample {
     }
 }
 
-/// Compiles and validates a filter; nothing running is touched.
+/// Compiles (or finds compiled) and validates a filter; nothing running is touched.
 pub async fn prepare(
-    engine: &Engine,
+    filters: &Arc<CompiledFilters>,
     label: String,
     bytes: Vec<u8>,
     config: Vec<(String, String)>,
@@ -72,14 +71,10 @@ pub async fn prepare(
     probe: &ProbeSample,
 ) -> Result<PreparedFilter, FilterError> {
     let requested_at = Instant::now();
-    let compile_engine = engine.clone();
-    let compiled = tokio::task::spawn_blocking(move || {
-        crate::wasm::engine::compile(&compile_engine, &bytes, "the new filter")
-    })
-    .await
-    .map_err(|e| FilterError::Load(anyhow::anyhow!("compilation task failed: {e}")))?
-    .map_err(FilterError::Load)?;
-    let component = FilterComponent::new(engine, &compiled)?;
+    let compiler = Arc::clone(filters);
+    let component = tokio::task::spawn_blocking(move || compiler.get(&bytes, "the new filter"))
+        .await
+        .map_err(|e| FilterError::Load(anyhow::anyhow!("compilation task failed: {e}")))??;
     let mut instance = component.instantiate(context, &config, limits).await?;
     instance
         .handle(&probe.events())
@@ -197,7 +192,7 @@ impl FilterStage {
             from_version = old.number,
             to_version = number,
             filter = %self.current.label,
-            prepared_in_ms = prepared.requested_at.elapsed().as_millis() as u64,
+            prepared_in_us = prepared.requested_at.elapsed().as_micros() as u64,
             "filter swapped"
         );
         self.previous = Some(old);

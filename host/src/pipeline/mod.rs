@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
-use wasmtime::Engine;
 
 use crate::config::FilterLimits;
 use crate::config::PipelineConfig;
@@ -32,6 +31,7 @@ use crate::pipeline::filter_stage::{FilterStage, PreparedFilter, ProbeSample};
 use crate::pipeline::replay::{ReplayCause, ReplayWindow};
 use crate::pipeline::stream_rule::StreamRule;
 use crate::sink::{Ack, Sink, SinkError};
+use crate::wasm::compiled_filters::CompiledFilters;
 use crate::wasm::filter::{FilterComponent, FilterContext, FilterError};
 use crate::wasm::source::{Finish, SourceBatch, SourceComponent, SourceControl, SourceError};
 
@@ -96,8 +96,8 @@ pub struct SwapRequest {
 pub struct PipelineHandle {
     /// The pipeline's name.
     pub name: String,
-    /// The engine its components run on (a new filter is compiled with it).
-    pub engine: Engine,
+    /// Compiles a new filter (or finds it compiled).
+    pub filters: Arc<CompiledFilters>,
     /// What a new filter is told about the pipeline.
     pub context: FilterContext,
     /// The sandbox of a new filter.
@@ -126,8 +126,8 @@ pub struct InitialFilter {
 pub struct Pipeline {
     /// Its validated configuration.
     pub config: PipelineConfig,
-    /// The engine its components run on.
-    pub engine: Engine,
+    /// Compiles a new filter (or finds it compiled), on the engine its components run on.
+    pub filters: Arc<CompiledFilters>,
     /// The source component, linked.
     pub source: SourceComponent,
     /// The filter it starts with.
@@ -208,7 +208,7 @@ impl Pipeline {
         let (pause_tx, pause_rx) = watch::channel(false);
         let _ = ready.send(PipelineHandle {
             name: config.name.clone(),
-            engine: self.engine.clone(),
+            filters: Arc::clone(&self.filters),
             context,
             limits: config.filter_limits,
             probe: stage.probe_sample(),

@@ -1,14 +1,11 @@
-//! Compiled once, shared by every pipeline: the engine, the source component and each
-//! distinct filter component.
+//! Compiled once, shared by every pipeline: the source component and each distinct filter
+//! component (with the engine they run on).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use sha2::{Digest as _, Sha256};
-use wasmtime::Engine;
+use std::sync::Arc;
 
 use crate::config::FilterSpec;
+use crate::wasm::compiled_filters::CompiledFilters;
 use crate::wasm::components;
 use crate::wasm::engine;
 use crate::wasm::filter::FilterComponent;
@@ -19,13 +16,9 @@ pub const PRECOMPILED_DIR_VARIABLE: &str = "SSE_INGEST_PRECOMPILED_DIR";
 
 /// See the module docs.
 pub struct Components {
-    engine: Engine,
-    /// Components compiled ahead of time (`SSE_INGEST_PRECOMPILED_DIR`, set by the container
-    /// image to what `sse-ingest precompile` wrote).
-    precompiled: Option<PathBuf>,
     source: SourceComponent,
     /// By the SHA-256 of the component's bytes: a file that changed compiles anew.
-    filters: Mutex<HashMap<[u8; 32], FilterComponent>>,
+    filters: Arc<CompiledFilters>,
 }
 
 impl Components {
@@ -41,17 +34,10 @@ impl Components {
         )
         .and_then(|c| SourceComponent::new(&engine, &c))
         .map_err(|e| format!("{e:#}"))?;
-        Ok(Self {
-            engine,
-            precompiled,
-            source,
-            filters: Mutex::new(HashMap::new()),
-        })
-    }
-
-    /// The engine every component runs on.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+        // Components compiled ahead of time (`SSE_INGEST_PRECOMPILED_DIR`, set by the
+        // container image to what `sse-ingest precompile` wrote).
+        let filters = Arc::new(CompiledFilters::new(engine.clone(), precompiled));
+        Ok(Self { source, filters })
     }
 
     /// The source component, linked.
@@ -64,23 +50,15 @@ impl Components {
     pub fn filter(&self, spec: &FilterSpec) -> Result<(String, FilterComponent), String> {
         let label = spec.label();
         let bytes = components::load_filter(spec)?;
-        let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        if let Some(component) = self
+        let component = self
             .filters
-            .lock()
-            .ok()
-            .and_then(|f| f.get(&digest).cloned())
-        {
-            return Ok((label, component));
-        }
-        let compiled =
-            engine::load_or_compile(&self.engine, self.precompiled.as_deref(), &bytes, &label)
-                .map_err(|e| format!("{e:#}"))?;
-        let component =
-            FilterComponent::new(&self.engine, &compiled).map_err(|e| format!("{label}: {e}"))?;
-        if let Ok(mut filters) = self.filters.lock() {
-            filters.insert(digest, component.clone());
-        }
+            .get(&bytes, &label)
+            .map_err(|e| e.to_string())?;
         Ok((label, component))
+    }
+
+    /// Every filter compiled so far, shared with the swaps of every pipeline.
+    pub fn filters(&self) -> &Arc<CompiledFilters> {
+        &self.filters
     }
 }

@@ -262,7 +262,7 @@ async fn run_one(
     tracing::info!(pipeline = %name, url = %config.url, "starting");
     let pipeline = Pipeline {
         config,
-        engine: components.engine().clone(),
+        filters: Arc::clone(components.filters()),
         source: components.source().clone(),
         filter: InitialFilter { label, component },
         metrics: Arc::clone(&metrics),
