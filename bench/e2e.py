@@ -290,9 +290,12 @@ def soak(args):
         while time.monotonic() - start < args.soak and process.poll() is None:
             time.sleep(10)
             status = Path(f"/proc/{process.pid}/status").read_text()
-            rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
-            samples.append(rss / 1024)
-            print(f"  {time.monotonic() - start:5.0f} s  {rss / 1024:6.1f} MiB", flush=True)
+            kib = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines()
+                   if line.startswith(("VmRSS", "RssAnon", "RssFile"))}
+            samples.append(kib["VmRSS"] / 1024)
+            print(f"  {time.monotonic() - start:5.0f} s  {kib['VmRSS'] / 1024:6.1f} MiB"
+                  f"  (anonymous {kib['RssAnon'] / 1024:.1f}, file-backed {kib['RssFile'] / 1024:.1f})",
+                  flush=True)
         process.kill()
         process.wait()
     server.close()

@@ -29,8 +29,27 @@ fn keep_arenas_small() {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc returns memory to the system a second after it fell free (its default
+/// `purge_delay`). A stream at a steady rate frees its event buffers as fast as it
+/// allocates them, so a second's worth of them stayed resident: 5 MiB at 5,000 events/s of
+/// 1 KiB. Purged at once, the resident set is what is in use, at no CPU cost we could
+/// measure (`bench/e2e.py --soak`, BENCHMARKS.md). Like `MIMALLOC_PURGE_DELAY=0`, which is
+/// read before `main`, so the process sets the option itself.
+fn purge_freed_memory_at_once() {
+    /// `mi_option_purge_delay` in mimalloc v3's `mimalloc.h` (the sys crate names no
+    /// constant for it).
+    const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // SAFETY: `mi_option_set` stores an option's value; mimalloc reads options on each use
+    // and documents them as settable at any time, from any thread.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
+
 fn main() -> ExitCode {
     keep_arenas_small();
+    purge_freed_memory_at_once();
     // Before anything can open a TLS connection: one crypto provider, chosen here.
     sse_ingest::install_crypto_provider();
     match sse_ingest::cli::main() {
