@@ -564,7 +564,9 @@ fn parse_retry(value: &[u8]) -> Option<u64> {
 /// §9.2.6: "Streams must be decoded using the UTF-8 decode algorithm":
 /// U+FFFD for invalid sequences, maximal subparts (as `from_utf8_lossy`).
 fn decode(bytes: &[u8]) -> String {
-    match core::str::from_utf8(bytes) {
+    // simdutf8 validates with the CPU's (or WebAssembly's) vector instructions; for valid
+    // input it answers as `core::str::from_utf8` does, several times faster.
+    match simdutf8::basic::from_utf8(bytes) {
         Ok(s) => s.to_owned(),
         Err(_) => String::from_utf8_lossy(bytes).into_owned(),
     }
