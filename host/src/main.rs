@@ -39,6 +39,10 @@ fn purge_freed_memory_at_once() {
     /// `mi_option_purge_delay` in mimalloc v3's `mimalloc.h` (the sys crate names no
     /// constant for it).
     const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    // An operator's own setting wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
     // SAFETY: `mi_option_set` stores an option's value; mimalloc reads options on each use
     // and documents them as settable at any time, from any thread.
     #[allow(unsafe_code)]
