@@ -8,6 +8,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A one-shot build gains nothing from incremental compilation, and its caches are the largest
+# part of a fresh target/ (CI once ran out of disk). Set CARGO_INCREMENTAL=1 to keep them.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 scripts/setup.sh --tests
 
 if [ "${SKIP_LINT:-0}" != 1 ]; then
