@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use wasmtime::component::Component;
-use wasmtime::{Cache, CacheConfig, Config, Engine};
+use wasmtime::{Cache, CacheConfig, Config, Engine, ProfilingStrategy};
 
 /// How often the engine's epoch advances: the granularity of CPU budgets.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -33,6 +33,11 @@ fn base_config() -> Config {
 /// Builds the engine and starts its epoch ticker. `cache_dir` holds compiled components.
 pub fn new_engine(cache_dir: Option<&Path>) -> Result<Engine> {
     let mut config = base_config();
+    // `perf record` cannot name the guests' compiled code on its own: with
+    // SSE_INGEST_WASM_PROFILER=perfmap, wasmtime writes /tmp/perf-PID.map for it (BENCHMARKS.md).
+    if std::env::var_os("SSE_INGEST_WASM_PROFILER").is_some_and(|value| value == "perfmap") {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     if let Some(dir) = cache_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the component cache {}", dir.display()))?;
