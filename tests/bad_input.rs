@@ -1,9 +1,6 @@
 //! Bad input gets a defined outcome and a clear message, never a hang.
 
-// In tests a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,10 +2,7 @@
 //! sends the case's bytes at its chunk boundaries, the source component
 //! parses them, the default filter writes envelopes to stdout.
 
-// In tests a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,10 +3,7 @@
 //! image's paths mapped to temporary ones, against a local SSE server. What a build would
 //! do (compile the components ahead of time) is done by the same subcommand the file runs.
 
-// In tests a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

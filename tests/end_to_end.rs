@@ -1,10 +1,7 @@
 //! The whole path through the real binary: an SSE server on 127.0.0.1 →
 //! source component → filter component → sink.
 
-// In tests a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,10 +1,7 @@
 //! Filter components: live swaps with zero loss, refusals, rollback, the
 //! sandbox, `--watch`, `test-filter` and `filters export`, through the real binary.
 
-// In tests a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2,14 +2,8 @@
 //! implementation of the Kinesis API, started on 127.0.0.1) and, for faults,
 //! the fault-injecting proxy of the producer's test support.
 
-// In tests a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
-#[path = "../lib/kinesis-producer/tests/support/mod.rs"]
-#[allow(unused_imports)]
-mod kinesis_support;
+use crate::kinesis_support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::process::{Command, Output};

@@ -2,10 +2,7 @@
 //! authority made in the test, mutual TLS, proxies from the environment and from flags,
 //! redirects within the allow-list, readable failures, and the User-Agent.
 
-// In tests a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};

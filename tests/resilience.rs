@@ -1,10 +1,7 @@
 //! Never stall, never lose: reconnects, Last-Event-ID resume, checkpoints and
 //! crash safety, against a misbehaving SSE server on 127.0.0.1.
 
-// In tests a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::sync::Arc;

@@ -2,10 +2,7 @@
 //! (`--shard I/N`), and checkpoints in DynamoDB (dynalite, a real implementation of its API
 //! on 127.0.0.1) that a new replica takes over and a stale one can never overwrite.
 
-// In tests a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,14 +1,8 @@
 //! Many pipelines from one config file, through the real binary: isolation, reload on
 //! SIGHUP, `/ready`, `/metrics` for all of them, `check` and `import`.
 
-// In tests a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
-mod support;
-
-#[path = "../lib/kinesis-producer/tests/support/mod.rs"]
-#[allow(unused_imports)]
-mod kinesis_support;
+use crate::kinesis_support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
