@@ -16,6 +16,7 @@
 //! dropped. See docs/architecture.md#replays.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 /// Why an event was dropped, for the `duplicates_dropped_total{cause}` metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +41,11 @@ impl ReplayCause {
 #[derive(Debug)]
 pub struct ReplayWindow {
     capacity: usize,
-    order: VecDeque<String>,
-    runs: HashMap<String, u32>,
-    previous: Option<(String, bool)>,
+    /// One allocation an id run, shared by `order`, `runs` and `previous`: this runs for
+    /// every event.
+    order: VecDeque<Arc<str>>,
+    runs: HashMap<Arc<str>, u32>,
+    previous: Option<(Arc<str>, bool)>,
     /// The connection the last event came on (the source counts them from 1).
     connection: u64,
     /// Set after a reconnect or a restart until the first event that is not a replay.
@@ -93,7 +96,7 @@ impl ReplayWindow {
             return None;
         }
         if let Some((previous_id, dropped)) = &self.previous
-            && previous_id == id
+            && **previous_id == *id
         {
             return if *dropped { self.replaying } else { None };
         }
@@ -101,15 +104,18 @@ impl ReplayWindow {
             Some(cause) if self.runs.get(id) == Some(&1) => Some(cause),
             _ => None,
         };
-        if replay.is_none() {
+        let id = if replay.is_none() {
             self.replaying = None;
-            self.remember(id);
-        }
-        self.previous = Some((id.to_string(), replay.is_some()));
+            self.remember(id)
+        } else {
+            Arc::from(id)
+        };
+        self.previous = Some((id, replay.is_some()));
         replay
     }
 
-    fn remember(&mut self, id: &str) {
+    /// Adds a run of `id` and returns the id as the window holds it.
+    fn remember(&mut self, id: &str) -> Arc<str> {
         if self.order.len() == self.capacity
             && let Some(oldest) = self.order.pop_front()
             && let Some(count) = self.runs.get_mut(&oldest)
@@ -119,8 +125,10 @@ impl ReplayWindow {
                 self.runs.remove(&oldest);
             }
         }
-        self.order.push_back(id.to_string());
-        *self.runs.entry(id.to_string()).or_insert(0) += 1;
+        let id: Arc<str> = Arc::from(id);
+        self.order.push_back(Arc::clone(&id));
+        *self.runs.entry(Arc::clone(&id)).or_insert(0) += 1;
+        id
     }
 }
 

@@ -30,14 +30,29 @@ struct Node {
     /// The slots of every pointer that ends here or below (cleared when a duplicate member
     /// replaces this one).
     below: Vec<usize>,
-    children: Vec<(String, Node)>,
+    children: Vec<Child>,
+}
+
+/// One reference token of a pointer and what lies below it.
+#[derive(Debug, Clone)]
+struct Child {
+    token: String,
+    /// The token as an array index, read once when the pointer is added.
+    index: Option<usize>,
+    node: Node,
 }
 
 impl Node {
     fn child(&self, token: &str) -> Option<&Node> {
         self.children
             .iter()
-            .find_map(|(name, node)| (name == token).then_some(node))
+            .find_map(|child| (child.token == token).then_some(&child.node))
+    }
+
+    fn element(&self, index: usize) -> Option<&Node> {
+        self.children
+            .iter()
+            .find_map(|child| (child.index == Some(index)).then_some(&child.node))
     }
 }
 
@@ -63,14 +78,18 @@ impl Pointers {
         let mut node = &mut self.root;
         node.below.push(slot);
         for token in tokens {
-            let index = match node.children.iter().position(|(name, _)| *name == token) {
-                Some(index) => index,
+            let at = match node.children.iter().position(|child| child.token == token) {
+                Some(at) => at,
                 None => {
-                    node.children.push((token, Node::default()));
+                    node.children.push(Child {
+                        index: array_index(&token),
+                        token,
+                        node: Node::default(),
+                    });
                     node.children.len() - 1
                 }
             };
-            node = &mut node.children[index].1;
+            node = &mut node.children[at].node;
             node.below.push(slot);
         }
         node.slot = Some(slot);
@@ -101,7 +120,7 @@ struct Walk<'a> {
 impl<'de> DeserializeSeed<'de> for Walk<'_> {
     type Value = ();
 
-    fn deserialize<D: Deserializer<'de>>(mut self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
         for &slot in &self.node.below {
             self.found[slot] = None;
         }
@@ -109,7 +128,7 @@ impl<'de> DeserializeSeed<'de> for Walk<'_> {
             // A pointer ends here: build this value; pointers below it are read from it.
             Some(slot) => {
                 let value = <Value as serde::Deserialize>::deserialize(deserializer)?;
-                self.fill_from(&value);
+                fill_below(self.node, &value, self.found);
                 self.found[slot] = Some(value);
                 Ok(())
             }
@@ -118,29 +137,24 @@ impl<'de> DeserializeSeed<'de> for Walk<'_> {
     }
 }
 
-impl Walk<'_> {
-    /// Fills the slots below this node from a value already built.
-    fn fill_from(&mut self, value: &Value) {
-        fn visit(node: &Node, value: &Value, found: &mut [Option<Value>]) {
-            for (token, child) in &node.children {
-                let Some(inner) = step(value, token) else {
-                    continue;
-                };
-                if let Some(slot) = child.slot {
-                    found[slot] = Some(inner.clone());
-                }
-                visit(child, inner, found);
-            }
+/// Fills the slots below `node` from `value`, the value at `node`, already built.
+fn fill_below(node: &Node, value: &Value, found: &mut [Option<Value>]) {
+    for child in &node.children {
+        let Some(inner) = step(value, child) else {
+            continue;
+        };
+        if let Some(slot) = child.node.slot {
+            found[slot] = Some(inner.clone());
         }
-        visit(self.node, value, self.found);
+        fill_below(&child.node, inner, found);
     }
 }
 
 /// One reference token applied to a value, as `Value::pointer` applies it.
-fn step<'v>(value: &'v Value, token: &str) -> Option<&'v Value> {
+fn step<'v>(value: &'v Value, child: &Child) -> Option<&'v Value> {
     match value {
-        Value::Object(map) => map.get(token),
-        Value::Array(items) => array_index(token).and_then(|index| items.get(index)),
+        Value::Object(map) => map.get(&child.token),
+        Value::Array(items) => child.index.and_then(|index| items.get(index)),
         _ => None,
     }
 }
@@ -176,16 +190,9 @@ impl<'de> Visitor<'de> for Walk<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let indexed: Vec<(usize, &Node)> = self
-            .node
-            .children
-            .iter()
-            .filter_map(|(token, node)| Some((array_index(token)?, node)))
-            .collect();
-        let mut index = 0usize;
-        loop {
-            let more = match indexed.iter().find(|(at, _)| *at == index) {
-                Some((_, node)) => seq
+        for index in 0usize.. {
+            let more = match self.node.element(index) {
+                Some(node) => seq
                     .next_element_seed(Walk {
                         node,
                         found: &mut *self.found,
@@ -194,10 +201,10 @@ impl<'de> Visitor<'de> for Walk<'_> {
                 None => seq.next_element::<IgnoredAny>()?.is_some(),
             };
             if !more {
-                return Ok(());
+                break;
             }
-            index += 1;
         }
+        Ok(())
     }
 
     // A scalar where the pointers go deeper: they find nothing.
