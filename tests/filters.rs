@@ -151,6 +151,49 @@ fn swap_during_stream_loses_no_event() {
 }
 
 #[test]
+fn with_the_admin_api_on_a_swap_to_a_built_in_filter_waits_for_no_compiling() {
+    // The stream waits after its first 10 events until both swaps have landed.
+    let gate = Gate::default();
+    let mut steps = numbered_stream(20, 10, Duration::ZERO);
+    steps.insert(1, Step::Wait(gate.clone()));
+    let server = SseServer::always(Response::stream(steps));
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let running = start_run_with_admin(&server, state.path(), out.path(), &[]);
+    // passthrough runs; the other three built-ins are compiled beside it.
+    running.wait_for_log("built-in filters ready for swaps compiled=3", LIMIT);
+    let before = running.stderr();
+    for name in ["json-match", "wikimedia"] {
+        let (status, body) = swap(running.port, &builtin_filter(name), "");
+        assert_eq!(status, 200, "{body}");
+    }
+    support::wait_until(
+        "two swaps in the log",
+        LIMIT,
+        || running.stderr().matches("filter swapped").count() == 2,
+        || running.stderr(),
+    );
+    let stderr = running.stderr();
+    assert_eq!(
+        compiled(&stderr),
+        compiled(&before),
+        "a swap compiled a built-in filter again: {stderr}"
+    );
+    gate.open();
+    let (exit, stderr) = running.finish(LIMIT);
+    assert!(exit.success(), "{stderr}");
+    assert_eq!(file_sink_lines(out.path()).len(), 20, "{stderr}");
+}
+
+/// The `filter compiled` log lines in `stderr`, one per component compiled or loaded.
+fn compiled(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|line| line.contains("filter compiled filter="))
+        .collect()
+}
+
+#[test]
 fn bad_swaps_are_refused_with_a_reason_and_the_running_filter_stays() {
     // The stream stays open (quiet) long enough for every refusal below.
     let mut steps = numbered_stream(300, 10, Duration::from_millis(10));

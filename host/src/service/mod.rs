@@ -63,6 +63,8 @@ pub struct Service {
     stopping: bool,
     report: Option<tokio::task::JoinHandle<()>>,
     sampler: tokio::task::JoinHandle<()>,
+    /// The admin API is on, so filters can be swapped: compile the built-ins ahead.
+    swaps_over_api: bool,
 }
 
 impl Service {
@@ -90,6 +92,7 @@ impl Service {
             stopping: false,
             report: None,
             sampler,
+            swaps_over_api: config.admin.address.is_some(),
         };
         if let Some(interval) = config.report_interval {
             service.report = Some(report::spawn(interval, service.pipelines.clone()));
@@ -234,8 +237,17 @@ impl Service {
         );
         let components = Arc::clone(&self.components);
         let pipelines = self.pipelines.clone();
+        let swaps_over_api = self.swaps_over_api;
         self.tasks.spawn(async move {
-            let outcome = run_one(&components, config, metrics, stop_rx, pipelines).await;
+            let outcome = run_one(
+                &components,
+                config,
+                metrics,
+                stop_rx,
+                pipelines,
+                swaps_over_api,
+            )
+            .await;
             (name, outcome)
         });
     }
@@ -243,11 +255,12 @@ impl Service {
 
 /// One pipeline from lock to end.
 async fn run_one(
-    components: &Components,
+    components: &Arc<Components>,
     config: PipelineConfig,
     metrics: Arc<Metrics>,
     stop: watch::Receiver<bool>,
     pipelines: Pipelines,
+    swaps_over_api: bool,
 ) -> Outcome {
     // Before compiling or connecting anything: one process per pipeline state.
     let _lock = lock_state(&config)?;
@@ -269,6 +282,7 @@ async fn run_one(
     };
     let (ready_tx, ready_rx) = oneshot::channel::<crate::pipeline::PipelineHandle>();
     let registry = pipelines.clone();
+    let compile_ahead = Arc::clone(components);
     tokio::spawn(async move {
         if let Ok(handle) = ready_rx.await {
             if let Some((path, filter_config)) = watch_file
@@ -278,6 +292,9 @@ async fn run_one(
                 tracing::error!(%error, "cannot watch the filter file");
             }
             registry.add(handle);
+            if swaps_over_api {
+                compile_ahead.compile_builtin_filters_ahead();
+            }
         }
     });
     let result = pipeline.run(stop, ready_tx).await;

@@ -62,6 +62,7 @@ impl CompiledFilters {
             return Ok(component);
         }
         self.compiled.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let compiled =
             engine::load_or_compile(&self.engine, self.precompiled.as_deref(), bytes, what)
                 .map_err(FilterError::Load)?;
@@ -70,8 +71,41 @@ impl CompiledFilters {
                 FilterError::Load(reason) => FilterError::Load(reason.context(what.to_string())),
                 other => other,
             })?;
+        // Compiled, or loaded from wasmtime's cache or the precompiled directory: either way
+        // once per distinct component while it is kept, so the log shows what a swap waited for.
+        tracing::info!(
+            filter = what,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "filter compiled"
+        );
         self.keep(digest, component.clone());
         Ok(component)
+    }
+
+    /// Compiles those of `filters` not kept yet, so that a later swap to one of them finds
+    /// it ready; returns how many it compiled. One that fails is logged and skipped: a swap
+    /// to it will report the same error. Compiling blocks: call it off the async workers.
+    pub fn prepare_ahead(&self, filters: &[(&str, &[u8])]) -> usize {
+        let mut compiled = 0;
+        for (name, bytes) in filters {
+            let digest: [u8; 32] = Sha256::digest(bytes).into();
+            if self.is_kept(&digest) {
+                continue;
+            }
+            match self.get(bytes, name) {
+                Ok(_) => compiled += 1,
+                Err(error) => {
+                    tracing::warn!(filter = %name, %error, "cannot compile a filter ahead of a swap")
+                }
+            }
+        }
+        compiled
+    }
+
+    fn is_kept(&self, digest: &[u8; 32]) -> bool {
+        self.recent
+            .lock()
+            .is_ok_and(|recent| recent.iter().any(|(kept, _)| kept == digest))
     }
 
     fn take_kept(&self, digest: &[u8; 32]) -> Option<FilterComponent> {
@@ -122,6 +156,32 @@ mod tests {
         filters.get(passthrough, "passthrough").expect("kept");
         assert_eq!(filters.compiled.load(Ordering::Relaxed), 2);
         assert_eq!(filters.kept(), 2);
+    }
+
+    #[test]
+    fn filters_prepared_ahead_compile_once_and_are_then_found_kept() {
+        let filters = filters();
+        let passthrough = components::builtin_filter("passthrough").expect("built in");
+        filters.get(passthrough, "passthrough").expect("compiles");
+        let ahead = filters.prepare_ahead(components::FILTERS);
+        assert_eq!(ahead, components::FILTERS.len() - 1, "all but the one kept");
+        assert_eq!(filters.kept(), components::FILTERS.len());
+        let compiled = filters.compiled.load(Ordering::Relaxed);
+        for (name, bytes) in components::FILTERS {
+            filters.get(bytes, name).expect("kept");
+        }
+        assert_eq!(filters.compiled.load(Ordering::Relaxed), compiled);
+        assert_eq!(filters.prepare_ahead(components::FILTERS), 0);
+    }
+
+    #[test]
+    fn a_filter_that_cannot_compile_ahead_is_skipped() {
+        let filters = filters();
+        let passthrough = components::builtin_filter("passthrough").expect("built in");
+        let ahead =
+            filters.prepare_ahead(&[("garbage", b"not wasm"), ("passthrough", passthrough)]);
+        assert_eq!(ahead, 1);
+        assert_eq!(filters.kept(), 1);
     }
 
     #[test]
