@@ -11,6 +11,7 @@ seconds per million events and the ratios to LaunchDarkly's client.
     bench/e2e.py                      # the side-by-side table (RUNS=5, EVENTS=300000)
     bench/e2e.py --startup            # start-up to the first delivered event, cold and warm
     bench/e2e.py --soak 600           # RSS every 10 s over 600 s at --rate events/s
+    bench/e2e.py --soak 600 --admin   # the same with the admin API on
 
 It builds what it runs: `cargo build --release -p sse-ingest` and the peers in bench/peers
 (a workspace of their own). Standard library only. Figures go into BENCHMARKS.md by hand,
@@ -193,6 +194,9 @@ def clients(url, work, cache):
         "sse-ingest, json-match, file sink": ingest(
             ["--filter", "json-match", "--filter-config", "where=/meta/domain exists"]),
         "sse-ingest, passthrough, discard sink": discard,
+        # Swaps come over the admin API; with it on, the built-in filters are compiled beside
+        # the pipeline once it runs, and stay in memory.
+        "sse-ingest, passthrough, file sink, admin API on": ingest(["--admin", "127.0.0.1:0"]),
     }
 
 
@@ -283,6 +287,8 @@ def soak(args):
         scratch = Path(scratch)
         argv = [str(SSE_INGEST), "run", "--once", "--url", server.url,
                 "--sink", f"file:{scratch / 'out'}", "--state-dir", str(scratch / "state")]
+        if args.admin:
+            argv += ["--admin", "127.0.0.1:0", "--cache-dir", str(scratch / "cache")]
         process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         print(f"RSS of sse-ingest at {args.rate:,.0f} events/s (file sink), every 10 s:")
         start = time.monotonic()
@@ -311,6 +317,8 @@ def main():
     parser.add_argument("--startup", action="store_true", help="measure start-up instead")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="RSS over time instead")
     parser.add_argument("--rate", type=float, default=5000, help="events/s of --soak")
+    parser.add_argument("--admin", action="store_true",
+                        help="--soak with the admin API on (built-in filters compiled ahead)")
     parser.add_argument("--no-build", action="store_true", help="use the binaries as they are")
     args = parser.parse_args()
     if not args.no_build:
