@@ -79,8 +79,31 @@ pub fn ticks(budget: Duration) -> u64 {
 
 /// Compiles (or loads from the cache) a component from its bytes.
 pub fn compile(engine: &Engine, bytes: &[u8], what: &str) -> Result<Component> {
-    Component::new(engine, bytes)
-        .map_err(|e| anyhow::anyhow!("{what} is not a valid component: {e:#}"))
+    let component = Component::new(engine, bytes)
+        .map_err(|e| anyhow::anyhow!("{what} is not a valid component: {e:#}"));
+    release_compiler_memory();
+    component
+}
+
+/// Has every thread that compiled give back the memory compiling freed.
+///
+/// wasmtime compiles on rayon's global pool, whose threads then sit idle. mimalloc (the
+/// binary's allocator) returns a thread's freed pages to the system only when that thread
+/// next allocates, so what Cranelift freed there stayed resident for good: measured, a
+/// process that compiled its components (an empty cache) held 10-12 MiB more than one that
+/// loaded them (BENCHMARKS.md). Under another allocator this only sets up mimalloc's empty
+/// per-thread state.
+fn release_compiler_memory() {
+    fn collect() {
+        // SAFETY: `mi_collect` frees and purges the calling thread's own unused pages; it
+        // touches no memory in use and may be called from any thread at any time.
+        #[allow(unsafe_code)]
+        unsafe {
+            libmimalloc_sys::mi_collect(true);
+        }
+    }
+    rayon::broadcast(|_| collect());
+    collect();
 }
 
 /// The file name of `bytes` compiled ahead of time: their SHA-256, so an artefact of other
