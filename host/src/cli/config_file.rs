@@ -133,10 +133,15 @@ pub(crate) fn load(path: &Path) -> Result<ServiceConfig, Problems> {
     parse(&text).map_err(problems)
 }
 
-/// The text of a config file, or of the environment variable `NAME` when `path` is
-/// `env:NAME` (a container platform without config files, such as ECS, passes it so).
+/// `NAME` when `path` is `env:NAME`: the configuration is in that environment variable (a
+/// container platform without config files, such as ECS, passes it so).
+pub(crate) fn environment_variable(path: &Path) -> Option<&str> {
+    path.to_str()?.strip_prefix("env:")
+}
+
+/// The text of a config file, or of the environment variable [`environment_variable`] names.
 pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
-    match path.to_str().and_then(|text| text.strip_prefix("env:")) {
+    match environment_variable(path) {
         Some(name) => std::env::var(name).map_err(|error| {
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,

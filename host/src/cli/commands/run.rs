@@ -30,7 +30,7 @@ pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
     let config = match &config_file {
         Some(path) => {
             refuse_pipeline_flags(&args)?;
-            if args.watch_config && path.to_str().is_some_and(|p| p.starts_with("env:")) {
+            if args.watch_config && config_file::environment_variable(path).is_some() {
                 return Err(Failure::usage(
                     "--watch-config watches a file; --config env:NAME has none (send SIGHUP to reload)",
                 ));
