@@ -13,8 +13,8 @@ use std::time::Duration;
 use kinesis_support::{Kinesalite, create_stream, read_stream};
 use support::sse_server::{Answer, End, Gate, Response, SseServer, Step};
 use support::{
-    WithAdmin, file_sink_lines, http_request, http_request_with, run_with_limit, sink_lines_so_far,
-    sse_ingest, stderr_of,
+    WithAdmin, assert_exit_saying, file_sink_lines, http_request, http_request_with,
+    run_with_limit, sink_lines_so_far, sse_ingest, stderr_of,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -407,6 +407,53 @@ fn at_line(stdout: &str, file: &Path, line: usize, needle: &str) -> bool {
     stdout
         .lines()
         .any(|l| l.starts_with(&prefix) && l.contains(needle))
+}
+
+#[test]
+fn a_config_in_an_environment_variable_is_read_and_cannot_be_watched() {
+    const VARIABLE: &str = "SSE_INGEST_TEST_CONFIG";
+    let config = "[[pipeline]]\nname = \"from-env\"\nurl = \"http://127.0.0.1:1/\"\n";
+    let checked = run_with_limit(
+        sse_ingest()
+            .args(["check", &format!("env:{VARIABLE}")])
+            .env(VARIABLE, config),
+        LIMIT,
+    );
+    assert_eq!(checked.status.code(), Some(0), "{}", stderr_of(&checked));
+    assert!(
+        String::from_utf8_lossy(&checked.stdout).contains("ok, 1 pipeline"),
+        "{checked:?}"
+    );
+
+    let unset = run_with_limit(
+        sse_ingest()
+            .args(["check", &format!("env:{VARIABLE}")])
+            .env_remove(VARIABLE),
+        LIMIT,
+    );
+    assert_eq!(unset.status.code(), Some(2), "{}", stderr_of(&unset));
+    let told = format!(
+        "{}{}",
+        String::from_utf8_lossy(&unset.stdout),
+        stderr_of(&unset)
+    );
+    assert!(
+        told.contains(&format!("environment variable {VARIABLE}")),
+        "{told}"
+    );
+
+    let watched = run_with_limit(
+        sse_ingest()
+            .args([
+                "run",
+                "--config",
+                &format!("env:{VARIABLE}"),
+                "--watch-config",
+            ])
+            .env(VARIABLE, config),
+        LIMIT,
+    );
+    assert_exit_saying(&watched, 2, "--watch-config watches a file");
 }
 
 #[test]
