@@ -58,9 +58,19 @@ impl CompiledFilters {
     /// names it in logs and errors. Compiling blocks: call it off the async workers.
     pub fn get(&self, bytes: &[u8], what: &str) -> Result<FilterComponent, FilterError> {
         let digest: [u8; 32] = Sha256::digest(bytes).into();
-        if let Some(component) = self.take_kept(&digest) {
-            return Ok(component);
+        match self.take_kept(&digest) {
+            Some(component) => Ok(component),
+            None => self.compile_and_keep(digest, bytes, what),
         }
+    }
+
+    /// Compiles `bytes` (whose SHA-256 is `digest`) and keeps the result.
+    fn compile_and_keep(
+        &self,
+        digest: [u8; 32],
+        bytes: &[u8],
+        what: &str,
+    ) -> Result<FilterComponent, FilterError> {
         self.compiled.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
         let compiled =
@@ -83,8 +93,9 @@ impl CompiledFilters {
     }
 
     /// Compiles those of `filters` not kept yet, so that a later swap to one of them finds
-    /// it ready; returns how many it compiled. One that fails is logged and skipped: a swap
-    /// to it will report the same error. Compiling blocks: call it off the async workers.
+    /// it ready; returns how many it compiled. Those already kept keep their place in the
+    /// recently-used order. One that fails is logged and skipped: a swap to it will report
+    /// the same error. Compiling blocks: call it off the async workers.
     pub fn prepare_ahead(&self, filters: &[(&str, &[u8])]) -> usize {
         let mut compiled = 0;
         for (name, bytes) in filters {
@@ -92,7 +103,7 @@ impl CompiledFilters {
             if self.is_kept(&digest) {
                 continue;
             }
-            match self.get(bytes, name) {
+            match self.compile_and_keep(digest, bytes, name) {
                 Ok(_) => compiled += 1,
                 Err(error) => {
                     tracing::warn!(filter = %name, %error, "cannot compile a filter ahead of a swap")

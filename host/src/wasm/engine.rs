@@ -91,7 +91,9 @@ pub fn compile(engine: &Engine, bytes: &[u8], what: &str) -> Result<Component> {
 /// binary's allocator) returns a thread's freed pages to the system only when that thread
 /// next allocates, so what Cranelift freed there stayed resident for good: measured, a
 /// process that compiled its components (an empty cache) held 10-12 MiB more than one that
-/// loaded them (BENCHMARKS.md). Under another allocator this only sets up mimalloc's empty
+/// loaded them (BENCHMARKS.md). wasmtime does not say whether it compiled or loaded from its
+/// cache, so a load collects too (it starts rayon's idle pool if nothing had; warm start-up
+/// measured the same, 18 ms). Under another allocator this only sets up mimalloc's empty
 /// per-thread state.
 fn release_compiler_memory() {
     fn collect() {
