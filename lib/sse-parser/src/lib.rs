@@ -78,6 +78,18 @@ pub enum Item {
         /// the event is skipped without being counted.
         discarded_bytes: usize,
     },
+    /// An `id` field longer than [`ParserConfig::max_id_bytes`] was read.
+    ///
+    /// The event it belongs to is still dispatched, but with an empty `id`:
+    /// an id that cannot be kept cannot be resumed from or de-duplicated on.
+    /// [`Parser::last_event_id`] stays the last id that fit, so a reconnect
+    /// resumes from there (the server may then send the events after it
+    /// again). Events without an `id` field that follow carry the empty id
+    /// too, until an `id` that fits arrives.
+    OversizedId {
+        /// Length of the refused id value.
+        id_bytes: usize,
+    },
 }
 
 /// Parser settings.
@@ -88,12 +100,23 @@ pub struct ParserConfig {
     /// (`data`, `event`, `id`, `retry`). Comments and ignored fields do not
     /// count. Default: 4 MiB.
     pub max_event_bytes: usize,
+    /// Longest `id` value kept as the last event ID; a longer one is reported
+    /// ([`Item::OversizedId`]) and not used. Default: [`DEFAULT_MAX_ID_BYTES`].
+    pub max_id_bytes: usize,
 }
+
+/// The default longest id: 4 KiB. An id travels back to the server as the
+/// `Last-Event-ID` request header (servers commonly refuse header lines past
+/// 8 KiB), is kept in checkpoints (a DynamoDB item holds at most 400 KB) and,
+/// for de-duplication, once per id run in memory. Real ids are far shorter:
+/// Wikimedia's Kafka offsets are about 150 bytes.
+pub const DEFAULT_MAX_ID_BYTES: usize = 4096;
 
 impl Default for ParserConfig {
     fn default() -> Self {
         Self {
             max_event_bytes: 4 * 1024 * 1024,
+            max_id_bytes: DEFAULT_MAX_ID_BYTES,
         }
     }
 }
@@ -149,6 +172,10 @@ pub struct Parser {
     id_dirty: bool,
     /// The last event ID string.
     last_event_id: String,
+    /// The block being read set an id too long to keep (committed with it).
+    id_oversized_pending: bool,
+    /// The stream's current id is one too long to keep: events carry `""`.
+    id_unusable: bool,
     /// The reconnection time.
     retry: Option<u64>,
     /// A valid `retry` processed since the previous dispatched event.
@@ -179,6 +206,8 @@ impl Parser {
             id_buf: Vec::new(),
             id_dirty: false,
             last_event_id: String::new(),
+            id_oversized_pending: false,
+            id_unusable: false,
             retry: None,
             pending_retry: None,
             oversized: 0,
@@ -244,6 +273,7 @@ impl Parser {
         self.data.clear();
         self.event_type.clear();
         self.skipping = false;
+        self.id_oversized_pending = false;
         if self.id_dirty {
             self.id_buf.clear();
             self.id_buf.extend_from_slice(self.last_event_id.as_bytes());
@@ -264,6 +294,8 @@ impl Parser {
         self.id_buf.clear();
         self.id_buf.extend_from_slice(id.as_bytes());
         self.id_dirty = false;
+        self.id_oversized_pending = false;
+        self.id_unusable = false;
     }
 
     /// The reconnection time in milliseconds: the last valid `retry` value,
@@ -435,6 +467,15 @@ impl Parser {
             // contain U+0000 NULL, then set the last event ID buffer to the
             // field value. Otherwise, ignore the field."
             b"id" if memchr::memchr(0, value).is_none() => {
+                if value.len() > self.config.max_id_bytes {
+                    // Not kept: the last id that fit stays the one to resume from.
+                    self.id_oversized_pending = true;
+                    out(Item::OversizedId {
+                        id_bytes: value.len(),
+                    });
+                    return;
+                }
+                self.id_oversized_pending = false;
                 self.id_buf.clear();
                 reserve_bounded(&mut self.id_buf, value.len(), max);
                 self.id_buf.extend_from_slice(value);
@@ -473,6 +514,12 @@ impl Parser {
     /// get reset, so the last event ID string of the event source remains set
     /// to this value until the next time it is set by the server."
     fn commit_last_event_id(&mut self) {
+        if self.id_oversized_pending {
+            self.id_oversized_pending = false;
+            self.id_unusable = true;
+        } else if self.id_dirty {
+            self.id_unusable = false;
+        }
         if self.id_dirty {
             self.last_event_id = decode(&self.id_buf);
             self.id_dirty = false;
@@ -506,7 +553,11 @@ impl Parser {
         let event = Event {
             event_type,
             data: decode(data),
-            id: self.last_event_id.clone(),
+            id: if self.id_unusable {
+                String::new()
+            } else {
+                self.last_event_id.clone()
+            },
             retry: self.pending_retry.take(),
         };
         // Step 7: "Set the data buffer and the event type buffer to the empty

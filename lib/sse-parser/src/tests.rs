@@ -46,7 +46,10 @@ fn parse_all_splits(input: &[u8]) -> Vec<Item> {
 }
 
 fn small(max_event_bytes: usize) -> Parser {
-    Parser::new(ParserConfig { max_event_bytes })
+    Parser::new(ParserConfig {
+        max_event_bytes,
+        ..ParserConfig::default()
+    })
 }
 
 #[test]
@@ -519,4 +522,88 @@ fn one_byte_chunks_of_a_long_line_are_linear() {
     }
     parser.feed(b"\n\n", &mut |i| items.push(i));
     assert!(matches!(&items[..], [Item::Event(e)] if e.data.len() == 200_000));
+}
+
+fn ids_up_to(max_id_bytes: usize) -> Parser {
+    Parser::new(ParserConfig {
+        max_id_bytes,
+        ..ParserConfig::default()
+    })
+}
+
+fn feed_all(parser: &mut Parser, input: &[u8]) -> Vec<Item> {
+    let mut items = Vec::new();
+    parser.feed(input, &mut |item| items.push(item));
+    items
+}
+
+fn event_ids(items: &[Item]) -> Vec<&str> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Event(event) => Some(event.id.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn default_max_id_bytes_is_four_kibibytes() {
+    assert_eq!(ParserConfig::default().max_id_bytes, 4096);
+}
+
+#[test]
+fn an_event_with_a_too_long_id_is_delivered_without_it_and_the_last_fitting_id_stays() {
+    let mut parser = ids_up_to(8);
+    let items = feed_all(
+        &mut parser,
+        b"id: 1\ndata: a\n\nid: 123456789\ndata: b\n\ndata: c\n\nid: 3\ndata: d\n\n",
+    );
+    assert_eq!(
+        items
+            .iter()
+            .filter(|item| matches!(item, Item::OversizedId { id_bytes: 9 }))
+            .count(),
+        1,
+        "{items:?}"
+    );
+    // b has the refused id, c follows it without an id field: neither can be resumed from.
+    assert_eq!(event_ids(&items), vec!["1", "", "", "3"]);
+    assert_eq!(parser.last_event_id(), "3");
+}
+
+#[test]
+fn a_reconnect_after_a_too_long_id_resumes_from_the_last_id_that_fit() {
+    let mut parser = ids_up_to(8);
+    let items = feed_all(
+        &mut parser,
+        b"id: 7\ndata: a\n\nid: far-too-long\ndata: b\n\n",
+    );
+    assert_eq!(event_ids(&items), vec!["7", ""]);
+    assert_eq!(parser.last_event_id(), "7");
+}
+
+#[test]
+fn an_id_of_exactly_the_limit_is_kept() {
+    let mut parser = ids_up_to(8);
+    let items = feed_all(&mut parser, b"id: 12345678\ndata: a\n\n");
+    assert_eq!(event_ids(&items), vec!["12345678"]);
+    assert_eq!(parser.last_event_id(), "12345678");
+}
+
+#[test]
+fn a_mebibyte_id_is_refused_whole_at_every_split() {
+    let mut input = b"id: ".to_vec();
+    input.extend(core::iter::repeat_n(b'x', 1 << 20));
+    input.extend_from_slice(b"\ndata: a\n\nid: 2\ndata: b\n\n");
+    let mut parser = Parser::default();
+    let items = feed_all(&mut parser, &input);
+    assert_eq!(event_ids(&items), vec!["", "2"]);
+    for split in [3, 1000, 1 << 19, input.len() - 3] {
+        let mut parser = Parser::default();
+        let mut items = Vec::new();
+        parser.feed(&input[..split], &mut |item| items.push(item));
+        parser.feed(&input[split..], &mut |item| items.push(item));
+        assert_eq!(event_ids(&items), vec!["", "2"], "split at {split}");
+    }
 }

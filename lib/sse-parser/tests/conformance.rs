@@ -60,7 +60,7 @@ fn run<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> Result<Outcome, String
             id: e.id,
             retry: e.retry,
         }),
-        Item::Oversized { .. } => oversized += 1,
+        Item::Oversized { .. } | Item::OversizedId { .. } => oversized += 1,
     };
     for chunk in chunks {
         parser.feed(chunk, &mut sink);
