@@ -14,12 +14,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{ArgAction, Args as _, Parser as _};
+use clap::{ArgAction, Args as _};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::cli::RunArgs;
 use crate::cli::run_config::pipeline_config;
-use crate::cli::{Cli, Command, RunArgs};
 use crate::config::{AdminSettings, PipelineConfig, Redactor, ServiceConfig};
 
 /// Keys of the top level of the file.
@@ -598,12 +598,8 @@ impl<'t> Reader<'t> {
             keys.get(&flag.replace('-', "_"))
                 .map_or_else(|| table.clone(), |located| located.span.clone())
         };
-        let args: RunArgs = match Cli::try_parse_from(&argv) {
-            Ok(Cli {
-                command: Command::Run(args),
-                ..
-            }) => *args,
-            Ok(_) => return None,
+        let args: RunArgs = match crate::cli::parse_run_flags(&argv) {
+            Ok(args) => args,
             Err(error) => {
                 let flag = error
                     .get(clap::error::ContextKind::InvalidArg)

@@ -10,9 +10,11 @@ pub(crate) mod logging;
 pub(crate) mod run_config;
 pub(crate) mod seed;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::cli::logging::LogArgs;
 use crate::config::{OnFilterError, ResumePolicy};
@@ -22,8 +24,11 @@ use crate::core::partition::KeyStrategy;
 /// Parses the command line and runs the command; returns the exit code, or the failure
 /// to print. Help, version and usage errors are printed here (a usage error as one line).
 pub fn main() -> Result<u8, exit::Failure> {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (cli, matches)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(error) if error.use_stderr() => {
             // One line, as for every usage error: the first line of clap's message.
             let text = error.to_string();
@@ -35,6 +40,10 @@ pub fn main() -> Result<u8, exit::Failure> {
             return Ok(exit::OK);
         }
     };
+    let run_given = matches
+        .subcommand_matches("run")
+        .map(RunSources::of)
+        .unwrap_or_default();
     let mut log = cli.log.clone();
     if let Command::Run(args) = &cli.command
         && let Some(path) = &args.config
@@ -45,7 +54,7 @@ pub fn main() -> Result<u8, exit::Failure> {
     }
     logging::init(&log);
     match cli.command {
-        Command::Run(args) => commands::run::execute(*args),
+        Command::Run(args) => commands::run::execute(*args, &run_given),
         Command::Check(args) => commands::check::execute(&args),
         Command::Import(args) => commands::import::execute(&args),
         Command::Status(args) => commands::status::execute(&args),
@@ -58,12 +67,89 @@ pub fn main() -> Result<u8, exit::Failure> {
     }
 }
 
-/// `sse-ingest run` with no flags: every default.
+/// Where each of `run`'s given settings came from: the command line or the environment.
+/// Only these two count as "given"; a default is not.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RunSources {
+    command_line: BTreeSet<String>,
+    environment: BTreeSet<String>,
+}
+
+impl RunSources {
+    fn of(matches: &ArgMatches) -> Self {
+        // `ids()` also holds the argument group clap makes of the struct: keep arguments.
+        let command = Cli::command();
+        let arguments: BTreeSet<String> = command
+            .find_subcommand("run")
+            .map(|run| {
+                run.get_arguments()
+                    .map(|arg| arg.get_id().as_str().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut sources = Self::default();
+        for id in matches.ids() {
+            let id = id.as_str();
+            if !arguments.contains(id) {
+                continue;
+            }
+            match matches.value_source(id) {
+                Some(ValueSource::CommandLine) => sources.command_line.insert(id.to_string()),
+                Some(ValueSource::EnvVariable) => sources.environment.insert(id.to_string()),
+                _ => false,
+            };
+        }
+        sources
+    }
+
+    /// The ids (field names) of the flags given on the command line.
+    pub(crate) fn on_command_line(&self) -> impl Iterator<Item = &str> {
+        self.command_line.iter().map(String::as_str)
+    }
+
+    /// Whether the field `id` was set from its environment variable.
+    pub(crate) fn set_from_environment(&self, id: &str) -> bool {
+        self.environment.contains(id)
+    }
+
+    /// For tests: flags given on the command line.
+    #[cfg(test)]
+    pub(crate) fn command_line_for_tests(ids: &[&str]) -> Self {
+        Self {
+            command_line: ids.iter().map(|id| id.to_string()).collect(),
+            environment: BTreeSet::new(),
+        }
+    }
+}
+
+/// Parses `sse-ingest run FLAGS…` as given by a pipeline of a config file, the seed import or
+/// the defaults, reading no environment variable: the process's own variables
+/// (`SSE_INGEST_SHARD`, `SSE_INGEST_ADMIN_TOKEN`, …) belong to the process's command line,
+/// not to every pipeline (with `SSE_INGEST_SHARD` set, `--shard`'s `requires = "config"`
+/// used to fail every pipeline's parse).
+pub(crate) fn parse_run_flags<I, T>(argv: I) -> Result<RunArgs, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let command =
+        Cli::command().mut_subcommand("run", |run| run.mut_args(|arg| arg.env(None::<&str>)));
+    let matches = command.try_get_matches_from(argv)?;
+    match Cli::from_arg_matches(&matches)?.command {
+        Command::Run(args) => Ok(*args),
+        _ => Err(clap::Error::raw(
+            clap::error::ErrorKind::InvalidSubcommand,
+            "not a `run` command line",
+        )),
+    }
+}
+
+/// `sse-ingest run` with no flags: every default, whatever the environment holds.
 pub(crate) fn run_args_defaults() -> RunArgs {
-    match Cli::try_parse_from(["sse-ingest", "run"]).map(|cli| cli.command) {
-        Ok(Command::Run(args)) => *args,
-        // The definition above has no required run flag; this cannot happen.
-        _ => unreachable!("`run` without flags parses"),
+    match parse_run_flags(["sse-ingest", "run"]) {
+        Ok(args) => args,
+        // No run flag is required and no environment variable is read: this cannot fail.
+        Err(error) => unreachable!("`run` without flags parses: {error}"),
     }
 }
 
@@ -72,9 +158,9 @@ pub(crate) fn run_args_defaults() -> RunArgs {
 pub(crate) fn run_args_for_tests(flags: &[&str]) -> RunArgs {
     let mut argv = vec!["sse-ingest", "run"];
     argv.extend_from_slice(flags);
-    match Cli::try_parse_from(argv).map(|cli| cli.command) {
-        Ok(Command::Run(args)) => *args,
-        other => panic!("not a run command: {other:?}"),
+    match parse_run_flags(argv) {
+        Ok(args) => args,
+        Err(error) => panic!("not a run command: {error}"),
     }
 }
 
@@ -351,8 +437,10 @@ pub struct RunArgs {
     /// Memory a filter instance may use, in MiB. Default: 64.
     #[arg(long, default_value_t = 64)]
     pub filter_memory_mib: usize,
-    /// Serve the admin HTTP API (metrics, status, filter swaps) on this address, e.g. 127.0.0.1:9090.
-    #[arg(long)]
+    /// Serve the admin HTTP API (metrics, status, filter swaps) on this address, e.g.
+    /// 127.0.0.1:9090. With --config, it overrides the file's `[admin]` `address` (and serves
+    /// the API even where the file has no `[admin]` table).
+    #[arg(long, env = "SSE_INGEST_ADMIN", value_name = "IP:PORT")]
     pub admin: Option<std::net::SocketAddr>,
     /// The admin API's bearer token, required by its mutating endpoints (and for an
     /// address off loopback). Default: none.
@@ -370,6 +458,11 @@ pub struct RunArgs {
     /// Most events per batch handed from the source to the filter. Default: 512.
     #[arg(long, default_value_t = 512)]
     pub batch_max_events: u32,
+    /// Most bytes (data, ids, types) per batch handed from the source to the filter; a
+    /// single larger event goes alone. The filter's memory must hold the largest batch
+    /// (checked at start). Range 65536 to 268435456. Default: 4194304 (4 MiB).
+    #[arg(long, default_value_t = crate::config::sizing::DEFAULT_BATCH_MAX_BYTES)]
+    pub batch_max_bytes: u64,
     /// The User-Agent request header. Keep `sse-ingest/VERSION` in it and add how to reach
     /// you, as public streams such as Wikimedia's ask. Default: sse-ingest/VERSION.
     #[arg(long, default_value = concat!("sse-ingest/", env!("CARGO_PKG_VERSION")))]

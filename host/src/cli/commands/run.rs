@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::{mpsc, watch};
 
-use crate::cli::RunArgs;
 use crate::cli::config_file;
 use crate::cli::exit::{self, Failure};
+use crate::cli::{RunArgs, RunSources};
 use crate::config::shard::Shard;
 use crate::config::{AdminSettings, Redactor, ServiceConfig};
 use crate::pipeline::state_lock::LockError;
@@ -24,18 +24,26 @@ use crate::wasm::filter::FilterError;
 const BLOCKING_THREADS: usize = 16;
 
 /// Runs what the flags or the config file describe; returns the exit code.
-pub fn execute(mut args: RunArgs) -> Result<u8, Failure> {
+pub fn execute(mut args: RunArgs, sources: &RunSources) -> Result<u8, Failure> {
     let config_file = args.config.clone();
     let shard = shard(&args)?;
     let config = match &config_file {
         Some(path) => {
-            refuse_pipeline_flags(&args)?;
+            refuse_pipeline_flags(sources)?;
             if args.watch_config && config_file::environment_variable(path).is_some() {
                 return Err(Failure::usage(
                     "--watch-config watches a file; --config env:NAME has none (send SIGHUP to reload)",
                 ));
             }
-            take_share(config_file::load(path).map_err(Failure::usage)?, shard)
+            let mut config = config_file::load(path).map_err(Failure::usage)?;
+            if let Some(address) = args.admin {
+                config.admin.address = Some(address);
+            }
+            if sources.set_from_environment("admin_token") {
+                admin_token_from_environment(&mut config, args.admin_token.as_deref())?;
+            }
+            config.admin.check().map_err(Failure::usage)?;
+            take_share(config, shard)
         }
         None => {
             if let Some(path) = args.properties.clone() {
@@ -119,23 +127,65 @@ fn from_flags(args: &RunArgs) -> Result<ServiceConfig, Failure> {
     })
 }
 
-/// With `--config`, every pipeline setting comes from the file: a pipeline flag beside it
-/// would be silently ignored, so it is an error.
-fn refuse_pipeline_flags(args: &RunArgs) -> Result<(), Failure> {
-    let mut given = args.clone();
-    given.config = None;
-    given.watch_config = false;
-    given.quiet = false;
-    given.shard = None;
-    given.shard_from_hostname = false;
-    given.shard_count = None;
-    let defaults = crate::cli::run_args_defaults();
-    if format!("{given:?}") != format!("{defaults:?}") {
-        return Err(Failure::usage(
-            "--config takes every setting from the file; give the other run flags as keys there",
-        ));
+/// The `run` flags that belong to the process, not to a pipeline: they may stand beside
+/// `--config`.
+const PROCESS_FLAGS: &[&str] = &[
+    "admin",
+    "config",
+    "watch_config",
+    "quiet",
+    "shard",
+    "shard_from_hostname",
+    "shard_count",
+];
+
+/// With `--config`, every pipeline setting comes from the file: a pipeline flag given on the
+/// command line beside it would be silently ignored, so it is an error that names the flags.
+/// What clap filled in from a default or from the environment is not "given" here (a
+/// container's `SSE_INGEST_SHARD` or `SSE_INGEST_ADMIN_TOKEN` is the process's).
+fn refuse_pipeline_flags(sources: &RunSources) -> Result<(), Failure> {
+    let pipeline_flags: Vec<String> = sources
+        .on_command_line()
+        .filter(|id| !PROCESS_FLAGS.contains(id))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if pipeline_flags.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    Err(Failure::usage(format!(
+        "--config takes every setting from the file; give {} as keys there",
+        pipeline_flags.join(", ")
+    )))
+}
+
+/// `SSE_INGEST_ADMIN_TOKEN` beside `--config`: the token of the file's `[admin]` API when the
+/// file names none, and refused when the file names another (two tokens for one API would
+/// leave an operator guessing which one works). Without an `[admin]` table the variable
+/// opens no API: it is ignored, and the log says so.
+fn admin_token_from_environment(
+    config: &mut ServiceConfig,
+    token: Option<&str>,
+) -> Result<(), Failure> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    if config.admin.address.is_none() {
+        tracing::info!(
+            "SSE_INGEST_ADMIN_TOKEN is set but the config file has no [admin] table: no admin API is served"
+        );
+        return Ok(());
+    }
+    match &config.admin.token {
+        Some(from_file) if from_file != token => Err(Failure::usage(
+            "SSE_INGEST_ADMIN_TOKEN differs from the config file's [admin] token; set one of them",
+        )),
+        Some(_) => Ok(()),
+        None => {
+            config.admin.token = Some(token.to_string());
+            config.redactor.remember(token);
+            Ok(())
+        }
+    }
 }
 
 async fn run(
@@ -339,4 +389,67 @@ enum Signal {
     Stop,
     /// SIGHUP.
     Reload,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service_with_admin(token: Option<&str>) -> ServiceConfig {
+        ServiceConfig {
+            pipelines: Vec::new(),
+            admin: AdminSettings {
+                address: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9090))),
+                token: token.map(str::to_string),
+                allow_unauthenticated: false,
+            },
+            report_interval: None,
+            redactor: Redactor::default(),
+        }
+    }
+
+    #[test]
+    fn process_flags_may_stand_beside_a_config_file() {
+        let sources = RunSources::command_line_for_tests(&[
+            "config",
+            "shard",
+            "admin",
+            "quiet",
+            "watch_config",
+        ]);
+        assert!(refuse_pipeline_flags(&sources).is_ok());
+    }
+
+    #[test]
+    fn a_pipeline_flag_beside_a_config_file_is_refused_by_name() {
+        let sources = RunSources::command_line_for_tests(&["config", "url", "max_event_bytes"]);
+        let failure = refuse_pipeline_flags(&sources).unwrap_err();
+        assert!(
+            failure.message.contains("--max-event-bytes, --url"),
+            "{}",
+            failure.message
+        );
+    }
+
+    #[test]
+    fn the_environments_admin_token_fills_a_file_without_one() {
+        let mut config = service_with_admin(None);
+        admin_token_from_environment(&mut config, Some("from-the-environment")).unwrap();
+        assert_eq!(config.admin.token.as_deref(), Some("from-the-environment"));
+        assert_eq!(
+            config.redactor.redact("x from-the-environment y"),
+            "x [redacted] y"
+        );
+    }
+
+    #[test]
+    fn the_environments_admin_token_must_match_the_files() {
+        let mut same = service_with_admin(Some("one-token-for-both"));
+        assert!(admin_token_from_environment(&mut same, Some("one-token-for-both")).is_ok());
+        let mut other = service_with_admin(Some("the-files-token"));
+        let failure =
+            admin_token_from_environment(&mut other, Some("the-environments")).unwrap_err();
+        assert!(failure.message.contains("differs"), "{}", failure.message);
+        assert_eq!(other.admin.token.as_deref(), Some("the-files-token"));
+    }
 }
