@@ -19,6 +19,7 @@ mod container;
 mod end_to_end;
 mod filters;
 mod kinesis_end_to_end;
+mod large_events;
 mod network;
 mod resilience;
 mod scale_out;

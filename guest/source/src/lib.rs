@@ -51,6 +51,7 @@ fn run(config: &SourceConfig) -> Result<Finish, String> {
     let target = request::Target::parse(&config.url)?;
     let mut parser = Parser::new(ParserConfig {
         max_event_bytes: usize::try_from(config.max_event_bytes).unwrap_or(usize::MAX),
+        max_id_bytes: usize::try_from(config.max_id_bytes).unwrap_or(usize::MAX),
     });
     if let Some(id) = &config.last_event_id {
         parser.set_last_event_id(id);

@@ -6,7 +6,7 @@
 //! a stream that never pauses still stops promptly.
 
 use crate::bindings::sse_ingest::pipeline::source_host::{
-    DisconnectCause, SourceConfig, deliver, oversized_event,
+    DisconnectCause, SourceConfig, deliver, oversized_event, oversized_id,
 };
 use crate::bindings::sse_ingest::pipeline::types::{Event, Level};
 use crate::bindings::wasi::clocks::wall_clock;
@@ -23,26 +23,50 @@ const READ_CHUNK: u64 = 64 * 1024;
 struct Batch<'a> {
     config: &'a SourceConfig,
     events: Vec<Event>,
+    /// Data, id and type bytes of `events`: a batch is bounded by bytes as well as by
+    /// count, so that large events never add up past the memory the components are given.
+    bytes: u64,
+    /// The id to resume from after the events queued so far: the last non-empty event id
+    /// (an event whose id was too long to keep carries none; the parser's last event ID
+    /// then stays the last one that fit, as this does).
+    resume_id: String,
     delivered_id: String,
 }
 
 impl Batch<'_> {
-    /// Queues an event unless the pipeline's `types` filter drops it.
+    /// Queues an event unless the pipeline's `types` filter drops it. A batch that the
+    /// event would take past `batch-max-bytes` is delivered first, so a batch is at most
+    /// that many bytes, or one larger event alone.
     fn push(&mut self, event: sse_parser::Event, received_at_ms: u64) {
         if !self.config.types.is_empty() && !self.config.types.contains(&event.event_type) {
             return;
         }
-        let id = event.id;
+        let size = (event.data.len() + event.id.len() + event.event_type.len()) as u64;
+        if !self.events.is_empty() && self.bytes + size > self.config.batch_max_bytes {
+            self.flush_queued();
+        }
+        self.bytes += size;
+        if !event.id.is_empty() {
+            self.resume_id.clone_from(&event.id);
+        }
         self.events.push(Event {
             event_type: event.event_type,
             data: event.data,
-            id,
+            id: event.id,
             received_at_ms,
         });
-        if self.events.len() >= self.config.batch_max_events as usize {
-            let last_id = self.events.last().map(|e| e.id.clone()).unwrap_or_default();
-            self.flush(&last_id);
+        if self.events.len() >= self.config.batch_max_events as usize
+            || self.bytes >= self.config.batch_max_bytes
+        {
+            self.flush_queued();
         }
+    }
+
+    /// Delivers what is queued, with the id to resume from after it.
+    fn flush_queued(&mut self) {
+        let resume_id = std::mem::take(&mut self.resume_id);
+        self.flush(&resume_id);
+        self.resume_id = resume_id;
     }
 
     /// Delivers what is queued; with nothing queued, tells the host only when
@@ -53,8 +77,12 @@ impl Batch<'_> {
         }
         deliver(&self.events, last_event_id);
         self.events.clear();
+        self.bytes = 0;
         if self.delivered_id != last_event_id {
             self.delivered_id = last_event_id.to_string();
+        }
+        if self.resume_id != last_event_id {
+            self.resume_id = last_event_id.to_string();
         }
     }
 }
@@ -76,6 +104,8 @@ pub fn pump(
     let mut batch = Batch {
         config,
         events: Vec::with_capacity(config.batch_max_events as usize),
+        bytes: 0,
+        resume_id: parser.last_event_id().to_string(),
         delivered_id: parser.last_event_id().to_string(),
     };
     let outcome = loop {
@@ -128,6 +158,16 @@ pub fn pump(
 fn handle(batch: &mut Batch<'_>, item: Item, received_at_ms: u64) {
     match item {
         Item::Event(event) => batch.push(event, received_at_ms),
+        Item::OversizedId { id_bytes } => {
+            crate::say(
+                Level::Warn,
+                &format!(
+                    "an id of {id_bytes} bytes is longer than max-id-bytes ({}): its event is delivered without it, and a reconnect resumes from the last id that fit",
+                    batch.config.max_id_bytes
+                ),
+            );
+            oversized_id(id_bytes as u64);
+        }
         Item::Oversized { discarded_bytes } => {
             crate::say(
                 Level::Warn,

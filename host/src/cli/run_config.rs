@@ -77,6 +77,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
             .clone()
             .unwrap_or_else(|| args.state_dir.join("component-cache")),
         batch_max_events: args.batch_max_events,
+        batch_max_bytes: args.batch_max_bytes,
         reconnect: ReconnectPolicy {
             enabled: !args.once,
             initial_delay: Duration::from_millis(args.reconnect_initial_ms),
@@ -153,7 +154,7 @@ fn checkpoint_store(args: &RunArgs) -> Result<CheckpointStoreSpec, ConfigError> 
 fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
     const MIB: u64 = 1024 * 1024;
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-    let ranges: [(&'static str, u64, u64, u64, &str); 13] = [
+    let ranges: [(&'static str, u64, u64, u64, &str); 14] = [
         (
             "checkpoint-interval-ms",
             args.checkpoint_interval_ms,
@@ -167,6 +168,13 @@ fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
             u64::from(args.batch_max_events),
             1,
             65_536,
+            "",
+        ),
+        (
+            "batch-max-bytes",
+            args.batch_max_bytes,
+            64 * 1024,
+            256 * MIB,
             "",
         ),
         ("idle-timeout-ms", args.idle_timeout_ms, 1, DAY_MS, ""),

@@ -15,6 +15,7 @@ use crate::sink::SinkSpec;
 mod secrets;
 mod service;
 pub mod shard;
+pub mod sizing;
 
 pub use secrets::Redactor;
 pub use service::{AdminSettings, ServiceConfig};
@@ -215,6 +216,8 @@ pub struct PipelineConfig {
     pub cache_dir: PathBuf,
     /// Most events per batch from the source to the filter.
     pub batch_max_events: u32,
+    /// Most bytes per batch (one larger event goes alone); see [`sizing`].
+    pub batch_max_bytes: u64,
     /// When and how the source reconnects.
     pub reconnect: ReconnectPolicy,
     /// Recent event ids remembered for dropping replays (0 disables).
@@ -272,7 +275,30 @@ impl PipelineConfig {
     /// Checks what no single flag can: how the settings fit together. Every front end
     /// (flags, properties) ends here.
     pub fn validate(self) -> Result<Self, ConfigError> {
-        self.check_allowed_streams()?.refuse_overlapping_outputs()
+        self.check_allowed_streams()?
+            .check_filter_memory()?
+            .refuse_overlapping_outputs()
+    }
+
+    /// A filter given less memory than the largest batch needs would fail on events the
+    /// parser admits: refused at start, naming both figures.
+    fn check_filter_memory(self) -> Result<Self, ConfigError> {
+        let needed = sizing::filter_memory_needed(self.max_event_bytes, self.batch_max_bytes);
+        let given = self.filter_limits.memory_bytes as u64;
+        if given < needed {
+            return Err(ConfigError::Value {
+                flag: "filter-memory-mib",
+                reason: format!(
+                    "{} MiB is below the {} MiB that the largest batch needs (--max-event-bytes \
+                     {}, --batch-max-bytes {}): raise it, or lower those",
+                    given / (1024 * 1024),
+                    sizing::mib_rounded_up(needed),
+                    self.max_event_bytes,
+                    self.batch_max_bytes,
+                ),
+            });
+        }
+        Ok(self)
     }
 
     /// `--allow-stream` names Kinesis streams, and only a Kinesis sink has streams.

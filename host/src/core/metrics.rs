@@ -210,6 +210,8 @@ pipeline_metrics! {
     records_written: Counter = "records_written", "Records acknowledged by the sink";
     /// Events dropped by the parser for exceeding `max-event-bytes`.
     oversized_events: Counter = "oversized_events", "Events dropped for exceeding max-event-bytes";
+    /// Ids longer than `sizing::MAX_ID_BYTES`, not kept (their events are delivered).
+    oversized_ids: Counter = "oversized_ids", "Event ids longer than the 4 KiB kept: their events were delivered without an id";
     /// Successful connections (status 200, text/event-stream).
     connections: Counter = "connections", "Successful SSE connections";
     /// Reconnects, by cause.

@@ -303,6 +303,7 @@ async fn run_one(
         events_received = metrics.events_received.get(),
         records_written = metrics.records_written.get(),
         oversized_events = metrics.oversized_events.get(),
+        oversized_ids = metrics.oversized_ids.get(),
         connections = metrics.connections.get(),
         duplicates_dropped = metrics.duplicates_dropped.get_label("reconnect")
             + metrics.duplicates_dropped.get_label("restart"),

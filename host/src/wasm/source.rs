@@ -183,6 +183,17 @@ impl bindings::sse_ingest::pipeline::source_host::Host for SourceState {
         tracing::warn!(pipeline = %self.pipeline, discarded_bytes, "dropped an oversized event");
         Ok(())
     }
+
+    async fn oversized_id(&mut self, id_bytes: u64) -> wasmtime::Result<()> {
+        self.metrics.oversized_ids.inc();
+        tracing::warn!(
+            pipeline = %self.pipeline,
+            id_bytes,
+            max_id_bytes = crate::config::sizing::MAX_ID_BYTES,
+            "an event's id is too long to keep: delivered without it; a reconnect resumes from the last id that fit"
+        );
+        Ok(())
+    }
 }
 
 impl bindings::sse_ingest::pipeline::log::Host for SourceState {
@@ -284,9 +295,10 @@ impl SourceComponent {
         metrics: Arc<Metrics>,
     ) -> Result<Finish, SourceError> {
         let SourceControl { stop, pause } = control;
-        // Room for the parser's largest event several times over (partial
-        // line, data buffer, decoded string, the batch) plus the runtime.
-        let memory_limit = 64 * 1024 * 1024 + 4 * config.max_event_bytes as usize;
+        let memory_limit = crate::config::sizing::source_memory_limit(
+            config.max_event_bytes,
+            config.batch_max_bytes,
+        );
         let network = &config.network;
         let client = OutboundClient::new(
             &config.name,
@@ -356,6 +368,8 @@ fn guest_config(config: &PipelineConfig, last_event_id: Option<String>) -> Sourc
         last_event_id,
         max_event_bytes: config.max_event_bytes,
         batch_max_events: config.batch_max_events,
+        batch_max_bytes: config.batch_max_bytes,
+        max_id_bytes: crate::config::sizing::MAX_ID_BYTES,
         reconnect: policy.enabled,
         initial_delay_ms: ms(policy.initial_delay),
         min_delay_ms: ms(policy.min_delay),
