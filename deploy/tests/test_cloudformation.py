@@ -338,15 +338,22 @@ class Shard(unittest.TestCase):
     def test_health_check(self):
         self.assertEqual(self.container["HealthCheck"]["Command"], HEALTH_CHECK)
 
-    def test_command_reads_the_config_from_the_environment(self):
-        self.assertEqual(self.container["Command"], ["run", "--config", "env:SSE_INGEST_CONFIG"])
-        self.assertEqual(
-            self.env["SSE_INGEST_SHARD"],
-            {"Fn::Join": ["/", [{"Ref": "ShardIndex"}, {"Ref": "ShardCount"}]]},
-        )
-        for index, count in [(0, 1), (2, 3), (7, 8)]:
+    def test_command_reads_the_config_from_the_environment_and_names_the_shard(self):
+        command = self.container["Command"]
+        self.assertEqual(command[:4], ["run", "--config", "env:SSE_INGEST_CONFIG", "--shard"])
+        self.assertEqual(command[4], {"Fn::Sub": "${ShardIndex}/${ShardCount}"})
+        self.assertEqual(len(command), 5)
+        for index, count in [(0, 1), (2, 3), (7, 8), (11, 12)]:
             ev = Evaluator(self.t, {"ShardIndex": index, "ShardCount": count})
-            self.assertEqual(ev.string(self.env["SSE_INGEST_SHARD"]), f"{index}/{count}")
+            rendered = [ev.string(part) for part in command]
+            self.assertEqual(rendered, ["run", "--config", "env:SSE_INGEST_CONFIG", "--shard", f"{index}/{count}"])
+
+    def test_the_shard_is_only_in_the_command(self):
+        # One place for the shard: the environment names no shard variable (the CLI
+        # also reads SSE_INGEST_SHARD*, and two sources could disagree).
+        self.assertIn("SSE_INGEST_CONFIG", self.env)
+        for name in self.env:
+            self.assertFalse(name.startswith("SSE_INGEST_SHARD"), name)
 
     def test_user_text_is_joined_never_substituted(self):
         (delimiter, parts), = self.env["SSE_INGEST_CONFIG"].items()
