@@ -1,8 +1,12 @@
 """The CloudFormation templates of deploy/aws, parsed (cfnlint.decode) and checked
 resource by resource: what issue #13 asks of each, and least privilege."""
 
+import json
+import subprocess
 import tomllib
 import unittest
+
+import yaml
 
 from support import (
     CREDENTIAL_NAMES,
@@ -13,31 +17,52 @@ from support import (
     assert_check_passes,
     load_template,
     walk_strings,
+    AWS,
 )
 
 MAIN = "sse-ingest.yaml"
 SHARD = "sse-ingest-shard.yaml"
+SHARDS = "sse-ingest-shards.yaml"
 VPC = "sse-ingest-vpc.yaml"
-MAX_SHARDS = 8
+DEPLOY_SH = AWS / "deploy.sh"
+ROOT = AWS.parent.parent
 
 # What the task role grants on each resource; test_least_privilege.py checks that these
 # are exactly the calls the Rust code makes.
 KINESIS_PRODUCER_ACTIONS = {"kinesis:PutRecords", "kinesis:DescribeStreamSummary"}
 CHECKPOINT_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem"}
+METRICS_LOG_STREAMS = {
+    "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${MetricsLogGroup}:*"
+}
 
 
 def resources_of_type(template, type_name):
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_name}
 
 
-def statements(role):
-    """Every statement of a role's inline policies; managed policies are refused."""
+def statements(role, evaluator=None):
+    """Every statement of a role's inline policies, with their Fn::If chosen for the
+    evaluator's parameters (the defaults without one); managed policies are refused."""
     props = role["Properties"]
     assert "ManagedPolicyArns" not in props, "managed policies are broader than needed"
     out = []
     for policy in props.get("Policies", []):
         out.extend(policy["PolicyDocument"]["Statement"])
+    if evaluator is not None:
+        out = evaluator.resolve(out)
     return out
+
+
+def container(task, name):
+    (found,) = [c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == name]
+    return found
+
+
+def shards_template(count):
+    """deploy.sh's shards template for COUNT shards, as text."""
+    return subprocess.run(
+        ["bash", str(DEPLOY_SH), "shards-template", str(count)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 class Main(unittest.TestCase):
@@ -170,51 +195,41 @@ class Main(unittest.TestCase):
         self.assertEqual(props["AttributeDefinitions"], [{"AttributeName": "pipeline", "AttributeType": "S"}])
         self.assertEqual(props["BillingMode"], "PAY_PER_REQUEST")
         self.assertEqual(props["PointInTimeRecoverySpecification"], {"PointInTimeRecoveryEnabled": True})
+        self.assertIs(props["DeletionProtectionEnabled"], True)
 
-    def test_log_groups_have_a_retention(self):
+    def test_log_groups_have_a_retention_and_outlive_the_stack(self):
         groups = resources_of_type(self.t, "AWS::Logs::LogGroup")
-        self.assertEqual(set(groups), {"LogGroup", "FirehoseLogGroup"})
+        self.assertEqual(set(groups), {"LogGroup", "FirehoseLogGroup", "MetricsLogGroup"})
         for group in groups.values():
             self.assertEqual(group["Properties"]["RetentionInDays"], {"Ref": "LogRetentionDays"})
+            self.assertEqual(group["DeletionPolicy"], "Retain")
+            self.assertEqual(group["UpdateReplacePolicy"], "Retain")
         retention = self.p["LogRetentionDays"]
         self.assertIn(retention["Default"], retention["AllowedValues"])
 
-    def test_one_shard_stack_per_shard_index(self):
+    def test_shards_are_one_nested_stack_of_the_generated_template(self):
         stacks = resources_of_type(self.t, "AWS::CloudFormation::Stack")
-        self.assertEqual(set(stacks), {f"Shard{i}" for i in range(MAX_SHARDS)})
-        allowed = [int(v) for v in self.p["ShardCount"]["AllowedValues"]]
-        self.assertEqual(allowed, list(range(1, MAX_SHARDS + 1)))
-        for count in allowed:
-            ev = Evaluator(self.t, {"ShardCount": count})
-            present = sorted(
-                int(props["Properties"]["Parameters"]["ShardIndex"])
-                for props in stacks.values()
-                if "Condition" not in props or ev.condition(props["Condition"])
-            )
-            self.assertEqual(present, list(range(count)), f"ShardCount={count}")
-
-    def test_shard_stacks_differ_only_in_their_index(self):
-        stacks = resources_of_type(self.t, "AWS::CloudFormation::Stack")
-        reference = dict(stacks["Shard0"]["Properties"]["Parameters"])
-        reference.pop("ShardIndex")
-        for name, stack in stacks.items():
-            self.assertEqual(stack["Properties"]["TemplateURL"], SHARD)
-            params = dict(stack["Properties"]["Parameters"])
-            self.assertEqual(params.pop("ShardIndex"), name.removeprefix("Shard"))
-            self.assertEqual(params, reference, name)
-        self.assertEqual(reference["ShardCount"], {"Ref": "ShardCount"})
-        self.assertEqual(reference["TaskRoleArn"], {"Fn::GetAtt": ["TaskRole", "Arn"]})
-        self.assertEqual(reference["ExecutionRoleArn"], {"Fn::GetAtt": ["ExecutionRole", "Arn"]})
-        self.assertEqual(reference["LogGroupName"], {"Ref": "LogGroup"})
-        self.assertEqual(reference["StreamName"], {"Ref": "Stream"})
-        self.assertEqual(reference["TableName"], {"Ref": "CheckpointTable"})
+        self.assertEqual(set(stacks), {"Shards"})
+        props = stacks["Shards"]["Properties"]
+        self.assertEqual(props["TemplateURL"], SHARDS)
+        params = props["Parameters"]
+        self.assertEqual(set(params), set(load_template(SHARDS)["Parameters"]))
+        self.assertEqual(params["ShardCount"], {"Ref": "ShardCount"})
+        self.assertEqual(params["TaskRoleArn"], {"Fn::GetAtt": ["TaskRole", "Arn"]})
+        self.assertEqual(params["ExecutionRoleArn"], {"Fn::GetAtt": ["ExecutionRole", "Arn"]})
+        self.assertEqual(params["LogGroupName"], {"Ref": "LogGroup"})
+        self.assertEqual(params["MetricsLogGroupName"], {"Ref": "MetricsLogGroup"})
+        self.assertEqual(params["StreamName"], {"Ref": "Stream"})
+        self.assertEqual(params["TableName"], {"Ref": "CheckpointTable"})
+        self.assertEqual(params["DeploymentName"], {"Ref": "AWS::StackName"})
         # The user's text goes through as is (no Fn::Sub on it anywhere).
-        self.assertEqual(reference["PipelinesConfig"], {"Ref": "PipelinesConfig"})
+        self.assertEqual(params["PipelinesConfig"], {"Ref": "PipelinesConfig"})
 
-    def test_shard_stacks_pass_every_parameter_the_shard_template_declares(self):
-        shard = load_template(SHARD)
-        params = self.r["Shard0"]["Properties"]["Parameters"]
-        self.assertEqual(set(params), set(shard["Parameters"]))
+    def test_shard_count_has_no_cap(self):
+        spec = self.p["ShardCount"]
+        self.assertEqual((spec["Type"], spec["MinValue"]), ("Number", 1))
+        self.assertNotIn("MaxValue", spec)
+        self.assertNotIn("AllowedValues", spec)
 
     def test_task_role_may_only_produce_to_its_stream_and_keep_checkpoints(self):
         role = self.r["TaskRole"]
@@ -228,19 +243,25 @@ class Main(unittest.TestCase):
             actions = as_list(statement["Action"])
             resources = as_list(statement["Resource"])
             self.assertEqual(len(resources), 1, "each statement on its own resource")
-            for value in actions + resources:
-                self.assertNotIn("*", str(value), f"wildcard in the task role: {value}")
+            for value in actions:
+                self.assertNotIn("*", value, f"wildcard in the task role: {value}")
+            for value in resources:
+                if value != METRICS_LOG_STREAMS:  # the agent's log streams, in its one group
+                    self.assertNotIn("*", str(value), f"wildcard in the task role: {value}")
             grants.setdefault(repr(resources[0]), set()).update(actions)
         self.assertEqual(
             grants,
             {
                 repr({"Fn::GetAtt": ["Stream", "Arn"]}): KINESIS_PRODUCER_ACTIONS,
                 repr({"Fn::GetAtt": ["CheckpointTable", "Arn"]}): CHECKPOINT_ACTIONS,
+                # The CloudWatch agent sidecar shares the task role: its one log group.
+                repr(METRICS_LOG_STREAMS): {"logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"},
             },
         )
 
     def test_execution_role_may_only_pull_the_image_and_write_logs(self):
         role = self.r["ExecutionRole"]
+        ev = Evaluator(self.t)
         allowed = {
             "ecr:GetAuthorizationToken",
             "ecr:BatchCheckLayerAvailability",
@@ -250,7 +271,7 @@ class Main(unittest.TestCase):
             "logs:PutLogEvents",
         }
         seen = set()
-        for statement in statements(role):
+        for statement in statements(role, ev):
             self.assertEqual(statement["Effect"], "Allow")
             actions = set(as_list(statement["Action"]))
             self.assertLessEqual(actions, allowed)
@@ -259,7 +280,7 @@ class Main(unittest.TestCase):
                 # The one action that has no resource to scope it to.
                 self.assertEqual(actions, {"ecr:GetAuthorizationToken"})
         self.assertEqual(seen, allowed)
-        logs = [s for s in statements(role) if "logs:PutLogEvents" in as_list(s["Action"])]
+        logs = [s for s in statements(role, ev) if "logs:PutLogEvents" in as_list(s["Action"])]
         self.assertIn("${LogGroup}", logs[0]["Resource"]["Fn::Sub"])
 
     def test_firehose_role_may_only_read_its_stream_and_write_its_bucket(self):
@@ -267,7 +288,7 @@ class Main(unittest.TestCase):
         (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         self.assertEqual(trust["Principal"], {"Service": "firehose.amazonaws.com"})
         by_service = {}
-        for statement in statements(role):
+        for statement in statements(role, Evaluator(self.t)):
             self.assertEqual(statement["Effect"], "Allow")
             for resource in as_list(statement["Resource"]):
                 self.assertNotEqual(resource, "*")
@@ -299,7 +320,8 @@ class Shard(unittest.TestCase):
         cls.t = load_template(SHARD)
         (cls.service,) = resources_of_type(cls.t, "AWS::ECS::Service").values()
         (cls.task,) = resources_of_type(cls.t, "AWS::ECS::TaskDefinition").values()
-        (cls.container,) = cls.task["Properties"]["ContainerDefinitions"]
+        cls.container = container(cls.task, "sse-ingest")
+        cls.agent = container(cls.task, "cloudwatch-agent")
         cls.env = {e["Name"]: e["Value"] for e in cls.container["Environment"]}
 
     def test_one_service_one_task_never_two_owners(self):
@@ -393,8 +415,9 @@ class ShardConfig(unittest.TestCase):
         cls.main = load_template(MAIN)
         cls.shard = load_template(SHARD)
         (task,) = resources_of_type(cls.shard, "AWS::ECS::TaskDefinition").values()
-        (container,) = task["Properties"]["ContainerDefinitions"]
-        cls.config = next(e["Value"] for e in container["Environment"] if e["Name"] == "SSE_INGEST_CONFIG")
+        cls.config = next(
+            e["Value"] for e in container(task, "sse-ingest")["Environment"] if e["Name"] == "SSE_INGEST_CONFIG"
+        )
 
     def render(self, pipelines_config):
         ev = Evaluator(
