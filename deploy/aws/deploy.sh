@@ -115,7 +115,7 @@ done
 [ -n "$tag" ] || die "--tag is required"
 [ -n "$pipelines" ] || die "--pipelines is required"
 [ -f "$pipelines" ] || die "--pipelines $pipelines: no such file"
-[ -n "$stack" ] || die "--stack is required"
+[[ "$stack" =~ ^[A-Za-z][A-Za-z0-9-]{0,127}$ ]] || die "--stack must be a CloudFormation stack name (letters, digits, hyphens)"
 [ -n "$bucket" ] || die "--artefact-bucket is required"
 [ -n "$region" ] || die "--region is required (or set AWS_REGION)"
 [[ "$shards" =~ ^[1-9][0-9]*$ ]] || die "--shards must be a positive integer"
