@@ -2,6 +2,7 @@
 resource by resource: what issue #13 asks of each, and least privilege."""
 
 import json
+import re
 import subprocess
 import tomllib
 import unittest
@@ -610,6 +611,11 @@ class Shard(unittest.TestCase):
         (declaration,) = emf["metric_declaration"]
         self.assertEqual(declaration["dimensions"], [["Deployment"]])
         self.assertIn("^sse_ingest_connected$", declaration["metric_selectors"])
+        # Every selected metric is one the code exports (counters with OpenMetrics' _total).
+        code = (ROOT / "host/src/core/metrics.rs").read_text(encoding="utf-8")
+        for selector in declaration["metric_selectors"]:
+            name = re.fullmatch(r"\^sse_ingest_(\w+?)(?:_total)?\$", selector).group(1)
+            self.assertTrue(re.search(rf'(= "{name}"|^\s*"{name}",)', code, re.M), f"{selector} is not in the code")
         scrape = yaml.safe_load(ev.string(env["PROMETHEUS_CONFIG_CONTENT"]))
         (job,) = scrape["scrape_configs"]
         self.assertEqual(job["job_name"], "sse-ingest")
