@@ -121,10 +121,48 @@ class Evaluator:
             delimiter, parts = arg
             return delimiter.join(self.string(p) for p in parts)
         if fn == "Fn::Sub":
-            if not isinstance(arg, str):
-                raise AssertionError("Fn::Sub with a variable map is not supported here")
-            return re.sub(r"\$\{([^}!]+)\}", lambda m: self.values[m.group(1)], arg)
+            if isinstance(arg, str):
+                template, variables = arg, {}
+            else:
+                template, variables = arg[0], {k: self.string(v) for k, v in arg[1].items()}
+            values = {**self.values, **variables}
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: values[m.group(1)], template)
+        if fn == "Fn::Select":
+            index, items = arg
+            return self.list(items)[int(self.string(index))]
+        if fn == "Fn::If":
+            return self.string(self.resolve(node))
         raise AssertionError(f"unsupported string function {fn}")
+
+    def list(self, node):
+        if isinstance(node, list):
+            return [self.string(x) for x in node]
+        (fn, arg), = node.items()
+        if fn == "Fn::Split":
+            delimiter, source = arg
+            return self.string(source).split(delimiter)
+        if fn == "Ref":
+            return self.values[arg].split(",")
+        raise AssertionError(f"unsupported list function {fn}")
+
+    def resolve(self, node):
+        """A node with its Fn::If chosen (recursively) and AWS::NoValue dropped; other
+        intrinsics are left as they are."""
+        if isinstance(node, list):
+            out = [self.resolve(x) for x in node]
+            return [x for x in out if x is not NO_VALUE]
+        if isinstance(node, dict):
+            if list(node) == ["Fn::If"]:
+                condition, yes, no = node["Fn::If"]
+                return self.resolve(yes if self.condition(condition) else no)
+            if node == {"Ref": "AWS::NoValue"}:
+                return NO_VALUE
+            out = {k: self.resolve(v) for k, v in node.items()}
+            return {k: v for k, v in out.items() if v is not NO_VALUE}
+        return node
+
+
+NO_VALUE = object()
 
 
 def sse_ingest_bin(test: unittest.TestCase):

@@ -1,8 +1,13 @@
 """The CloudFormation templates of deploy/aws, parsed (cfnlint.decode) and checked
 resource by resource: what issue #13 asks of each, and least privilege."""
 
+import json
+import re
+import subprocess
 import tomllib
 import unittest
+
+import yaml
 
 from support import (
     CREDENTIAL_NAMES,
@@ -13,34 +18,52 @@ from support import (
     assert_check_passes,
     load_template,
     walk_strings,
+    AWS,
 )
 
 MAIN = "sse-ingest.yaml"
 SHARD = "sse-ingest-shard.yaml"
+SHARDS = "sse-ingest-shards.yaml"
 VPC = "sse-ingest-vpc.yaml"
-MAX_SHARDS = 8
+DEPLOY_SH = AWS / "deploy.sh"
+ROOT = AWS.parent.parent
 
-KINESIS_PRODUCER_ACTIONS = {
-    "kinesis:PutRecord",
-    "kinesis:PutRecords",
-    "kinesis:DescribeStreamSummary",
-    "kinesis:ListShards",
+# What the task role grants on each resource; test_least_privilege.py checks that these
+# are exactly the calls the Rust code makes.
+KINESIS_PRODUCER_ACTIONS = {"kinesis:PutRecords", "kinesis:DescribeStreamSummary"}
+CHECKPOINT_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem"}
+METRICS_LOG_STREAMS = {
+    "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${MetricsLogGroup}:*"
 }
-CHECKPOINT_ACTIONS = {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 
 
 def resources_of_type(template, type_name):
     return {k: v for k, v in template["Resources"].items() if v["Type"] == type_name}
 
 
-def statements(role):
-    """Every statement of a role's inline policies; managed policies are refused."""
+def statements(role, evaluator=None):
+    """Every statement of a role's inline policies, with their Fn::If chosen for the
+    evaluator's parameters (the defaults without one); managed policies are refused."""
     props = role["Properties"]
     assert "ManagedPolicyArns" not in props, "managed policies are broader than needed"
     out = []
     for policy in props.get("Policies", []):
         out.extend(policy["PolicyDocument"]["Statement"])
+    if evaluator is not None:
+        out = evaluator.resolve(out)
     return out
+
+
+def container(task, name):
+    (found,) = [c for c in task["Properties"]["ContainerDefinitions"] if c["Name"] == name]
+    return found
+
+
+def shards_template(count):
+    """deploy.sh's shards template for COUNT shards, as text."""
+    return subprocess.run(
+        ["bash", str(DEPLOY_SH), "shards-template", str(count)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 class Main(unittest.TestCase):
@@ -173,51 +196,41 @@ class Main(unittest.TestCase):
         self.assertEqual(props["AttributeDefinitions"], [{"AttributeName": "pipeline", "AttributeType": "S"}])
         self.assertEqual(props["BillingMode"], "PAY_PER_REQUEST")
         self.assertEqual(props["PointInTimeRecoverySpecification"], {"PointInTimeRecoveryEnabled": True})
+        self.assertIs(props["DeletionProtectionEnabled"], True)
 
-    def test_log_groups_have_a_retention(self):
+    def test_log_groups_have_a_retention_and_outlive_the_stack(self):
         groups = resources_of_type(self.t, "AWS::Logs::LogGroup")
-        self.assertEqual(set(groups), {"LogGroup", "FirehoseLogGroup"})
+        self.assertEqual(set(groups), {"LogGroup", "FirehoseLogGroup", "MetricsLogGroup"})
         for group in groups.values():
             self.assertEqual(group["Properties"]["RetentionInDays"], {"Ref": "LogRetentionDays"})
+            self.assertEqual(group["DeletionPolicy"], "Retain")
+            self.assertEqual(group["UpdateReplacePolicy"], "Retain")
         retention = self.p["LogRetentionDays"]
         self.assertIn(retention["Default"], retention["AllowedValues"])
 
-    def test_one_shard_stack_per_shard_index(self):
+    def test_shards_are_one_nested_stack_of_the_generated_template(self):
         stacks = resources_of_type(self.t, "AWS::CloudFormation::Stack")
-        self.assertEqual(set(stacks), {f"Shard{i}" for i in range(MAX_SHARDS)})
-        allowed = [int(v) for v in self.p["ShardCount"]["AllowedValues"]]
-        self.assertEqual(allowed, list(range(1, MAX_SHARDS + 1)))
-        for count in allowed:
-            ev = Evaluator(self.t, {"ShardCount": count})
-            present = sorted(
-                int(props["Properties"]["Parameters"]["ShardIndex"])
-                for props in stacks.values()
-                if "Condition" not in props or ev.condition(props["Condition"])
-            )
-            self.assertEqual(present, list(range(count)), f"ShardCount={count}")
-
-    def test_shard_stacks_differ_only_in_their_index(self):
-        stacks = resources_of_type(self.t, "AWS::CloudFormation::Stack")
-        reference = dict(stacks["Shard0"]["Properties"]["Parameters"])
-        reference.pop("ShardIndex")
-        for name, stack in stacks.items():
-            self.assertEqual(stack["Properties"]["TemplateURL"], SHARD)
-            params = dict(stack["Properties"]["Parameters"])
-            self.assertEqual(params.pop("ShardIndex"), name.removeprefix("Shard"))
-            self.assertEqual(params, reference, name)
-        self.assertEqual(reference["ShardCount"], {"Ref": "ShardCount"})
-        self.assertEqual(reference["TaskRoleArn"], {"Fn::GetAtt": ["TaskRole", "Arn"]})
-        self.assertEqual(reference["ExecutionRoleArn"], {"Fn::GetAtt": ["ExecutionRole", "Arn"]})
-        self.assertEqual(reference["LogGroupName"], {"Ref": "LogGroup"})
-        self.assertEqual(reference["StreamName"], {"Ref": "Stream"})
-        self.assertEqual(reference["TableName"], {"Ref": "CheckpointTable"})
+        self.assertEqual(set(stacks), {"Shards"})
+        props = stacks["Shards"]["Properties"]
+        self.assertEqual(props["TemplateURL"], SHARDS)
+        params = props["Parameters"]
+        self.assertEqual(set(params), set(load_template(SHARDS)["Parameters"]))
+        self.assertEqual(params["ShardCount"], {"Ref": "ShardCount"})
+        self.assertEqual(params["TaskRoleArn"], {"Fn::GetAtt": ["TaskRole", "Arn"]})
+        self.assertEqual(params["ExecutionRoleArn"], {"Fn::GetAtt": ["ExecutionRole", "Arn"]})
+        self.assertEqual(params["LogGroupName"], {"Ref": "LogGroup"})
+        self.assertEqual(params["MetricsLogGroupName"], {"Ref": "MetricsLogGroup"})
+        self.assertEqual(params["StreamName"], {"Ref": "Stream"})
+        self.assertEqual(params["TableName"], {"Ref": "CheckpointTable"})
+        self.assertEqual(params["DeploymentName"], {"Ref": "AWS::StackName"})
         # The user's text goes through as is (no Fn::Sub on it anywhere).
-        self.assertEqual(reference["PipelinesConfig"], {"Ref": "PipelinesConfig"})
+        self.assertEqual(params["PipelinesConfig"], {"Ref": "PipelinesConfig"})
 
-    def test_shard_stacks_pass_every_parameter_the_shard_template_declares(self):
-        shard = load_template(SHARD)
-        params = self.r["Shard0"]["Properties"]["Parameters"]
-        self.assertEqual(set(params), set(shard["Parameters"]))
+    def test_shard_count_has_no_cap(self):
+        spec = self.p["ShardCount"]
+        self.assertEqual((spec["Type"], spec["MinValue"]), ("Number", 1))
+        self.assertNotIn("MaxValue", spec)
+        self.assertNotIn("AllowedValues", spec)
 
     def test_task_role_may_only_produce_to_its_stream_and_keep_checkpoints(self):
         role = self.r["TaskRole"]
@@ -231,19 +244,25 @@ class Main(unittest.TestCase):
             actions = as_list(statement["Action"])
             resources = as_list(statement["Resource"])
             self.assertEqual(len(resources), 1, "each statement on its own resource")
-            for value in actions + resources:
-                self.assertNotIn("*", str(value), f"wildcard in the task role: {value}")
+            for value in actions:
+                self.assertNotIn("*", value, f"wildcard in the task role: {value}")
+            for value in resources:
+                if value != METRICS_LOG_STREAMS:  # the agent's log streams, in its one group
+                    self.assertNotIn("*", str(value), f"wildcard in the task role: {value}")
             grants.setdefault(repr(resources[0]), set()).update(actions)
         self.assertEqual(
             grants,
             {
                 repr({"Fn::GetAtt": ["Stream", "Arn"]}): KINESIS_PRODUCER_ACTIONS,
                 repr({"Fn::GetAtt": ["CheckpointTable", "Arn"]}): CHECKPOINT_ACTIONS,
+                # The CloudWatch agent sidecar shares the task role: its one log group.
+                repr(METRICS_LOG_STREAMS): {"logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"},
             },
         )
 
     def test_execution_role_may_only_pull_the_image_and_write_logs(self):
         role = self.r["ExecutionRole"]
+        ev = Evaluator(self.t)
         allowed = {
             "ecr:GetAuthorizationToken",
             "ecr:BatchCheckLayerAvailability",
@@ -253,7 +272,7 @@ class Main(unittest.TestCase):
             "logs:PutLogEvents",
         }
         seen = set()
-        for statement in statements(role):
+        for statement in statements(role, ev):
             self.assertEqual(statement["Effect"], "Allow")
             actions = set(as_list(statement["Action"]))
             self.assertLessEqual(actions, allowed)
@@ -262,7 +281,7 @@ class Main(unittest.TestCase):
                 # The one action that has no resource to scope it to.
                 self.assertEqual(actions, {"ecr:GetAuthorizationToken"})
         self.assertEqual(seen, allowed)
-        logs = [s for s in statements(role) if "logs:PutLogEvents" in as_list(s["Action"])]
+        logs = [s for s in statements(role, ev) if "logs:PutLogEvents" in as_list(s["Action"])]
         self.assertIn("${LogGroup}", logs[0]["Resource"]["Fn::Sub"])
 
     def test_firehose_role_may_only_read_its_stream_and_write_its_bucket(self):
@@ -270,7 +289,7 @@ class Main(unittest.TestCase):
         (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         self.assertEqual(trust["Principal"], {"Service": "firehose.amazonaws.com"})
         by_service = {}
-        for statement in statements(role):
+        for statement in statements(role, Evaluator(self.t)):
             self.assertEqual(statement["Effect"], "Allow")
             for resource in as_list(statement["Resource"]):
                 self.assertNotEqual(resource, "*")
@@ -293,6 +312,217 @@ class Main(unittest.TestCase):
             for name in CREDENTIAL_NAMES:
                 self.assertNotIn(name, text)
 
+    def test_bucket_expires_the_data_and_error_prefixes(self):
+        rules = {r["Id"]: r for r in self.r["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"]}
+        ev = Evaluator(self.t)
+        self.assertEqual(ev.string(rules["expire-data"]["Prefix"]), "sse-data/")
+        self.assertEqual(ev.string(rules["expire-errors"]["Prefix"]), "sse-error/")
+        for rule in (rules["expire-data"], rules["expire-errors"]):
+            self.assertEqual(rule["Status"], "Enabled")
+            self.assertEqual(rule["ExpirationInDays"], {"Ref": "S3ExpirationDays"})
+        ev = Evaluator(self.t, {"S3StorageBucketPrefix": "raw/", "S3StorageBucketErrorPrefix": "bad/!{firehose:error-output-type}/"})
+        self.assertEqual(ev.string(rules["expire-data"]["Prefix"]), "raw/")
+        self.assertEqual(ev.string(rules["expire-errors"]["Prefix"]), "bad/")
+
+    def test_execution_role_pulls_from_the_images_repository(self):
+        (pull,) = [s for s in statements(self.r["ExecutionRole"], Evaluator(self.t)) if s.get("Sid") == "PullTheImage"]
+        for image, repository in [
+            ("123456789012.dkr.ecr.us-east-1.amazonaws.com/sse-ingest:0.1.0", "sse-ingest"),
+            ("123456789012.dkr.ecr.us-east-1.amazonaws.com/team/sse-ingest:abc123", "team/sse-ingest"),
+            ("123456789012.dkr.ecr.us-east-1.amazonaws.com/sse-ingest@sha256:0123abcd", "sse-ingest"),
+            ("ghcr.io/example/sse-ingest:1", "-"),
+        ]:
+            arn = Evaluator(self.t, {"ContainerImage": image}).string(pull["Resource"])
+            self.assertEqual(arn, f"arn:aws:ecr:us-east-1:123456789012:repository/{repository}", image)
+
+    def test_execution_role_reads_the_one_secret(self):
+        def secret_statements(arn):
+            ev = Evaluator(self.t, {"SecretArn": arn, "SecretVariable": "WIKI_TOKEN" if arn else ""})
+            found = [s for s in statements(self.r["ExecutionRole"], ev) if s.get("Sid") == "ReadTheSecret"]
+            return [(s["Action"], ev.string(s["Resource"])) for s in found]
+
+        self.assertEqual(secret_statements(""), [])
+        base = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wiki-AbCdEf"
+        self.assertEqual(secret_statements(base), [("secretsmanager:GetSecretValue", base)])
+        # A JSON key (and version fields) after the ARN are ECS's, not the secret's ARN.
+        self.assertEqual(secret_statements(base + ":token::"), [("secretsmanager:GetSecretValue", base)])
+        ssm = "arn:aws:ssm:us-east-1:123456789012:parameter/sse-ingest/wiki-token"
+        self.assertEqual(secret_statements(ssm), [("ssm:GetParameters", ssm)])
+        # Both or neither (a CloudFormation rule refuses one without the other).
+        (assertion,) = self.t["Rules"]["SecretVariableAndArnTogether"]["Assertions"]
+        for variable, arn, ok in [("", "", True), ("X", base, True), ("X", "", False), ("", base, False)]:
+            ev = Evaluator(self.t, {"SecretVariable": variable, "SecretArn": arn})
+            self.assertEqual(ev.boolean(assertion["Assert"]), ok, (variable, arn))
+
+    def test_firehose_may_use_an_existing_buckets_key(self):
+        def kms(parameters):
+            ev = Evaluator(self.t, parameters)
+            return [s for s in statements(self.r["FirehoseRole"], ev) if s.get("Sid") == "EncryptWithTheBucketKey"]
+
+        self.assertEqual(kms({}), [])
+        key = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        (statement,) = kms({"S3StorageBucket": "mine", "S3StorageBucketKmsKeyArn": key})
+        self.assertEqual(set(statement["Action"]), {"kms:GenerateDataKey", "kms:Decrypt"})
+        self.assertEqual(statement["Resource"], {"Ref": "S3StorageBucketKmsKeyArn"})
+        ev = Evaluator(self.t, {"S3StorageBucket": "mine"})
+        condition = statement["Condition"]
+        self.assertEqual(ev.string(condition["StringEquals"]["kms:ViaService"]), "s3.us-east-1.amazonaws.com")
+        self.assertEqual(ev.string(condition["StringLike"]["kms:EncryptionContext:aws:s3:arn"]), "arn:aws:s3:::mine/*")
+
+    def test_container_insights_on(self):
+        self.assertEqual(
+            self.r["Cluster"]["Properties"]["ClusterSettings"], [{"Name": "containerInsights", "Value": "enabled"}]
+        )
+
+
+class Alarms(unittest.TestCase):
+    """The stack's alarms: what each watches, and that each notifies the topic parameter."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.t = load_template(MAIN)
+        cls.alarms = resources_of_type(cls.t, "AWS::CloudWatch::Alarm")
+
+    def alarm(self, name):
+        return self.alarms[name]["Properties"]
+
+    def test_the_alarms(self):
+        self.assertEqual(
+            set(self.alarms),
+            {
+                "IngestionStoppedAlarm",
+                "KinesisThrottlingAlarm",
+                "FirehoseDataFreshnessAlarm",
+                "DynamoDbThrottlesAlarm",
+                "FencedAlarm",
+                "TasksBelowShardsAlarm",
+                "PipelinesNotConnectedAlarm",
+            },
+        )
+
+    def test_every_alarm_notifies_the_topic_when_set(self):
+        topic = "arn:aws:sns:us-east-1:123456789012:pager"
+        for name, alarm in self.alarms.items():
+            props = alarm["Properties"]
+            for key in ("AlarmActions", "OKActions"):
+                self.assertEqual(props[key], {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}, name)
+            self.assertEqual(Evaluator(self.t, {"AlarmTopicArn": topic}).resolve(props["AlarmActions"]), [{"Ref": "AlarmTopicArn"}])
+            self.assertNotIn("AlarmActions", Evaluator(self.t).resolve(props))
+
+    def assert_metric(self, props, namespace, metric, dimensions):
+        self.assertEqual((props["Namespace"], props["MetricName"]), (namespace, metric))
+        self.assertEqual(props.get("Dimensions", []), dimensions)
+
+    def test_ingestion_stopped(self):
+        props = self.alarm("IngestionStoppedAlarm")
+        self.assert_metric(props, "AWS/Kinesis", "IncomingRecords", [{"Name": "StreamName", "Value": {"Ref": "Stream"}}])
+        self.assertEqual((props["Statistic"], props["Period"], props["Threshold"]), ("Sum", 60, 0))
+        self.assertEqual(props["ComparisonOperator"], "LessThanOrEqualToThreshold")
+        self.assertEqual(props["EvaluationPeriods"], {"Ref": "IngestionStoppedMinutes"})
+        self.assertEqual(props["TreatMissingData"], "breaching")
+
+    def test_kinesis_throttling(self):
+        props = self.alarm("KinesisThrottlingAlarm")
+        self.assert_metric(
+            props, "AWS/Kinesis", "WriteProvisionedThroughputExceeded", [{"Name": "StreamName", "Value": {"Ref": "Stream"}}]
+        )
+        self.assertEqual((props["ComparisonOperator"], props["Threshold"]), ("GreaterThanThreshold", 0))
+
+    def test_firehose_freshness(self):
+        props = self.alarm("FirehoseDataFreshnessAlarm")
+        self.assert_metric(
+            props,
+            "AWS/Firehose",
+            "DeliveryToS3.DataFreshness",
+            [{"Name": "DeliveryStreamName", "Value": {"Ref": "DeliveryStream"}}],
+        )
+        self.assertEqual(props["Threshold"], {"Ref": "DataFreshnessAlarmSeconds"})
+        self.assertGreater(
+            int(self.t["Parameters"]["DataFreshnessAlarmSeconds"]["Default"]),
+            int(self.t["Parameters"]["FirehoseBufferSeconds"]["Default"]),
+        )
+
+    def test_dynamodb_throttles(self):
+        props = self.alarm("DynamoDbThrottlesAlarm")
+        metrics = {m["Id"]: m for m in props["Metrics"]}
+        for name, metric in [("writes", "WriteThrottleEvents"), ("reads", "ReadThrottleEvents")]:
+            stat = metrics[name]["MetricStat"]["Metric"]
+            self.assertEqual((stat["Namespace"], stat["MetricName"]), ("AWS/DynamoDB", metric))
+            self.assertEqual(stat["Dimensions"], [{"Name": "TableName", "Value": {"Ref": "CheckpointTable"}}])
+        self.assertEqual(metrics["throttles"]["Expression"], "FILL(writes, 0) + FILL(reads, 0)")
+        self.assertEqual([m["Id"] for m in props["Metrics"] if m["ReturnData"]], ["throttles"])
+
+    def test_fencing_counts_the_takeover_message_of_the_code(self):
+        (name, metric_filter), = resources_of_type(self.t, "AWS::Logs::MetricFilter").items()
+        props = metric_filter["Properties"]
+        self.assertEqual(props["LogGroupName"], {"Ref": "LogGroup"})
+        self.assertEqual(props["FilterPattern"], '"another owner took pipeline"')
+        # The phrase is what the code logs when a pipeline is fenced.
+        source = (ROOT / "host/src/pipeline/checkpoint/mod.rs").read_text(encoding="utf-8")
+        self.assertIn('"another owner took pipeline `{pipeline}`', source)
+        (transformation,) = props["MetricTransformations"]
+        alarm = self.alarm("FencedAlarm")
+        self.assertEqual(alarm["Namespace"], transformation["MetricNamespace"])
+        self.assertEqual(alarm["MetricName"], transformation["MetricName"])
+        self.assertEqual((alarm["Statistic"], alarm["Threshold"]), ("Sum", 1))
+        self.assertEqual(alarm["ComparisonOperator"], "GreaterThanOrEqualToThreshold")
+
+    def test_tasks_below_shards(self):
+        props = self.alarm("TasksBelowShardsAlarm")
+        self.assert_metric(props, "ECS/ContainerInsights", "TaskCount", [{"Name": "ClusterName", "Value": {"Ref": "Cluster"}}])
+        self.assertEqual((props["Threshold"], props["ComparisonOperator"]), ({"Ref": "ShardCount"}, "LessThanThreshold"))
+        self.assertEqual(props["TreatMissingData"], "breaching")
+
+    def test_pipelines_not_connected(self):
+        props = self.alarm("PipelinesNotConnectedAlarm")
+        self.assert_metric(
+            props, {"Ref": "MetricsNamespace"}, "sse_ingest_connected", [{"Name": "Deployment", "Value": {"Ref": "AWS::StackName"}}]
+        )
+        self.assertEqual((props["Statistic"], props["Threshold"]), ("Minimum", 1))
+        self.assertEqual(props["ComparisonOperator"], "LessThanThreshold")
+        # The gauge the code exports under that name (prefix sse_ingest, name connected).
+        metrics = (ROOT / "host/src/core/metrics.rs").read_text(encoding="utf-8")
+        self.assertIn('Registry::with_prefix("sse_ingest")', metrics)
+        self.assertIn('connected: Gauge = "connected"', metrics)
+
+
+class ShardsTemplate(unittest.TestCase):
+    """sse-ingest-shards.yaml: generated by deploy.sh for a shard count."""
+
+    def test_the_repository_copy_is_the_one_for_one_shard(self):
+        self.assertEqual((AWS / SHARDS).read_text(encoding="utf-8"), shards_template(1))
+
+    def test_one_shard_stack_per_index_for_any_count(self):
+        shard_params = set(load_template(SHARD)["Parameters"])
+        for count in (1, 3, 12):
+            template = yaml.load(shards_template(count), Loader=CfnLoader)
+            self.assertEqual(template["Parameters"]["ShardCount"]["AllowedValues"], [count])
+            stacks = template["Resources"]
+            self.assertEqual(list(stacks), [f"Shard{i}" for i in range(count)])
+            for i, (name, stack) in enumerate(stacks.items()):
+                self.assertEqual(stack["Type"], "AWS::CloudFormation::Stack")
+                self.assertEqual(stack["Properties"]["TemplateURL"], SHARD)
+                params = stack["Properties"]["Parameters"]
+                self.assertEqual(set(params), shard_params)
+                self.assertEqual(params["ShardIndex"], str(i))
+                for key, value in params.items():
+                    if key != "ShardIndex":
+                        self.assertEqual(value, {"Ref": key})
+            self.assertEqual(set(template["Parameters"]), shard_params - {"ShardIndex"})
+
+    def test_refuses_a_count_that_is_not_positive(self):
+        for bad in ("0", "-1", "two", ""):
+            result = subprocess.run(["bash", str(DEPLOY_SH), "shards-template", bad], capture_output=True, text=True)
+            self.assertEqual(result.returncode, 2, bad)
+            self.assertEqual(result.stdout, "")
+
+
+class CfnLoader(yaml.SafeLoader):
+    """PyYAML with the one short form the generated template uses (!Ref)."""
+
+
+CfnLoader.add_constructor("!Ref", lambda loader, node: {"Ref": loader.construct_scalar(node)})
+
 
 class Shard(unittest.TestCase):
     """sse-ingest-shard.yaml: one Fargate task definition and its service."""
@@ -302,7 +532,8 @@ class Shard(unittest.TestCase):
         cls.t = load_template(SHARD)
         (cls.service,) = resources_of_type(cls.t, "AWS::ECS::Service").values()
         (cls.task,) = resources_of_type(cls.t, "AWS::ECS::TaskDefinition").values()
-        (cls.container,) = cls.task["Properties"]["ContainerDefinitions"]
+        cls.container = container(cls.task, "sse-ingest")
+        cls.agent = container(cls.task, "cloudwatch-agent")
         cls.env = {e["Name"]: e["Value"] for e in cls.container["Environment"]}
 
     def test_one_service_one_task_never_two_owners(self):
@@ -338,15 +569,64 @@ class Shard(unittest.TestCase):
     def test_health_check(self):
         self.assertEqual(self.container["HealthCheck"]["Command"], HEALTH_CHECK)
 
-    def test_command_reads_the_config_from_the_environment(self):
-        self.assertEqual(self.container["Command"], ["run", "--config", "env:SSE_INGEST_CONFIG"])
-        self.assertEqual(
-            self.env["SSE_INGEST_SHARD"],
-            {"Fn::Join": ["/", [{"Ref": "ShardIndex"}, {"Ref": "ShardCount"}]]},
-        )
-        for index, count in [(0, 1), (2, 3), (7, 8)]:
+    def test_command_reads_the_config_from_the_environment_and_names_the_shard(self):
+        command = self.container["Command"]
+        self.assertEqual(command[:4], ["run", "--config", "env:SSE_INGEST_CONFIG", "--shard"])
+        self.assertEqual(command[4], {"Fn::Sub": "${ShardIndex}/${ShardCount}"})
+        self.assertEqual(len(command), 5)
+        for index, count in [(0, 1), (2, 3), (7, 8), (11, 12)]:
             ev = Evaluator(self.t, {"ShardIndex": index, "ShardCount": count})
-            self.assertEqual(ev.string(self.env["SSE_INGEST_SHARD"]), f"{index}/{count}")
+            rendered = [ev.string(part) for part in command]
+            self.assertEqual(rendered, ["run", "--config", "env:SSE_INGEST_CONFIG", "--shard", f"{index}/{count}"])
+
+    def test_the_shard_is_only_in_the_command(self):
+        # One place for the shard: the environment names no shard variable (the CLI
+        # also reads SSE_INGEST_SHARD*, and two sources could disagree).
+        self.assertIn("SSE_INGEST_CONFIG", self.env)
+        for name in self.env:
+            self.assertFalse(name.startswith("SSE_INGEST_SHARD"), name)
+
+    def test_secret_reaches_the_container_only_when_set(self):
+        self.assertEqual(
+            self.container["Secrets"],
+            {"Fn::If": ["HasSecret", [{"Name": {"Ref": "SecretVariable"}, "ValueFrom": {"Ref": "SecretArn"}}], {"Ref": "AWS::NoValue"}]},
+        )
+        self.assertNotIn("Secrets", Evaluator(self.t).resolve(self.container))
+
+    def test_cloudwatch_agent_scrapes_the_admin_api_on_loopback(self):
+        self.assertIs(self.agent["Essential"], False)
+        self.assertEqual(self.agent["Image"], {"Ref": "CloudWatchAgentImage"})
+        env = {e["Name"]: e["Value"] for e in self.agent["Environment"]}
+        ev = Evaluator(
+            self.t,
+            {"ShardIndex": 2, "ShardCount": 3, "MetricsLogGroupName": "metrics-group", "MetricsNamespace": "SseIngest",
+             "DeploymentName": "prod", "StreamName": "stream", "TableName": "table"},
+        )
+        agent = json.loads(ev.string(env["CW_CONFIG_CONTENT"]))
+        prometheus = agent["logs"]["metrics_collected"]["prometheus"]
+        self.assertEqual(prometheus["log_group_name"], "metrics-group")
+        self.assertEqual(prometheus["prometheus_config_path"], "env:PROMETHEUS_CONFIG_CONTENT")
+        emf = prometheus["emf_processor"]
+        self.assertEqual(emf["metric_namespace"], "SseIngest")
+        (declaration,) = emf["metric_declaration"]
+        self.assertEqual(declaration["dimensions"], [["Deployment"]])
+        self.assertIn("^sse_ingest_connected$", declaration["metric_selectors"])
+        # Every selected metric is one the code exports (counters with OpenMetrics' _total).
+        code = (ROOT / "host/src/core/metrics.rs").read_text(encoding="utf-8")
+        for selector in declaration["metric_selectors"]:
+            name = re.fullmatch(r"\^sse_ingest_(\w+?)(?:_total)?\$", selector).group(1)
+            self.assertTrue(re.search(rf'(= "{name}"|^\s*"{name}",)', code, re.M), f"{selector} is not in the code")
+        scrape = yaml.safe_load(ev.string(env["PROMETHEUS_CONFIG_CONTENT"]))
+        (job,) = scrape["scrape_configs"]
+        self.assertEqual(job["job_name"], "sse-ingest")
+        self.assertRegex("sse-ingest", declaration["label_matcher"])
+        self.assertEqual(job["metrics_path"], "/metrics")
+        (targets,) = job["static_configs"]
+        self.assertEqual(targets["labels"], {"Deployment": "prod", "Shard": "2"})
+        # The address sse-ingest's admin API listens on in the task (the config header).
+        header = tomllib.loads(ev.string(self.env["SSE_INGEST_CONFIG"]["Fn::Join"][1][0]))
+        self.assertEqual(targets["targets"], [header["admin"]["address"]])
+        self.assertNotIn("token", header["admin"])
 
     def test_user_text_is_joined_never_substituted(self):
         (delimiter, parts), = self.env["SSE_INGEST_CONFIG"].items()
@@ -389,8 +669,9 @@ class ShardConfig(unittest.TestCase):
         cls.main = load_template(MAIN)
         cls.shard = load_template(SHARD)
         (task,) = resources_of_type(cls.shard, "AWS::ECS::TaskDefinition").values()
-        (container,) = task["Properties"]["ContainerDefinitions"]
-        cls.config = next(e["Value"] for e in container["Environment"] if e["Name"] == "SSE_INGEST_CONFIG")
+        cls.config = next(
+            e["Value"] for e in container(task, "sse-ingest")["Environment"] if e["Name"] == "SSE_INGEST_CONFIG"
+        )
 
     def render(self, pipelines_config):
         ev = Evaluator(

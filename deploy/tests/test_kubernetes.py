@@ -2,11 +2,17 @@
 StatefulSet's sharding, probes, hardening and resources, the config it mounts, the
 Service and ServiceAccount it names, and that no credentials are in any of them."""
 
+import re
 import tomllib
 import unittest
 from pathlib import PurePosixPath
 
-from support import CREDENTIAL_NAMES, STATE_DIR, assert_check_passes, load_manifests, walk_strings
+import yaml
+
+from support import CREDENTIAL_NAMES, KUBERNETES, STATE_DIR, assert_check_passes, load_manifests, walk_strings
+
+MONITORING = KUBERNETES / "monitoring"
+METRICS_SOURCE = KUBERNETES.parent.parent / "host" / "src" / "core" / "metrics.rs"
 
 RUNTIME_UID = 65532
 
@@ -32,6 +38,8 @@ class Manifests(unittest.TestCase):
         (cls.configmap,) = cls.by_kind["ConfigMap"]
         (cls.service,) = cls.by_kind["Service"]
         (cls.account,) = cls.by_kind["ServiceAccount"]
+        (cls.pdb,) = cls.by_kind["PodDisruptionBudget"]
+        (cls.network_policy,) = cls.by_kind["NetworkPolicy"]
         cls.pod = cls.sts["spec"]["template"]["spec"]
         (cls.container,) = cls.pod["containers"]
         cls.args = cls.container["args"]
@@ -41,7 +49,10 @@ class Manifests(unittest.TestCase):
         cls.config = tomllib.loads(cls.config_text)
 
     def test_only_the_expected_kinds(self):
-        self.assertEqual(set(self.by_kind), {"StatefulSet", "ConfigMap", "Service", "ServiceAccount"})
+        self.assertEqual(
+            set(self.by_kind),
+            {"StatefulSet", "ConfigMap", "Service", "ServiceAccount", "PodDisruptionBudget", "NetworkPolicy"},
+        )
         self.assertNotIn("Secret", self.by_kind, "the admin token's Secret is made by the user, never committed")
 
     def test_statefulset_runs_one_shard_per_replica(self):
@@ -136,6 +147,53 @@ class Manifests(unittest.TestCase):
         for e in self.container["env"]:
             self.assertNotIn("value", e, f"{e['name']}: plain values belong in the ConfigMap, secrets in a Secret")
 
+    def pod_labels(self):
+        return self.sts["spec"]["template"]["metadata"]["labels"]
+
+    def test_disruption_budget_takes_one_shard_at_a_time(self):
+        spec = self.pdb["spec"]
+        self.assertEqual(spec["maxUnavailable"], 1)
+        self.assertNotIn("minAvailable", spec)
+        self.assertEqual(spec["selector"], self.sts["spec"]["selector"])
+
+    def test_shards_spread_over_zones_and_nodes(self):
+        constraints = {c["topologyKey"]: c for c in self.pod["topologySpreadConstraints"]}
+        self.assertEqual(set(constraints), {"topology.kubernetes.io/zone", "kubernetes.io/hostname"})
+        for constraint in constraints.values():
+            self.assertEqual(constraint["maxSkew"], 1)
+            self.assertEqual(constraint["labelSelector"]["matchLabels"], self.sts["spec"]["selector"]["matchLabels"])
+            self.assertEqual(constraint["whenUnsatisfiable"], "ScheduleAnyway")
+
+    def test_network_policy_admits_only_the_monitoring_namespace_to_the_admin_port(self):
+        spec = self.network_policy["spec"]
+        self.assertEqual(spec["podSelector"]["matchLabels"], self.sts["spec"]["selector"]["matchLabels"])
+        self.assertEqual(spec["policyTypes"], ["Ingress"])
+        (rule,) = spec["ingress"]
+        (port,) = rule["ports"]
+        (container_port,) = self.container["ports"]
+        self.assertEqual((port["protocol"], port["port"]), ("TCP", container_port["containerPort"]))
+        self.assertEqual(rule["from"], [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])
+
+    def test_no_kubernetes_api_token_in_the_pod(self):
+        self.assertIs(self.pod["automountServiceAccountToken"], False)
+        self.assertIs(self.account["automountServiceAccountToken"], False)
+
+    def test_scrape_annotations_name_the_admin_port(self):
+        annotations = self.sts["spec"]["template"]["metadata"]["annotations"]
+        (container_port,) = self.container["ports"]
+        self.assertEqual(
+            annotations,
+            {
+                "prometheus.io/scrape": "true",
+                "prometheus.io/port": str(container_port["containerPort"]),
+                "prometheus.io/path": "/metrics",
+            },
+        )
+
+    def test_probes_are_health_for_liveness_and_ready_for_readiness(self):
+        self.assertEqual(self.container["livenessProbe"]["httpGet"], {"path": "/health", "port": "admin"})
+        self.assertEqual(self.container["readinessProbe"]["httpGet"], {"path": "/ready", "port": "admin"})
+
     def test_config_uses_dynamodb_checkpoints_and_the_kinesis_sink(self):
         defaults = self.config["defaults"]
         self.assertTrue(defaults["sink"].startswith("kinesis:"))
@@ -146,6 +204,71 @@ class Manifests(unittest.TestCase):
 
     def test_config_passes_sse_ingest_check(self):
         assert_check_passes(self, self.config_text, "the ConfigMap's config.toml")
+
+
+def metric_names_in_the_code():
+    """The metric names /metrics exports, without the sse_ingest_ prefix."""
+    text = METRICS_SOURCE.read_text(encoding="utf-8")
+    names = set(re.findall(r'^\s*\w+: \w+(?:\("\w+"\))? = "(\w+)"', text, re.M))
+    names |= set(re.findall(r'^\s*"(kinesis_\w+)",', text, re.M))
+    return names
+
+
+class Monitoring(unittest.TestCase):
+    """deploy/kubernetes/monitoring: the Prometheus Operator's ServiceMonitor and
+    PrometheusRule. They are custom resources, which kubernetes-validate has no schema
+    for (it bundles the core API's only) and no pinned package on the index supplies, so
+    their structure is checked here, field by field (deploy/README.md)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.docs = {}
+        for path in sorted(MONITORING.glob("*.yaml")):
+            with open(path, encoding="utf-8") as f:
+                (doc,) = [d for d in yaml.safe_load_all(f) if d is not None]
+            cls.docs[doc["kind"]] = doc
+        cls.core = {doc["kind"]: doc for _, doc in load_manifests()}
+
+    def test_kinds(self):
+        self.assertEqual(set(self.docs), {"ServiceMonitor", "PrometheusRule"})
+        for doc in self.docs.values():
+            self.assertEqual(doc["apiVersion"], "monitoring.coreos.com/v1")
+            self.assertEqual(set(doc), {"apiVersion", "kind", "metadata", "spec"})
+            self.assertEqual(doc["metadata"]["name"], "sse-ingest")
+
+    def test_service_monitor_scrapes_the_admin_port_with_the_token(self):
+        spec = self.docs["ServiceMonitor"]["spec"]
+        self.assertEqual(set(spec), {"selector", "endpoints"})
+        service = self.core["Service"]
+        self.assertEqual(spec["selector"]["matchLabels"], service["metadata"]["labels"])
+        (endpoint,) = spec["endpoints"]
+        (port,) = service["spec"]["ports"]
+        self.assertEqual(endpoint["port"], port["name"])
+        self.assertEqual(endpoint["path"], "/metrics")
+        self.assertEqual(set(endpoint), {"port", "path", "interval", "scrapeTimeout", "bearerTokenSecret"})
+        # The same Secret and key the pods read their admin token from.
+        (container,) = self.core["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        ref = env["SSE_INGEST_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]
+        self.assertEqual(endpoint["bearerTokenSecret"], {"name": ref["name"], "key": ref["key"]})
+
+    def test_prometheus_rules_use_metrics_the_code_exports(self):
+        (group,) = self.docs["PrometheusRule"]["spec"]["groups"]
+        exported = metric_names_in_the_code()
+        self.assertIn("connected", exported)
+        alerts = {}
+        for rule in group["rules"]:
+            self.assertLessEqual(set(rule), {"alert", "expr", "for", "labels", "annotations"})
+            self.assertIn(rule["labels"]["severity"], {"page", "warning"})
+            self.assertTrue(rule["annotations"]["summary"])
+            if "for" in rule:
+                self.assertRegex(rule["for"], r"^\d+[smh]$")
+            alerts[rule["alert"]] = rule["expr"]
+            for metric in re.findall(r"\bsse_ingest_(\w+)", rule["expr"]):
+                self.assertIn(metric.removesuffix("_total"), exported, f"{rule['alert']}: sse_ingest_{metric}")
+        self.assertEqual(alerts["SseIngestPipelineNotConnected"], "sse_ingest_connected == 0")
+        self.assertEqual(alerts["SseIngestShardDown"], 'up{job="sse-ingest"} == 0')
+        self.assertEqual(len(alerts), 6)
 
 
 if __name__ == "__main__":
