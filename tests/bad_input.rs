@@ -208,3 +208,17 @@ fn out_of_range_sizes_and_contradictory_delays_exit_two_naming_the_flag() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
     }
 }
+
+#[test]
+fn a_filter_memory_below_what_the_largest_batch_needs_is_refused_naming_both_figures() {
+    let output = run_once(
+        "http://127.0.0.1:1/s",
+        &["--filter-memory-mib", "16", "--max-event-bytes", "8388608"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr_of(&output));
+    let stderr = stderr_of(&output);
+    assert!(
+        stderr.contains("16 MiB is below the 41 MiB that the largest batch needs"),
+        "{stderr}"
+    );
+}

@@ -44,6 +44,9 @@ fn steps(input: &[u8], chunks: Option<&Vec<Value>>) -> Vec<Step> {
     steps
 }
 
+/// The longest id the product keeps (host/src/config/sizing.rs).
+const MAX_ID_BYTES: usize = 4096;
+
 #[test]
 fn every_conformance_case_passes_through_the_real_binary() {
     let text = std::fs::read_to_string(fixtures().join("sse-cases.jsonl")).unwrap();
@@ -92,10 +95,17 @@ fn every_conformance_case_passes_through_the_real_binary() {
             .unwrap()
             .iter()
             .map(|e| {
+                let id = e["id"].as_str().unwrap();
                 (
                     e["type"].as_str().unwrap().to_string(),
                     e["data"].as_str().unwrap().to_string(),
-                    e["id"].as_str().unwrap().to_string(),
+                    // The product keeps ids of up to 4 KiB (MAX_ID_BYTES): an event whose id
+                    // is longer is delivered without it (tests/large_events.rs).
+                    if id.len() > MAX_ID_BYTES {
+                        String::new()
+                    } else {
+                        id.to_string()
+                    },
                 )
             })
             .collect();

@@ -281,6 +281,9 @@ fn contain(kind: &str, extra: &[&str]) -> (Vec<String>, Vec<Value>, String) {
         .arg(format!("file:{}", dead.path().display()));
     command
         .args(["--filter-cpu-budget-ms", "200", "--filter-memory-mib", "16"])
+        // Small events and batches, so that 16 MiB holds the largest batch (a smaller
+        // filter memory than the batch bound needs is refused at start).
+        .args(["--max-event-bytes", "65536", "--batch-max-bytes", "65536"])
         .args(extra);
     let output = run_with_limit(&mut command, LIMIT);
     let stderr = stderr_of(&output);

@@ -21,7 +21,7 @@ pub const DEFAULT_BATCH_MAX_BYTES: u64 = 4 * MIB;
 const MIB: u64 = 1024 * 1024;
 
 /// What a filter needs besides its batches: its code's data, stack and allocator.
-const FILTER_BASE_BYTES: u64 = 16 * MIB;
+const FILTER_BASE_BYTES: u64 = 8 * MIB;
 
 /// The largest batch in bytes (data, ids and types) that crosses a component boundary:
 /// `--batch-max-bytes`, or one event at its largest (data and type within

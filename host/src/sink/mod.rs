@@ -6,6 +6,7 @@
 
 mod file;
 mod kinesis;
+mod one_line;
 mod stdout;
 
 pub use file::{FileSink, FileSinkOptions};
@@ -164,7 +165,7 @@ fn encode_lines(records: &[Record], buffer: &mut Vec<u8>) {
     let size: usize = records.iter().map(|r| r.data.len() + 1).sum();
     buffer.reserve(size);
     for record in records {
-        buffer.extend_from_slice(&record.data);
+        buffer.extend_from_slice(&one_line::one_line(&record.data));
         buffer.push(b'\n');
     }
 }
