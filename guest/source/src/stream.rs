@@ -64,9 +64,8 @@ impl Batch<'_> {
 
     /// Delivers what is queued, with the id to resume from after it.
     fn flush_queued(&mut self) {
-        let resume_id = std::mem::take(&mut self.resume_id);
+        let resume_id = self.resume_id.clone();
         self.flush(&resume_id);
-        self.resume_id = resume_id;
     }
 
     /// Delivers what is queued; with nothing queued, tells the host only when
