@@ -105,11 +105,12 @@ fn from_flags(args: &RunArgs) -> Result<ServiceConfig, Failure> {
         address: args.admin,
         token: args.admin_token.clone(),
         allow_unauthenticated: args.admin_allow_unauthenticated,
+        ..AdminSettings::default()
     };
     admin.check().map_err(Failure::usage)?;
     let mut redactor = Redactor::default();
     if let Some(token) = &admin.token {
-        redactor.remember(token);
+        redactor.remember(token.expose());
     }
     Ok(ServiceConfig {
         pipelines: vec![pipeline],
