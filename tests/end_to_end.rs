@@ -237,7 +237,7 @@ fn every_metric_in_the_readme_table_is_on_metrics_in_one_parsable_document() {
     let scrape = || -> Option<(String, String)> {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", admin)).ok()?;
         stream
-            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             .ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;

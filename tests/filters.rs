@@ -9,7 +9,7 @@ use serde_json::Value;
 use support::sse_server::{Gate, Response, SseServer, Step};
 use support::{
     WithAdmin, assert_exit_saying, builtin_filter, dead_letters, file_sink, file_sink_lines,
-    http_request, run_command, run_with_limit, sse_ingest, stderr_of, wait_for_admin,
+    http_request, run_command, run_with_limit, sse_ingest, stderr_of, swap_filter, wait_for_admin,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -72,13 +72,7 @@ fn start_run_with_admin(
 }
 
 fn swap(port: u16, filter: &[u8], query: &str) -> (u16, String) {
-    http_request(
-        port,
-        "POST",
-        &format!("/pipelines/default/filter?{query}"),
-        filter,
-    )
-    .unwrap()
+    swap_filter(port, "default", query, filter)
 }
 
 #[test]
@@ -106,12 +100,7 @@ fn swap_during_stream_loses_no_event() {
         if let Some(status) = running.child.try_wait().unwrap() {
             break status;
         }
-        if let Ok((200, _)) = http_request(
-            port,
-            "POST",
-            "/pipelines/default/filter",
-            &filters[swaps % 2],
-        ) {
+        if let (200, _) = swap_filter(port, "default", "", &filters[swaps % 2]) {
             swaps += 1;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -13,6 +13,7 @@ mod support;
 #[allow(unused_imports)]
 mod kinesis_support;
 
+mod admin;
 mod bad_input;
 mod conformance_end_to_end;
 mod container;

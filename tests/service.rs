@@ -98,8 +98,7 @@ fn wait_until(what: &str, done: impl FnMut() -> bool) {
 }
 
 fn pipeline_state(running: &WithAdmin, name: &str) -> serde_json::Value {
-    let (status, body) =
-        http_request(running.port, "GET", &format!("/pipelines/{name}"), b"").unwrap();
+    let (status, body) = running.get(&format!("/pipelines/{name}")).unwrap();
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -558,7 +557,8 @@ fn pause_holds_reading_and_resume_goes_on_over_the_same_connection_with_a_token(
     std::fs::write(&file, text).unwrap();
     let token = "t0ken-for-this-test";
     let bearer = format!("Authorization: Bearer {token}");
-    let running = WithAdmin::spawn(run_config(&file).env("SSE_INGEST_TEST_ADMIN_TOKEN", token));
+    let running = WithAdmin::spawn(run_config(&file).env("SSE_INGEST_TEST_ADMIN_TOKEN", token))
+        .with_token(token);
     running.wait_for_metric(&written("p"), 100.0, LIMIT);
 
     let (status, body) = http_request(running.port, "POST", "/pipelines/p/pause", b"").unwrap();

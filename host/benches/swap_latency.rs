@@ -13,7 +13,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::sse_server::{Response, SseServer, Step};
-use support::{WithAdmin, builtin_filter, http_request, isolated, sse_ingest, wait_for_admin};
+use support::{WithAdmin, builtin_filter, isolated, sse_ingest, swap_filter, wait_for_admin};
 
 /// Enough swaps for a p99 that is not simply the maximum.
 const SWAPS: usize = 100;
@@ -61,13 +61,7 @@ fn swap_while_events_flow(sink: &str, state: &std::path::Path) {
     let mut round_trips = Vec::new();
     for n in 0..SWAPS {
         let started = Instant::now();
-        let (status, body) = http_request(
-            running.port,
-            "POST",
-            "/pipelines/default/filter",
-            &filters[n % 2],
-        )
-        .unwrap();
+        let (status, body) = swap_filter(running.port, "default", "", &filters[n % 2]);
         assert_eq!(status, 200, "{body}");
         round_trips.push(started.elapsed());
         std::thread::sleep(Duration::from_millis(100));

@@ -271,6 +271,20 @@ pub fn http_request(
     http_request_with(port, method, path, &[], body)
 }
 
+/// The header a swap's body goes with (on loopback without a token, a swap without it is
+/// refused: a web page could send any other type without asking first).
+pub const WASM: &str = "Content-Type: application/wasm";
+
+/// `POST /pipelines/NAME/filter?QUERY` with `filter` as the body, as `swap` sends it.
+pub fn swap_filter(port: u16, pipeline: &str, query: &str, filter: &[u8]) -> (u16, String) {
+    let path = if query.is_empty() {
+        format!("/pipelines/{pipeline}/filter")
+    } else {
+        format!("/pipelines/{pipeline}/filter?{query}")
+    };
+    http_request_with(port, "POST", &path, &[WASM], filter).unwrap_or((0, String::new()))
+}
+
 /// `http_request` with extra header lines (`Name: value`).
 pub fn http_request_with(
     port: u16,
@@ -341,6 +355,8 @@ pub struct WithAdmin {
     pub child: Child,
     /// The admin API's port.
     pub port: u16,
+    /// `Authorization: Bearer TOKEN` for the API's reads, when the process has a token.
+    bearer: Option<String>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     reader: Option<std::thread::JoinHandle<()>>,
 }
@@ -391,9 +407,22 @@ impl WithAdmin {
         Self {
             child,
             port,
+            bearer: None,
             stderr: collected,
             reader: Some(reader),
         }
+    }
+
+    /// Sends `token` with the reads of this helper (`metric`, `get`): the process has one.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.bearer = Some(format!("Authorization: Bearer {token}"));
+        self
+    }
+
+    /// `GET path` on the admin API, with the token when there is one.
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        let headers: Vec<&str> = self.bearer.iter().map(String::as_str).collect();
+        http_request_with(self.port, "GET", path, &headers, b"")
     }
 
     /// Standard error so far.
@@ -404,7 +433,7 @@ impl WithAdmin {
     /// The value of one series on `/metrics`, e.g.
     /// `sse_ingest_records_written_total{pipeline="default"}`, if it is there.
     pub fn metric(&self, series: &str) -> Option<f64> {
-        let (_, metrics) = http_request(self.port, "GET", "/metrics", b"").ok()?;
+        let (_, metrics) = self.get("/metrics").ok()?;
         metrics
             .lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))

@@ -3,58 +3,73 @@
 //! | method and path | what |
 //! |---|---|
 //! | `GET /health` (alias `/healthz`) | `ok` while the process lives |
-//! | `GET /ready` | 200 when every pipeline is connected or was stopped on purpose; else 503 with each reason |
+//! | `GET /ready` | 200 when every pipeline is connected or was stopped on purpose; else 503 (with each reason for a caller with the token) |
 //! | `GET /metrics` | every pipeline's metrics, one OpenMetrics document |
 //! | `GET /pipelines`, `GET /pipelines/{name}` | state, URL, filter and version, connection, last event age, counters |
 //! | `POST /pipelines/{name}/filter?config=k%3Dv&label=…` | body: a filter component; validated, then swapped in between two batches |
 //! | `POST /pipelines/{name}/pause`, `/resume` | stop reading (TCP pushes back), then go on: on the same connection if the server kept it, else reconnecting with `Last-Event-ID` |
 //!
-//! Built on axum (hyper underneath, already in the tree through wasi-http). With a token
-//! set, mutating endpoints need `Authorization: Bearer TOKEN`; a non-loopback address
-//! needs a token unless the operator said `allow_unauthenticated`.
+//! Built on axum, served by hyper on an accept loop of our own ([`serve`]): a request head
+//! must arrive within 10 s and connections are capped. Who may call what is decided from
+//! the request head, before any body is read ([`access`]): with a token, every endpoint
+//! but `/health`, `/healthz` and `/ready` needs it (`/metrics` too unless `metrics_public`);
+//! on loopback without a token, requests that a web page could make are refused; off
+//! loopback, a token is needed unless the operator said `allow_unauthenticated`. Only a
+//! swap has a body (up to 64 MiB, read once the token is checked, at most two swaps at a
+//! time); every other route refuses one.
 
+mod access;
 pub mod filter_watch;
+mod serve;
 mod status;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State as AxumState};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRef, Path, RawQuery, Request, State as AxumState};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{Semaphore, oneshot, watch};
 
-use crate::config::{Redactor, parse_key_value};
+use crate::config::{AdminSettings, Redactor, SHORT_TOKEN_BYTES, parse_key_value};
 use crate::core::metrics::{CONTENT_TYPE, Exposition, Metrics};
 use crate::pipeline::filter_stage::prepare;
 use crate::pipeline::{PipelineHandle, SwapRequest};
 
+use access::{Access, Caller, Route};
+pub use serve::AdminTlsError;
 use status::Entry;
 pub use status::State;
 
 /// Largest filter component accepted over the API.
 const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
 
+/// Swaps read and compiled at once (compiling runs on the shared blocking pool); more wait
+/// their turn with their body unread.
+const MAX_CONCURRENT_SWAPS: usize = 2;
+
+/// How long a swap's body may take to arrive.
+const SWAP_BODY_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// The pipelines the API can reach, by name, and the process's metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Pipelines {
     entries: Arc<RwLock<BTreeMap<String, Entry>>>,
     exposition: Exposition,
-    token: Option<String>,
     redactor: Redactor,
 }
 
 impl Pipelines {
-    /// An empty registry; `token` guards the mutating endpoints, `redactor` every answer.
-    pub fn new(token: Option<String>, redactor: Redactor) -> Self {
+    /// An empty registry; `redactor` cleans every answer.
+    pub fn new(redactor: Redactor) -> Self {
         Self {
-            token,
             redactor,
             ..Self::default()
         }
@@ -147,33 +162,66 @@ impl Pipelines {
             })
             .unwrap_or_default()
     }
+}
 
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+/// What the handlers share: the pipelines, who may call, and the swap queue.
+#[derive(Debug, Clone)]
+struct Api {
+    pipelines: Pipelines,
+    access: Arc<Access>,
+    swaps: Arc<Semaphore>,
+}
+
+impl FromRef<Api> for Pipelines {
+    fn from_ref(api: &Api) -> Self {
+        api.pipelines.clone()
     }
 }
 
-/// Compares without stopping at the first difference, so timing tells nothing of the token.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Why the admin API cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The address cannot be bound.
+    #[error("cannot serve the admin API on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] AdminTlsError),
 }
 
-/// Binds the address now (so a bad address fails at start) and serves until `stop`.
+/// Binds `settings.address` now (so a bad address or certificate fails at start) and
+/// serves until `stop`; none without an address.
 pub async fn bind(
-    addr: SocketAddr,
+    settings: &AdminSettings,
     pipelines: Pipelines,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    tracing::info!(address = %local, "admin API listening");
+    stop: watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, BindError> {
+    let Some(address) = settings.address else {
+        return Ok(None);
+    };
+    let tls = settings.tls.as_ref().map(serve::acceptor).transpose()?;
+    let bind_error = |source| BindError::Bind { address, source };
+    let listener = TcpListener::bind(address).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    if let Some(token) = &settings.token
+        && token.expose().len() < SHORT_TOKEN_BYTES
+    {
+        tracing::warn!(
+            bytes = token.expose().len(),
+            "the admin token is shorter than {SHORT_TOKEN_BYTES} bytes: easy to guess; use a \
+             long random one (e.g. `openssl rand -hex 32`)"
+        );
+    }
+    let api = Api {
+        pipelines,
+        access: Arc::new(Access::new(settings, local)),
+        swaps: Arc::new(Semaphore::new(MAX_CONCURRENT_SWAPS)),
+    };
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
         .route("/healthz", get(|| async { "ok" }))
@@ -184,19 +232,64 @@ pub async fn bind(
         .route("/pipelines/{name}/pause", post(pause))
         .route("/pipelines/{name}/resume", post(resume))
         .route("/pipelines/{name}/filter", post(swap))
-        .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
-        .with_state(pipelines);
-    Ok(tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|stop| *stop).await;
-        };
-        if let Err(error) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(%error, "admin API stopped");
+        .layer(middleware::from_fn_with_state(api.clone(), guard))
+        .with_state(api);
+    tracing::info!(
+        address = %local,
+        tls = tls.is_some(),
+        token = settings.token.is_some(),
+        "admin API listening"
+    );
+    Ok(Some(tokio::spawn(serve::serve(listener, app, tls, stop))))
+}
+
+/// Runs before every handler, on the request head alone: lets the caller in or refuses, and
+/// refuses a body on every route but a swap, and a swap's body over the limit.
+async fn guard(AxumState(api): AxumState<Api>, mut request: Request, next: Next) -> Response {
+    let route = Route::of(request.method(), request.uri().path());
+    let caller = match api.access.check(route, request.headers()) {
+        Ok(caller) => caller,
+        Err(refusal) => {
+            let mut response = error(refusal.status, refusal.message.to_string());
+            if refusal.status == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            return response;
         }
-    }))
+    };
+    let limit = if route == Route::Swap {
+        MAX_COMPONENT_BYTES
+    } else {
+        0
+    };
+    if declared_body_over(request.headers(), limit) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            if limit == 0 {
+                "this endpoint takes no body".to_string()
+            } else {
+                format!("a filter component may have at most {limit} bytes")
+            },
+        );
+    }
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// Whether the head announces a body longer than `limit` (a chunked one counts as longer
+/// than 0: only the swap reads a body, with its limit).
+fn declared_body_over(headers: &HeaderMap, limit: usize) -> bool {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim().parse::<u64>().unwrap_or(u64::MAX));
+    match length {
+        Some(length) => length > limit as u64,
+        None => limit == 0 && headers.contains_key(header::TRANSFER_ENCODING),
+    }
 }
 
 async fn metrics(AxumState(pipelines): AxumState<Pipelines>) -> Response {
@@ -218,39 +311,39 @@ async fn one(AxumState(pipelines): AxumState<Pipelines>, Path(name): Path<String
     }
 }
 
-async fn ready(AxumState(pipelines): AxumState<Pipelines>) -> Response {
+/// Ready or not; each reason only for a caller with the token (or where none is needed).
+async fn ready(
+    AxumState(pipelines): AxumState<Pipelines>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Response {
     let waiting = pipelines.not_ready();
+    let details = caller == Caller::Trusted;
     if waiting.is_empty() {
         (StatusCode::OK, axum::Json(json!({ "ready": true }))).into_response()
-    } else {
+    } else if details {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({ "ready": false, "not_ready": waiting })),
         )
             .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({ "ready": false })),
+        )
+            .into_response()
     }
 }
 
-async fn pause(
-    AxumState(pipelines): AxumState<Pipelines>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    set_paused(&pipelines, &name, &headers, true)
+async fn pause(AxumState(pipelines): AxumState<Pipelines>, Path(name): Path<String>) -> Response {
+    set_paused(&pipelines, &name, true)
 }
 
-async fn resume(
-    AxumState(pipelines): AxumState<Pipelines>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    set_paused(&pipelines, &name, &headers, false)
+async fn resume(AxumState(pipelines): AxumState<Pipelines>, Path(name): Path<String>) -> Response {
+    set_paused(&pipelines, &name, false)
 }
 
-fn set_paused(pipelines: &Pipelines, name: &str, headers: &HeaderMap, paused: bool) -> Response {
-    if !pipelines.authorized(headers) {
-        return unauthorized();
-    }
+fn set_paused(pipelines: &Pipelines, name: &str, paused: bool) -> Response {
     let Some(pipeline) = pipelines.handle(name) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -268,23 +361,15 @@ fn set_paused(pipelines: &Pipelines, name: &str, headers: &HeaderMap, paused: bo
     axum::Json(json!({ "pipeline": name, "paused": paused })).into_response()
 }
 
-fn unauthorized() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "this endpoint needs `Authorization: Bearer TOKEN` (the admin token)".to_string(),
-    )
-}
-
+/// A swap: the caller was let in from the head alone ([`guard`]); the body is read only
+/// now, under the component limit, with at most [`MAX_CONCURRENT_SWAPS`] at once.
 async fn swap(
-    AxumState(pipelines): AxumState<Pipelines>,
+    AxumState(api): AxumState<Api>,
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    if !pipelines.authorized(&headers) {
-        return unauthorized();
-    }
+    let pipelines = &api.pipelines;
     let Some(pipeline) = pipelines.handle(&name) else {
         return error(
             StatusCode::NOT_FOUND,
@@ -313,10 +398,45 @@ async fn swap(
             }
         }
     }
+    // The permit is held through the compile, which is what the cap is for.
+    let Ok(_turn) = api.swaps.acquire().await else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the admin API is stopping".to_string(),
+        );
+    };
+    let body = tokio::time::timeout(
+        SWAP_BODY_TIMEOUT,
+        axum::body::to_bytes(request.into_body(), MAX_COMPONENT_BYTES),
+    )
+    .await;
+    let body = match body {
+        Ok(Ok(body)) => body,
+        Ok(Err(reason)) => {
+            let too_long = reason.into_inner().is::<http_body_util::LengthLimitError>();
+            return if too_long {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a filter component may have at most {MAX_COMPONENT_BYTES} bytes"),
+                )
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "the filter component was cut off".to_string(),
+                )
+            };
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the filter component did not arrive within {SWAP_BODY_TIMEOUT:?}"),
+            );
+        }
+    };
     let prepared = prepare(
         &pipeline.filters,
         label.clone(),
-        body.to_vec(),
+        Vec::from(body),
         config,
         &pipeline.context,
         pipeline.limits,

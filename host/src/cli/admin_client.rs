@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use crate::cli::exit::Failure;
+use crate::config::Secret;
 
 /// A client of one process's admin API.
 pub struct AdminClient {
     base: String,
-    token: Option<String>,
+    token: Option<Secret>,
     agent: ureq::Agent,
 }
 
@@ -22,7 +23,7 @@ pub struct Answer {
 
 impl AdminClient {
     /// `address` is `HOST:PORT` or `http://HOST:PORT`.
-    pub fn new(address: &str, token: Option<String>) -> Self {
+    pub fn new(address: &str, token: Option<Secret>) -> Self {
         let base = if address.starts_with("http://") {
             address.trim_end_matches('/').to_string()
         } else {
@@ -40,7 +41,7 @@ impl AdminClient {
     pub fn get(&self, path: &str) -> Result<Answer, Failure> {
         let mut request = self.agent.get(format!("{}{path}", self.base));
         if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
+            request = request.header("authorization", format!("Bearer {}", token.expose()));
         }
         self.answer(request.call())
     }
@@ -69,7 +70,7 @@ impl AdminClient {
             .post(format!("{}{path}", self.base))
             .header("content-type", content_type);
         if let Some(token) = &self.token {
-            request = request.header("authorization", format!("Bearer {token}"));
+            request = request.header("authorization", format!("Bearer {}", token.expose()));
         }
         self.answer(request.send(body))
     }

@@ -20,7 +20,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::cli::RunArgs;
 use crate::cli::run_config::pipeline_config;
-use crate::config::{AdminSettings, PipelineConfig, Redactor, ServiceConfig};
+use crate::config::{AdminSettings, AdminTls, PipelineConfig, Redactor, Secret, ServiceConfig};
 
 /// Keys of the top level of the file.
 const GLOBAL_KEYS: &[&str] = &[
@@ -39,7 +39,14 @@ const GLOBAL_KEYS: &[&str] = &[
 const DEFAULT_ADMIN_PORT: u16 = 9090;
 
 /// Keys of the `[admin]` table.
-const ADMIN_KEYS: &[&str] = &["address", "token", "allow_unauthenticated"];
+const ADMIN_KEYS: &[&str] = &[
+    "address",
+    "token",
+    "allow_unauthenticated",
+    "metrics_public",
+    "tls_cert",
+    "tls_key",
+];
 
 /// `run` flags that are not pipeline keys, and where they go instead.
 const NOT_PIPELINE_KEYS: &[(&str, &str)] = &[
@@ -400,7 +407,7 @@ impl<'t> Reader<'t> {
         };
         let token = match (self.string(table, "token"), table.get("token")) {
             (Some(text), Some(value)) => match self.redactor.expand(&text) {
-                Ok(token) => Some(token),
+                Ok(token) => Some(Secret::from(token)),
                 Err(message) => {
                     self.problem(&value.span(), format!("`token`: {message}"));
                     None
@@ -408,23 +415,31 @@ impl<'t> Reader<'t> {
             },
             _ => None,
         };
-        let allow_unauthenticated = match table.get("allow_unauthenticated") {
-            Some(value) => match value.get_ref() {
-                DeValue::Boolean(allow) => *allow,
-                _ => {
-                    self.problem(
-                        &value.span(),
-                        "`allow_unauthenticated` must be true or false".into(),
-                    );
-                    false
-                }
-            },
-            None => false,
+        let allow_unauthenticated = self.boolean(table, "allow_unauthenticated");
+        let metrics_public = self.boolean(table, "metrics_public");
+        let tls = match (
+            self.string(table, "tls_cert"),
+            self.string(table, "tls_key"),
+        ) {
+            (Some(cert), Some(key)) => Some(AdminTls {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (None, None) => None,
+            _ => {
+                self.problem(
+                    &value.span(),
+                    "`tls_cert` and `tls_key` go together: give both or neither".into(),
+                );
+                None
+            }
         };
         let settings = AdminSettings {
             address,
             token,
             allow_unauthenticated,
+            metrics_public,
+            tls,
         };
         if let Err(message) = settings.check() {
             self.problem(&value.span(), message);
@@ -540,6 +555,20 @@ impl<'t> Reader<'t> {
             _ => {
                 self.problem(&value.span(), format!("`{key}` must be a string"));
                 None
+            }
+        }
+    }
+
+    /// `key` of `table` as true or false; false when absent (or wrong, with a problem).
+    fn boolean(&mut self, table: &DeTable<'_>, key: &str) -> bool {
+        let Some(value) = table.get(key) else {
+            return false;
+        };
+        match value.get_ref() {
+            DeValue::Boolean(yes) => *yes,
+            _ => {
+                self.problem(&value.span(), format!("`{key}` must be true or false"));
+                false
             }
         }
     }

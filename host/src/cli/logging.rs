@@ -1,9 +1,19 @@
 //! Logs go to stderr, so that `--sink stdout` carries records and nothing else.
+//!
+//! One event is one line: in text logs, control characters in field values (a line break
+//! in a swap's `label`, an escape sequence in a server's error) are written escaped
+//! ([`EscapedFields`]), so no value can forge a log line or drive the terminal. JSON logs
+//! escape them by being JSON.
 
+use std::fmt::{self, Write as _};
 use std::io::IsTerminal as _;
 
 use clap::Args;
+use tracing::field::{Field, Visit};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
 
 /// Logging flags shared by every command.
 #[derive(Debug, Clone, Args)]
@@ -58,6 +68,139 @@ pub fn init(args: &LogArgs) {
     if args.log_json || args.log_format == Some(LogFormat::Json) {
         builder.json().init();
     } else {
-        builder.init();
+        builder.fmt_fields(EscapedFields).init();
+    }
+}
+
+/// The text format's fields as tracing-subscriber writes them (`message`, then
+/// `name=value`; strings quoted), with every control character escaped (`\n`, `\u{1b}`).
+/// The default escapes only what a `Debug` value escapes itself: a `%` field is written
+/// as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EscapedFields;
+
+impl<'writer> FormatFields<'writer> for EscapedFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        let mut visitor = EscapingVisitor {
+            writer,
+            result: Ok(()),
+            empty: true,
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct EscapingVisitor<'writer> {
+    writer: Writer<'writer>,
+    result: fmt::Result,
+    empty: bool,
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        let separator = if self.empty { "" } else { " " };
+        self.empty = false;
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.result = if name == "message" {
+            write!(self.writer, "{separator}")
+        } else {
+            write!(self.writer, "{separator}{name}=")
+        }
+        .and_then(|()| write!(Escaping(&mut self.writer), "{value:?}"));
+    }
+}
+
+/// Writes through, with control characters escaped.
+struct Escaping<'a, 'writer>(&'a mut Writer<'writer>);
+
+impl fmt::Write for Escaping<'_, '_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut rest = text;
+        while let Some(at) = rest.find(char::is_control) {
+            self.0.write_str(&rest[..at])?;
+            let Some(control) = rest[at..].chars().next() else {
+                break;
+            };
+            match control {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                other => write!(self.0, "\\u{{{:x}}}", u32::from(other))?,
+            }
+            rest = &rest[at + control.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the text format writes for the events `log` emits.
+    fn logged(log: impl FnOnce()) -> String {
+        let buffer = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let sink = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || SharedBuffer(Arc::clone(&sink)))
+            .with_ansi(false)
+            .without_time()
+            .with_target(false)
+            .fmt_fields(EscapedFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        let bytes = buffer.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SharedBuffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut buffer) = self.0.lock() {
+                buffer.extend_from_slice(bytes);
+            }
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_label_with_a_line_break_stays_on_one_line() {
+        let label = "mine\n2030-01-01T00:00:00Z  INFO filter swapped in pipeline=p version=9";
+        let text =
+            logged(|| tracing::warn!(pipeline = %"p", filter = %label, "filter swap refused"));
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains(r"filter=mine\n2030-01-01"), "{text}");
+        assert!(text.contains("filter swap refused pipeline=p"), "{text}");
+    }
+
+    #[test]
+    fn escapes_and_line_breaks_are_escaped_in_messages_and_debug_fields_too() {
+        let text = logged(|| {
+            tracing::info!(reason = ?"a\rb", "red \u{1b}[31m\ndone");
+        });
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains(r"red \u{1b}[31m\ndone"), "{text}");
+        assert!(text.contains(r#"reason="a\rb""#), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
     }
 }

@@ -17,7 +17,7 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::cli::logging::LogArgs;
-use crate::config::{OnFilterError, ResumePolicy};
+use crate::config::{OnFilterError, ResumePolicy, Secret};
 use crate::core::format::Format;
 use crate::core::partition::KeyStrategy;
 
@@ -242,9 +242,10 @@ pub struct StatusArgs {
     /// The admin address of the process (`run --admin`, or `[admin]` of its config file).
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub admin: String,
-    /// The admin token, if the process has one.
+    /// The admin token, if the process has one (better from the environment than on the
+    /// command line, which every local user can read).
     #[arg(long, env = "SSE_INGEST_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
 }
 
 /// Flags of `sse-ingest check`.
@@ -263,7 +264,11 @@ pub struct ImportArgs {
 }
 
 /// Flags of `sse-ingest run`.
-#[derive(Debug, Clone, Args)]
+///
+/// `Debug` shows the admin token, header values and the proxy URL as `[redacted]`;
+/// equality compares them, which is how a reload tells a changed pipeline (a rotated
+/// secret too) from an unchanged one.
+#[derive(Debug, Clone, PartialEq, Args)]
 pub struct RunArgs {
     /// Run every pipeline of this TOML file (each `run` flag is a key of the same name,
     /// `_` for `-`); SIGHUP reloads it. The other run flags cannot be given with it.
@@ -311,7 +316,7 @@ pub struct RunArgs {
     pub properties: Option<PathBuf>,
     /// An extra request header, `Name: value`; repeat for more.
     #[arg(long = "header", value_name = "NAME: VALUE")]
-    pub headers: Vec<String>,
+    pub headers: Vec<Secret>,
     /// Keep only these SSE event types (comma-separated); default: all.
     #[arg(long, value_delimiter = ',')]
     pub types: Vec<String>,
@@ -445,7 +450,7 @@ pub struct RunArgs {
     /// The admin API's bearer token, required by its mutating endpoints (and for an
     /// address off loopback). Default: none.
     #[arg(long, env = "SSE_INGEST_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// Serve the admin API off loopback without a token.
     #[arg(long)]
     pub admin_allow_unauthenticated: bool,
@@ -480,7 +485,7 @@ pub struct RunArgs {
     /// An http:// proxy for every request (CONNECT tunnel for https); default: HTTPS_PROXY,
     /// HTTP_PROXY or ALL_PROXY from the environment, as curl reads them.
     #[arg(long, value_name = "URL")]
-    pub proxy: Option<String>,
+    pub proxy: Option<Secret>,
     /// Hosts that go direct, comma-separated (domains with their subdomains, IPs, CIDR
     /// ranges, `*`); default: NO_PROXY from the environment.
     #[arg(long, value_name = "LIST")]
@@ -552,9 +557,10 @@ pub struct SwapArgs {
     /// The pipeline's name. Default: default.
     #[arg(long, default_value = "default")]
     pub pipeline: String,
-    /// The admin token, if the process has one.
+    /// The admin token, if the process has one (better from the environment than on the
+    /// command line, which every local user can read).
     #[arg(long, env = "SSE_INGEST_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// The new filter: a `.wasm` file or a built-in name.
     #[arg(long)]
     pub filter: String,

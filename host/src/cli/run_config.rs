@@ -7,9 +7,9 @@ use kinesis_producer::{ProducerConfig, ProducerError};
 
 use crate::cli::RunArgs;
 use crate::config::{
-    CheckpointStoreSpec, ConfigError, DynamoDbTable, FilterLimits, FilterSpec, NetworkConfig,
-    PipelineConfig, ReconnectPolicy, Redactor, SinkTarget, flag_names, parse_checkpoint_store,
-    parse_header, parse_key_value, parse_origin, parse_sink, parse_url,
+    CheckpointStoreSpec, ConfigError, DynamoDbTable, FilterLimits, FilterSpec, Fingerprint,
+    NetworkConfig, PipelineConfig, ReconnectPolicy, Redactor, SinkTarget, flag_names,
+    parse_checkpoint_store, parse_header, parse_key_value, parse_origin, parse_sink, parse_url,
 };
 use crate::net::{ProxySettings, TlsSettings};
 use crate::sink::{KinesisOptions, SinkSpec};
@@ -20,7 +20,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
     let headers = args
         .headers
         .iter()
-        .map(|h| parse_header(h))
+        .map(|h| parse_header(h.expose()))
         .collect::<Result<Vec<_>, _>>()?;
     let filter_config = args
         .filter_config
@@ -115,7 +115,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
         secrets: Redactor::default(),
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
         checkpoint_store: checkpoint_store(args)?,
-        fingerprint: format!("{args:?}"),
+        fingerprint: Fingerprint::of(args.clone()),
     })
     .and_then(PipelineConfig::validate)
 }
@@ -262,7 +262,7 @@ fn network_config(args: &RunArgs) -> Result<NetworkConfig, ConfigError> {
     let tls = crate::net::tls::client_config(&tls_settings)
         .map_err(|error| ConfigError::Tls(error.to_string()))?;
     let proxy = ProxySettings {
-        proxy: args.proxy.clone(),
+        proxy: args.proxy.as_ref().map(|proxy| proxy.expose().to_string()),
         no_proxy: args.no_proxy.clone(),
     };
     proxy.validate().map_err(|reason| ConfigError::Value {
@@ -300,7 +300,7 @@ fn aws_http_settings(args: &RunArgs) -> Result<kinesis_producer::HttpSettings, C
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (http_proxy, https_proxy, no_proxy) = ProxySettings {
-        proxy: args.proxy.clone(),
+        proxy: args.proxy.as_ref().map(|proxy| proxy.expose().to_string()),
         no_proxy: args.no_proxy.clone(),
     }
     .resolved();
@@ -342,6 +342,39 @@ mod tests {
     use super::*;
 
     use crate::cli::run_args_for_tests as run_args;
+
+    #[test]
+    fn debug_hides_secrets_while_the_fingerprint_still_tells_a_rotated_one() {
+        let flags = |key: &str| {
+            run_args(&[
+                "--header",
+                &format!("X-Api-Key: {key}"),
+                "--admin-token",
+                "token-for-the-admin-api",
+                "--proxy",
+                "http://user:proxy-password@127.0.0.1:3128",
+            ])
+        };
+        let (first, rotated) = (flags("first-key-value"), flags("second-key-value"));
+        let shown = format!("{first:?}");
+        for secret in [
+            "first-key-value",
+            "token-for-the-admin-api",
+            "proxy-password",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert_eq!(
+            shown,
+            format!("{rotated:?}"),
+            "Debug alone cannot tell them apart"
+        );
+        let fingerprint = |args| pipeline_config(&args).map(|config| config.fingerprint);
+        let (a, b) = (fingerprint(first.clone()), fingerprint(rotated));
+        let (a, b) = (a.expect("valid flags"), b.expect("valid flags"));
+        assert!(a != b, "a rotated header value restarts the pipeline");
+        assert!(a == fingerprint(first).expect("valid flags"));
+    }
 
     #[test]
     fn numbers_out_of_range_are_refused_naming_the_flag_and_the_bounds() {

@@ -22,7 +22,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::cli::RunArgs;
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Secret};
 
 const DEFAULT_URL: &str = "https://stream.wikimedia.org/v2/stream/recentchange";
 const DEFAULT_SINK: &str = "file:./sse-ingest-out";
@@ -128,10 +128,10 @@ impl SeedProperties {
         if let Some(url) = self.url.filter(|_| args.url == DEFAULT_URL) {
             args.url = url;
         }
-        let mut headers: Vec<String> = self
+        let mut headers: Vec<Secret> = self
             .headers
             .into_iter()
-            .map(|(name, value)| format!("{name}: {value}"))
+            .map(|(name, value)| Secret::from(format!("{name}: {value}")))
             .collect();
         headers.append(&mut args.headers);
         args.headers = headers;

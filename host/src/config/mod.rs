@@ -17,8 +17,8 @@ mod service;
 pub mod shard;
 pub mod sizing;
 
-pub use secrets::Redactor;
-pub use service::{AdminSettings, ServiceConfig};
+pub use secrets::{Redactor, Secret};
+pub use service::{AdminSettings, AdminTls, SHORT_TOKEN_BYTES, ServiceConfig};
 
 /// A configuration value that cannot be used, with the flag it came from.
 #[derive(Debug, Error)]
@@ -250,9 +250,43 @@ pub struct PipelineConfig {
     pub checkpoint_interval: Duration,
     /// Where checkpoints are kept (`--checkpoint-store`).
     pub checkpoint_store: CheckpointStoreSpec,
-    /// Every setting as given, in one text: what a reload compares to tell a changed
-    /// pipeline from an unchanged one.
-    pub fingerprint: String,
+    /// Every setting as given: what a reload compares to tell a changed pipeline from an
+    /// unchanged one.
+    pub fingerprint: Fingerprint,
+}
+
+/// The settings a pipeline was made from, compared by value (secrets included), never
+/// printed: a reload restarts a pipeline whose settings changed, a rotated secret too.
+/// `Debug` text is no fingerprint, since it shows secrets redacted.
+#[derive(Clone)]
+pub struct Fingerprint {
+    given: Arc<dyn std::any::Any + Send + Sync>,
+    same: fn(&dyn std::any::Any, &dyn std::any::Any) -> bool,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `given` (a front end's settings, e.g. `run`'s flags).
+    pub fn of<T: PartialEq + Send + Sync + 'static>(given: T) -> Self {
+        Self {
+            given: Arc::new(given),
+            same: |a, b| match (a.downcast_ref::<T>(), b.downcast_ref::<T>()) {
+                (Some(a), Some(b)) => a == b,
+                _ => false,
+            },
+        }
+    }
+}
+
+impl PartialEq for Fingerprint {
+    fn eq(&self, other: &Self) -> bool {
+        (self.same)(self.given.as_ref(), other.given.as_ref())
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprint(..)")
+    }
 }
 
 /// How a pipeline meets the network (`--ca-file`, `--client-cert`, `--proxy`,

@@ -5,14 +5,67 @@
 use std::sync::Arc;
 
 /// Expands secret references and remembers what they expanded to, so that no log line,
-/// error or API answer shows it.
-#[derive(Debug, Clone, Default)]
+/// error or API answer shows it. Its `Debug` says how many secrets it holds, never which.
+#[derive(Clone, Default)]
 pub struct Redactor {
     secrets: Arc<Vec<String>>,
 }
 
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
+}
+
 /// What a redacted secret looks like.
 pub const REDACTED: &str = "[redacted]";
+
+/// A value that must not be printed: a token, a header value. `Debug` shows [`REDACTED`];
+/// [`Secret::expose`] gives the value to the one place that sends it. Equality compares the
+/// value, so a reload notices a rotated secret.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value itself, to send or compare; never to log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_string())
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_string()))
+    }
+}
+
+impl PartialEq<&str> for Secret {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
 
 impl Redactor {
     /// `text` with `${NAME}` replaced by the environment variable `NAME`, or, when the whole
@@ -130,6 +183,19 @@ mod tests {
         );
         let error = redactor.expand("@/nonexistent/secret").unwrap_err();
         assert!(error.contains("/nonexistent/secret"), "{error}");
+    }
+
+    #[test]
+    fn debug_shows_neither_a_secret_nor_what_a_redactor_holds() {
+        let secret = Secret::from("hunter2-hunter2-hunter2");
+        assert_eq!(format!("{secret:?}"), REDACTED);
+        assert_eq!(format!("{:?}", Some(&secret)), format!("Some({REDACTED})"));
+        assert_eq!(secret.expose(), "hunter2-hunter2-hunter2");
+        let mut redactor = Redactor::default();
+        redactor.remember("hunter2-hunter2-hunter2");
+        let shown = format!("{redactor:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("secrets: 1"), "{shown}");
     }
 
     #[test]

@@ -5,4 +5,5 @@ pub mod blocking;
 pub mod format;
 pub mod metrics;
 pub mod partition;
+pub mod private_files;
 pub mod record;

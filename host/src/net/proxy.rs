@@ -11,13 +11,23 @@
 use http::HeaderValue;
 use hyper_util::client::proxy::matcher::Matcher;
 
-/// What `--proxy` and `--no-proxy` say; unset fields fall back to the environment.
-#[derive(Debug, Clone, Default)]
+/// What `--proxy` and `--no-proxy` say; unset fields fall back to the environment. `Debug`
+/// shows the proxy URL without its password.
+#[derive(Clone, Default)]
 pub struct ProxySettings {
     /// `--proxy URL`: every request goes through it (unless `--no-proxy` matches).
     pub proxy: Option<String>,
     /// `--no-proxy LIST`: hosts that go direct.
     pub no_proxy: Option<String>,
+}
+
+impl std::fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySettings")
+            .field("proxy", &self.proxy.as_deref().map(redact))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
 }
 
 impl ProxySettings {
@@ -67,8 +77,8 @@ impl ProxySettings {
     }
 }
 
-/// A proxy a request goes through.
-#[derive(Debug, Clone)]
+/// A proxy a request goes through. `Debug` shows whether it has credentials, not them.
+#[derive(Clone)]
 pub struct Proxy {
     /// The proxy's URL scheme (only `http` is supported).
     pub scheme: String,
@@ -78,6 +88,20 @@ pub struct Proxy {
     pub port: u16,
     /// `Proxy-Authorization` from credentials in the proxy URL; never logged.
     pub authorization: Option<HeaderValue>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("scheme", &self.scheme)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 impl Proxy {
@@ -189,6 +213,19 @@ mod tests {
         assert_eq!(header.to_str().ok(), Some("Basic dXNlcjpzZWNyZXQ="));
         assert!(!proxy.address().contains("secret"));
         assert!(!redact("http://user:secret@127.0.0.1:3128").contains("secret"));
+        for shown in [
+            format!("{proxy:?}"),
+            format!(
+                "{:?}",
+                ProxySettings {
+                    proxy: Some("http://user:secret@127.0.0.1:3128".to_string()),
+                    no_proxy: None,
+                }
+            ),
+        ] {
+            assert!(!shown.contains("secret"), "{shown}");
+            assert!(!shown.contains("dXNlcjpzZWNyZXQ="), "{shown}");
+        }
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! object per line: `{"reason", "pipeline", "at", "kind", ...}` where `kind`
 //! is `event` (a batch a filter failed on: the events, so nothing is lost)
 //! or `record` (a record the sink refused: its bytes in base64).
+//!
+//! They hold the stream's data, so only the process's user may read them: files 0600 in
+//! 0700 directories. The pipeline's dead-letter directory is locked at start like the file
+//! sink's (`state_lock`), since opening it repairs `.inprogress` files.
 
 use std::path::Path;
 
@@ -27,9 +31,13 @@ pub struct DeadLetters {
 impl DeadLetters {
     /// Opens (and repairs, after a crash) the dead-letter files under `dir`.
     pub fn open(dir: &Path, pipeline: &str) -> Result<Self, SinkError> {
+        let options = FileSinkOptions {
+            private: true,
+            ..FileSinkOptions::new(dir, pipeline)
+        };
         Ok(Self {
             pipeline: pipeline.to_string(),
-            sink: FileSink::open(FileSinkOptions::new(dir, pipeline))?,
+            sink: FileSink::open(options)?,
         })
     }
 

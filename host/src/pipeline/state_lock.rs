@@ -7,6 +7,7 @@
 //! it when the process ends, however it ends, so a `kill -9` leaves nothing stale behind.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 /// The name of the lock file in each locked directory.
@@ -69,6 +70,7 @@ fn lock(pipeline: &str, dir: &Path) -> Result<File, LockError> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&path)
         .map_err(io)?;
     match file.try_lock() {

@@ -18,7 +18,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::admin::{self, Pipelines, State};
-use crate::config::{FilterSpec, PipelineConfig, ServiceConfig};
+use crate::config::{FilterSpec, Fingerprint, PipelineConfig, ServiceConfig};
 use crate::core::metrics::Metrics;
 use crate::pipeline::state_lock::{LockError, StateLock};
 use crate::pipeline::{InitialFilter, Pipeline, PipelineEnd, PipelineError};
@@ -46,7 +46,7 @@ pub type Outcome = Result<PipelineEnd, PipelineFailure>;
 /// A running pipeline, as the service tracks it.
 struct Running {
     /// The configuration it runs with, as compared on reload.
-    fingerprint: String,
+    fingerprint: Fingerprint,
     stop: watch::Sender<bool>,
 }
 
@@ -79,7 +79,7 @@ impl Service {
             .first()
             .map(|pipeline| pipeline.cache_dir.clone());
         let components = Components::new(cache_dir.as_deref())?;
-        let pipelines = Pipelines::new(config.admin.token.clone(), config.redactor.clone());
+        let pipelines = Pipelines::new(config.redactor.clone());
         let sampler = report::spawn_rate_sampler(pipelines.clone());
         let mut service = Self {
             components: Arc::new(components),
@@ -102,11 +102,9 @@ impl Service {
         for pipeline in &config.pipelines {
             service.register(pipeline);
         }
-        if let Some(addr) = config.admin.address {
-            admin::bind(addr, service.pipelines.clone(), stop_admin)
-                .await
-                .map_err(|e| format!("cannot serve the admin API on {addr}: {e}"))?;
-        }
+        admin::bind(&config.admin, service.pipelines.clone(), stop_admin)
+            .await
+            .map_err(|e| e.to_string())?;
         for pipeline in &config.pipelines {
             service.launch(pipeline.clone());
         }
@@ -316,9 +314,16 @@ async fn run_one(
     Ok(result?)
 }
 
-/// Locks the pipeline's state directory and its file-sink directory.
+/// Locks the pipeline's state directory, its dead-letter directory and its file-sink
+/// directory: opening each repairs what a crash left, which must not touch a live
+/// process's files.
 fn lock_state(config: &PipelineConfig) -> Result<StateLock, LockError> {
     let mut dirs = vec![config.state_dir.join("pipelines").join(&config.name)];
+    let dead_letters = config.dead_letter_dir.join(&config.name);
+    // One lock a directory: a second `flock` on it from this process would fail.
+    if !dirs.contains(&dead_letters) {
+        dirs.push(dead_letters);
+    }
     if let SinkSpec::File(dir) = &config.sink {
         dirs.push(dir.join(&config.name));
     }

@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 
 use super::{SinkError, encode_lines};
+use crate::core::private_files;
 use crate::core::record::Record;
 
 const IN_PROGRESS: &str = "inprogress";
@@ -40,6 +41,9 @@ pub struct FileSinkOptions {
     pub max_file_bytes: u64,
     /// Roll a file once it is this old. Default: 60 s.
     pub max_file_age: Duration,
+    /// Only the process's user may read: directories 0700, files 0600 (dead letters).
+    /// Default: the umask decides, as for any file a program writes.
+    pub private: bool,
 }
 
 impl FileSinkOptions {
@@ -50,6 +54,7 @@ impl FileSinkOptions {
             prefix: pipeline.to_string(),
             max_file_bytes: 64 * 1024 * 1024,
             max_file_age: Duration::from_secs(60),
+            private: false,
         }
     }
 }
@@ -78,7 +83,7 @@ impl FileSink {
     /// Opens the sink, repairing files a crashed run left in progress.
     pub fn open(options: FileSinkOptions) -> Result<Self, SinkError> {
         let root = options.dir.join(&options.prefix);
-        fs::create_dir_all(&root).map_err(|source| SinkError::File {
+        create_dir(&root, options.private).map_err(|source| SinkError::File {
             action: "create",
             path: root.clone(),
             source,
@@ -187,7 +192,7 @@ impl FileSink {
             .join(format!("{month:02}"))
             .join(format!("{day:02}"))
             .join(format!("{hour:02}"));
-        fs::create_dir_all(&dir).map_err(|source| SinkError::File {
+        create_dir(&dir, self.options.private).map_err(|source| SinkError::File {
             action: "create",
             path: dir.clone(),
             source,
@@ -203,15 +208,17 @@ impl FileSink {
             self.options.prefix, self.sequence
         );
         let path = dir.join(name);
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)
-            .map_err(|source| SinkError::File {
-                action: "create",
-                path: path.clone(),
-                source,
-            })?;
+        // Exclusively: a link planted under this name is refused, never written through.
+        let file = if self.options.private {
+            private_files::create_new(&path)
+        } else {
+            OpenOptions::new().create_new(true).append(true).open(&path)
+        };
+        let file = file.map_err(|source| SinkError::File {
+            action: "create",
+            path: path.clone(),
+            source,
+        })?;
         Ok(OpenFile {
             file,
             path,
@@ -255,6 +262,15 @@ impl Drop for FileSink {
     }
 }
 
+/// `dir` and its missing parents; private ones 0700 (see [`FileSinkOptions::private`]).
+fn create_dir(dir: &Path, private: bool) -> std::io::Result<()> {
+    if private {
+        private_files::create_dir(dir)
+    } else {
+        fs::create_dir_all(dir)
+    }
+}
+
 fn hour_of(now: OffsetDateTime) -> (i32, u8, u8, u8) {
     (now.year(), now.month() as u8, now.day(), now.hour())
 }
@@ -266,7 +282,10 @@ fn recover_in_progress(root: &Path) -> Result<(), SinkError> {
         .filter_map(Result::ok)
     {
         let path = entry.path();
-        if path.extension().and_then(|e| e.to_str()) != Some(IN_PROGRESS) {
+        // A link is not ours to repair (walkdir does not follow links).
+        if !entry.file_type().is_file()
+            || path.extension().and_then(|e| e.to_str()) != Some(IN_PROGRESS)
+        {
             continue;
         }
         let io = |action, source| SinkError::File {
@@ -341,6 +360,32 @@ mod tests {
         assert_eq!(files.len(), 1);
         assert!(files[0].to_string_lossy().ends_with(".ndjson"));
         assert_eq!(fs::read_to_string(&files[0])?, "a\nb\nc\n");
+        Ok(())
+    }
+
+    #[test]
+    fn a_private_sink_writes_0600_files_in_0700_directories()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |path: &Path| -> std::io::Result<u32> {
+            Ok(fs::metadata(path)?.permissions().mode() & 0o777)
+        };
+        let dir = tempfile::tempdir()?;
+        let options = FileSinkOptions {
+            private: true,
+            ..FileSinkOptions::new(dir.path(), "p")
+        };
+        let mut sink = FileSink::open(options)?;
+        sink.write(&[record("secret data")])?;
+        sink.close()?;
+        let files = finished_files(dir.path());
+        assert_eq!(files.len(), 1);
+        assert_eq!(mode(&files[0])?, 0o600);
+        let mut folder = files[0].parent();
+        while let Some(path) = folder.filter(|path| *path != dir.path()) {
+            assert_eq!(mode(path)?, 0o700, "{}", path.display());
+            folder = path.parent();
+        }
         Ok(())
     }
 

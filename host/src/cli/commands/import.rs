@@ -27,7 +27,12 @@ fn to_toml(seed: SeedProperties, from: &str) -> String {
     pipeline.insert("name".into(), Value::from("default"));
     pipeline.insert("url".into(), Value::from(run.url.clone()));
     if !run.headers.is_empty() {
-        pipeline.insert("header".into(), strings(&run.headers));
+        let headers: Vec<String> = run
+            .headers
+            .iter()
+            .map(|header| header.expose().to_string())
+            .collect();
+        pipeline.insert("header".into(), strings(&headers));
     }
     if !run.types.is_empty() {
         pipeline.insert("types".into(), strings(&run.types));

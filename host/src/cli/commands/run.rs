@@ -13,7 +13,7 @@ use crate::cli::config_file;
 use crate::cli::exit::{self, Failure};
 use crate::cli::{RunArgs, RunSources};
 use crate::config::shard::Shard;
-use crate::config::{AdminSettings, Redactor, ServiceConfig};
+use crate::config::{AdminSettings, Redactor, Secret, ServiceConfig};
 use crate::pipeline::state_lock::LockError;
 use crate::pipeline::{PipelineEnd, PipelineError};
 use crate::service::{Outcome, PipelineFailure, Service};
@@ -40,7 +40,10 @@ pub fn execute(mut args: RunArgs, sources: &RunSources) -> Result<u8, Failure> {
                 config.admin.address = Some(address);
             }
             if sources.set_from_environment("admin_token") {
-                admin_token_from_environment(&mut config, args.admin_token.as_deref())?;
+                admin_token_from_environment(
+                    &mut config,
+                    args.admin_token.as_ref().map(Secret::expose),
+                )?;
             }
             config.admin.check().map_err(Failure::usage)?;
             take_share(config, shard)
@@ -113,11 +116,12 @@ fn from_flags(args: &RunArgs) -> Result<ServiceConfig, Failure> {
         address: args.admin,
         token: args.admin_token.clone(),
         allow_unauthenticated: args.admin_allow_unauthenticated,
+        ..AdminSettings::default()
     };
     admin.check().map_err(Failure::usage)?;
     let mut redactor = Redactor::default();
     if let Some(token) = &admin.token {
-        redactor.remember(token);
+        redactor.remember(token.expose());
     }
     Ok(ServiceConfig {
         pipelines: vec![pipeline],
@@ -176,12 +180,12 @@ fn admin_token_from_environment(
         return Ok(());
     }
     match &config.admin.token {
-        Some(from_file) if from_file != token => Err(Failure::usage(
+        Some(from_file) if from_file.expose() != token => Err(Failure::usage(
             "SSE_INGEST_ADMIN_TOKEN differs from the config file's [admin] token; set one of them",
         )),
         Some(_) => Ok(()),
         None => {
-            config.admin.token = Some(token.to_string());
+            config.admin.token = Some(Secret::from(token));
             config.redactor.remember(token);
             Ok(())
         }
@@ -400,8 +404,8 @@ mod tests {
             pipelines: Vec::new(),
             admin: AdminSettings {
                 address: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9090))),
-                token: token.map(str::to_string),
-                allow_unauthenticated: false,
+                token: token.map(Secret::from),
+                ..AdminSettings::default()
             },
             report_interval: None,
             redactor: Redactor::default(),
@@ -435,7 +439,10 @@ mod tests {
     fn the_environments_admin_token_fills_a_file_without_one() {
         let mut config = service_with_admin(None);
         admin_token_from_environment(&mut config, Some("from-the-environment")).unwrap();
-        assert_eq!(config.admin.token.as_deref(), Some("from-the-environment"));
+        assert_eq!(
+            config.admin.token.as_ref().map(Secret::expose),
+            Some("from-the-environment")
+        );
         assert_eq!(
             config.redactor.redact("x from-the-environment y"),
             "x [redacted] y"
@@ -450,6 +457,9 @@ mod tests {
         let failure =
             admin_token_from_environment(&mut other, Some("the-environments")).unwrap_err();
         assert!(failure.message.contains("differs"), "{}", failure.message);
-        assert_eq!(other.admin.token.as_deref(), Some("the-files-token"));
+        assert_eq!(
+            other.admin.token.as_ref().map(Secret::expose),
+            Some("the-files-token")
+        );
     }
 }

@@ -195,7 +195,15 @@ fn an_admin_address_off_loopback_needs_a_token_or_an_explicit_choice() {
         format!("[admin]\naddress = \"0.0.0.0:9090\"\nallow_unauthenticated = true\n{pipeline}");
     assert!(parse(&chosen).is_ok());
     let token = format!("[admin]\naddress = \"0.0.0.0:9090\"\ntoken = \"t\"\n{pipeline}");
-    assert_eq!(parse(&token).unwrap().admin.token.as_deref(), Some("t"));
+    assert_eq!(
+        parse(&token)
+            .unwrap()
+            .admin
+            .token
+            .as_ref()
+            .map(|t| t.expose()),
+        Some("t")
+    );
     let default = format!("[admin]\n{pipeline}");
     assert_eq!(
         parse(&default).unwrap().admin.address,
@@ -245,4 +253,31 @@ fn every_run_flag_but_the_process_wide_ones_is_a_pipeline_key() {
     for key in ["admin", "state_dir", "config", "properties"] {
         assert!(!keys.contains_key(key), "{key}");
     }
+}
+
+#[test]
+fn admin_metrics_public_and_tls_are_read_and_the_tls_files_go_together() {
+    let pipeline = "[[pipeline]]\nname = \"p\"\nurl = \"http://example.org/\"\n";
+    let full = format!(
+        "[admin]\ntoken = \"a-token-of-twenty-bytes\"\nmetrics_public = true\n\
+         tls_cert = \"admin.crt\"\ntls_key = \"admin.key\"\n{pipeline}"
+    );
+    let admin = parse(&full).unwrap().admin;
+    assert!(admin.metrics_public);
+    assert_eq!(
+        admin.tls,
+        Some(crate::config::AdminTls {
+            cert: "admin.crt".into(),
+            key: "admin.key".into(),
+        })
+    );
+    assert!(
+        !parse(&format!("[admin]\n{pipeline}"))
+            .unwrap()
+            .admin
+            .metrics_public
+    );
+    let half = format!("[admin]\ntls_cert = \"admin.crt\"\n{pipeline}");
+    let problems = parse(&half).unwrap_err();
+    assert!(problems[0].message.contains("go together"), "{problems:?}");
 }

@@ -1,19 +1,21 @@
 //! The default checkpoint store: `STATE_DIR/pipelines/NAME/checkpoint.json`.
 //!
 //! Written atomically (temporary file, then rename), so a crash leaves either the old or the
-//! new checkpoint, never a torn one. Like the file sink's data, these writes reach the
+//! new checkpoint, never a torn one. The file is 0600 in a 0700 directory, and the temporary
+//! file is created exclusively, so a link planted in its place is refused
+//! (`core::private_files`). Like the file sink's data, these writes reach the
 //! kernel, which survives the process; `fsync` happens at shutdown, not per write. One
 //! process owns the directory through the state lock (`state_lock.rs`), so claiming needs
 //! nothing more than reading.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::{Checkpoint, CheckpointError, CheckpointStore, StoreFuture, StreamIdentity};
 use crate::core::blocking::offload;
+use crate::core::private_files;
 
 /// On disk, `{"last_event_id": ..., "stream": {"url": ..., "headers": [...]}}`. Files
 /// written before checkpoints knew their stream hold only the id; they still load.
@@ -34,7 +36,7 @@ impl FileStore {
     /// The checkpoint of `pipeline` under `state_dir` (its directory is created).
     pub fn open(state_dir: &Path, pipeline: &str) -> Result<Self, CheckpointError> {
         let dir = state_dir.join("pipelines").join(pipeline);
-        fs::create_dir_all(&dir).map_err(|source| CheckpointError::Io {
+        private_files::create_dir(&dir).map_err(|source| CheckpointError::Io {
             action: "create the directory of",
             path: dir.clone(),
             source,
@@ -92,13 +94,7 @@ fn replace(path: &Path, body: &[u8], sync: bool) -> Result<(), CheckpointError> 
         source,
     };
     let temporary = path.with_extension("json.tmp");
-    let mut file = fs::File::create(&temporary).map_err(|e| io("create", e))?;
-    file.write_all(body).map_err(|e| io("write", e))?;
-    if sync {
-        file.sync_all().map_err(|e| io("sync", e))?;
-    }
-    drop(file);
-    fs::rename(&temporary, path).map_err(|e| io("replace", e))
+    private_files::replace(path, &temporary, body, sync).map_err(|e| io("replace", e))
 }
 
 #[cfg(test)]
@@ -123,6 +119,34 @@ mod tests {
             stream,
             interval,
         ))
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_is_0600_in_a_0700_directory_and_a_planted_link_is_refused()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |path: &Path| -> std::io::Result<u32> {
+            Ok(fs::metadata(path)?.permissions().mode() & 0o777)
+        };
+        let dir = tempfile::tempdir()?;
+        let mut store = FileStore::open(dir.path(), "p")?;
+        let own = dir.path().join("pipelines/p");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious")?;
+        std::os::unix::fs::symlink(&victim, own.join("checkpoint.json.tmp"))?;
+        let checkpoint = Checkpoint {
+            last_event_id: "42".to_string(),
+            stream: Some(stream("https://a.example/s")),
+        };
+        assert!(store.save(&checkpoint, false).await.is_err());
+        assert_eq!(fs::read_to_string(&victim)?, "precious");
+
+        fs::remove_file(own.join("checkpoint.json.tmp"))?;
+        store.save(&checkpoint, true).await?;
+        assert_eq!(mode(&own)?, 0o700);
+        assert_eq!(mode(&own.join("checkpoint.json"))?, 0o600);
+        assert_eq!(store.claim().await?, Some(checkpoint));
+        Ok(())
     }
 
     #[tokio::test]
