@@ -9,7 +9,9 @@
 #
 # The tools live in a venv under target/ (git-ignored), made on the first run and
 # again whenever deploy/requirements.txt or the Python interpreter changes; later
-# runs need no network. Exits non-zero on any problem.
+# runs need no network. Exits non-zero on any problem. deploy/tests/test_runs_as_deployed.py
+# runs the templates' commands against kinesalite and dynalite (scripts/setup.sh --tests
+# installs them; Node.js is needed) and names StatefulSet pods with `unshare --uts` (root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
