@@ -22,6 +22,7 @@ mod filters;
 mod kinesis_end_to_end;
 mod large_events;
 mod network;
+mod recovery;
 mod resilience;
 mod scale_out;
 mod service;

@@ -8,6 +8,7 @@
 pub mod dynalite;
 pub mod node_server;
 pub mod numbered;
+pub mod outage;
 pub mod proxy;
 pub mod sse_server;
 pub mod tls;

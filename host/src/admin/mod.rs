@@ -106,6 +106,11 @@ impl Pipelines {
         }
     }
 
+    /// `text` with every secret the process knows replaced, for a log line.
+    pub fn redact(&self, text: &str) -> String {
+        self.redactor.redact(text)
+    }
+
     /// Records a change of state, with the reason when there is one.
     pub fn set_state(&self, name: &str, state: State, reason: Option<String>) {
         if let Ok(mut entries) = self.entries.write()

@@ -23,6 +23,11 @@ pub enum State {
     Stopped,
     /// Its stream ended (`--once`) or the server said not to reconnect (204).
     Ended,
+    /// It failed for a reason that may pass and waits to start again; the reason says
+    /// when and why.
+    Restarting,
+    /// Another process took its checkpoint over: it ended here without writing.
+    Fenced,
     /// It failed; the reason says why.
     Failed,
 }
@@ -36,6 +41,8 @@ impl State {
             Self::Stopping => "stopping",
             Self::Stopped => "stopped",
             Self::Ended => "ended",
+            Self::Restarting => "restarting",
+            Self::Fenced => "fenced",
             Self::Failed => "failed",
         }
     }
@@ -80,13 +87,15 @@ impl Entry {
     /// Why this pipeline keeps the process from being ready, if it does.
     pub fn not_ready(&self) -> Option<String> {
         match self.state {
-            State::Stopped | State::Ended | State::Stopping | State::Paused => None,
+            // A fenced pipeline runs elsewhere now: nothing here needs doing.
+            State::Stopped | State::Ended | State::Stopping | State::Paused | State::Fenced => None,
             State::Running if self.connected() => None,
             State::Failed => Some(format!(
                 "failed: {}",
                 self.reason.as_deref().unwrap_or("unknown")
             )),
             State::Starting => Some("starting".to_string()),
+            State::Restarting => Some(self.reason.clone().unwrap_or_else(|| "restarting".into())),
             State::Running => {
                 let last = self
                     .metrics

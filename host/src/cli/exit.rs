@@ -10,6 +10,10 @@ pub const FAILURE: u8 = 1;
 pub const USAGE: u8 = 2;
 /// The server answered 204 No Content: per the SSE spec, "do not reconnect".
 pub const SERVER_SAID_STOP: u8 = 3;
+/// Another process took the pipeline's checkpoint over (`--checkpoint-store dynamodb:…`):
+/// this one stopped without writing, and nothing failed. A supervisor should not start it
+/// again here: the new owner runs it.
+pub const HANDED_OVER: u8 = 4;
 /// The reader of stdout went away (`--sink stdout | head`): 128 + SIGPIPE, the status of a
 /// Unix tool killed by SIGPIPE, so that `set -o pipefail` scripts see what `yes | head` gives.
 pub const READER_GONE: u8 = 141;

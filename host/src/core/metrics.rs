@@ -234,6 +234,10 @@ pipeline_metrics! {
     last_event_unix_seconds: Gauge = "last_event_unix_seconds", "Unix time of the last event received";
     /// Checkpoint writes that failed (a transient failure is tried again on the next tick).
     checkpoint_write_failures: Counter = "checkpoint_write_failures", "Checkpoint writes that failed (a transient failure is tried again on the next tick)";
+    /// In-process restarts after a transient failure (AWS throttling or 5xx, no answer, a source trap).
+    restarts: Counter = "pipeline_restarts", "Restarts of the pipeline in the process after a transient failure";
+    /// Ends because another process took the pipeline's checkpoint over (fenced).
+    handovers: Counter = "pipeline_handovers", "Times the pipeline ended here because another process took its checkpoint over";
     /// 1 while the SSE connection is open (status 200, text/event-stream), else 0.
     connected: Gauge = "connected", "1 while the SSE connection is open";
 }

@@ -33,6 +33,44 @@ pub struct PreparedFilter {
     pub requested_at: Instant,
 }
 
+/// The filter version a pipeline runs, kept outside the pipeline so that a restart in the
+/// same process (after a transient failure) goes on with the version that was live: a
+/// filter swapped in over the API is the operator's choice, and a restart must not quietly
+/// bring back the configured one. A reload that changes the pipeline starts a new slot.
+#[derive(Debug, Clone, Default)]
+pub struct LiveFilter(Arc<Mutex<Option<LiveVersion>>>);
+
+/// What [`LiveFilter`] remembers of a version.
+#[derive(Debug, Clone)]
+struct LiveVersion {
+    number: u64,
+    label: String,
+    component: FilterComponent,
+    config: Vec<(String, String)>,
+}
+
+impl LiveFilter {
+    fn remember(&self, version: &Version) {
+        if let Ok(mut live) = self.0.lock() {
+            *live = Some(LiveVersion {
+                number: version.number,
+                label: version.label.clone(),
+                component: version.component.clone(),
+                config: version.config.clone(),
+            });
+        }
+    }
+
+    fn recall(&self) -> Option<LiveVersion> {
+        self.0.lock().ok().and_then(|live| live.clone())
+    }
+
+    /// The version that was live (its label and component), if the pipeline ran before.
+    pub fn version(&self) -> Option<(String, FilterComponent)> {
+        self.recall().map(|live| (live.label, live.component))
+    }
+}
+
 /// Events a prepared filter is probed with; refreshed from live traffic.
 #[derive(Debug, Clone, Default)]
 pub struct ProbeSample(Arc<Mutex<Vec<Event>>>);
@@ -125,10 +163,12 @@ pub struct FilterStage {
     last_probe_refresh: Option<Instant>,
     first_batch_pending: Option<Instant>,
     metrics: Arc<Metrics>,
+    live: LiveFilter,
 }
 
 impl FilterStage {
-    /// Starts with the pipeline's configured filter as version 1.
+    /// Starts with the version `live` remembers from an earlier run of this pipeline in
+    /// this process, else with the configured filter as version 1.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         label: String,
@@ -139,27 +179,35 @@ impl FilterStage {
         policy: OnFilterError,
         rollback_window: u32,
         metrics: Arc<Metrics>,
+        live: LiveFilter,
     ) -> Result<Self, FilterError> {
+        let (number, label, component, config) = match live.recall() {
+            Some(was) => (was.number, was.label, was.component, was.config),
+            None => (1, label, component, config),
+        };
         let instance = component.instantiate(&context, &config, limits).await?;
+        let current = Version {
+            number,
+            label,
+            component,
+            config,
+            instance,
+        };
+        live.remember(&current);
         Ok(Self {
             context,
             limits,
             policy,
             rollback_window,
-            current: Version {
-                number: 1,
-                label,
-                component,
-                config,
-                instance,
-            },
+            current,
             previous: None,
             probation_left: 0,
-            next_number: 2,
+            next_number: number + 1,
             probe: ProbeSample::default(),
             last_probe_refresh: None,
             first_batch_pending: None,
             metrics,
+            live,
         })
     }
 
@@ -196,6 +244,7 @@ impl FilterStage {
             "filter swapped"
         );
         self.previous = Some(old);
+        self.live.remember(&self.current);
         self.probation_left = self.rollback_window;
         self.first_batch_pending = Some(prepared.requested_at);
         self.metrics.filter_swaps.inc();
@@ -264,6 +313,7 @@ impl FilterStage {
         let may_roll_back = on_probation || self.policy == OnFilterError::Rollback;
         if may_roll_back && let Some(previous) = self.previous.take() {
             let failed = std::mem::replace(&mut self.current, previous);
+            self.live.remember(&self.current);
             self.probation_left = 0;
             self.first_batch_pending = None;
             self.metrics.filter_rollbacks.inc();

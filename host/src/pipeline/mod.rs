@@ -27,7 +27,7 @@ use crate::pipeline::checkpoint::{
     CheckpointError, Checkpoints, Resume, StreamIdentity, open_store,
 };
 use crate::pipeline::dead_letter::DeadLetters;
-use crate::pipeline::filter_stage::{FilterStage, PreparedFilter, ProbeSample};
+use crate::pipeline::filter_stage::{FilterStage, LiveFilter, PreparedFilter, ProbeSample};
 use crate::pipeline::replay::{ReplayCause, ReplayWindow};
 use crate::pipeline::stream_rule::StreamRule;
 use crate::sink::{Ack, Sink, SinkError};
@@ -134,6 +134,8 @@ pub struct Pipeline {
     pub filter: InitialFilter,
     /// Its metrics, registered in the process's exposition.
     pub metrics: Arc<Metrics>,
+    /// The filter version that was live when this pipeline last ran in this process.
+    pub live_filter: LiveFilter,
 }
 
 impl Pipeline {
@@ -200,6 +202,7 @@ impl Pipeline {
             config.on_filter_error,
             config.rollback_batches,
             Arc::clone(&self.metrics),
+            self.live_filter.clone(),
         )
         .await?;
 

@@ -2,24 +2,29 @@
 //! instances, limits, checkpoint, dead letters, metric labels, state lock), sharing what
 //! is free to share (one wasmtime engine, each component compiled once, one admin API).
 //!
-//! A pipeline that fails stops alone and says why in `/pipelines`; the others go on. A
-//! reload ([`Service::reload`]) starts added pipelines, stops removed ones cleanly (drain,
+//! A pipeline that fails stops alone and says why in `/pipelines`; the others go on. One
+//! whose failure may pass (a DynamoDB or Kinesis hiccup, a trap of the source) is started
+//! again with capped, jittered delays ([`restart`]); one that another owner took over ends
+//! quietly (`fenced`). A reload ([`Service::reload`]) starts added pipelines, stops removed ones cleanly (drain,
 //! checkpoint), restarts changed ones and leaves unchanged ones alone: their connections
 //! stay open.
 
 mod components;
 mod open_files;
 mod report;
+pub mod restart;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::admin::{self, Pipelines, State};
-use crate::config::{FilterSpec, Fingerprint, PipelineConfig, ServiceConfig};
+use crate::config::{FilterSpec, PipelineConfig, ServiceConfig};
 use crate::core::metrics::Metrics;
+use crate::pipeline::filter_stage::LiveFilter;
 use crate::pipeline::state_lock::{LockError, StateLock};
 use crate::pipeline::{InitialFilter, Pipeline, PipelineEnd, PipelineError};
 use crate::sink::SinkSpec;
@@ -45,8 +50,10 @@ pub type Outcome = Result<PipelineEnd, PipelineFailure>;
 
 /// A running pipeline, as the service tracks it.
 struct Running {
-    /// The configuration it runs with, as compared on reload.
-    fingerprint: Fingerprint,
+    /// The configuration it runs with (compared on reload by its fingerprint).
+    config: PipelineConfig,
+    /// When this run was launched, to tell a healthy run from a restart loop.
+    launched: Instant,
     stop: watch::Sender<bool>,
 }
 
@@ -65,6 +72,10 @@ pub struct Service {
     sampler: tokio::task::JoinHandle<()>,
     /// The admin API is on, so filters can be swapped: compile the built-ins ahead.
     swaps_over_api: bool,
+    /// Each pipeline's live filter version, carried over an in-process restart.
+    live_filters: HashMap<String, LiveFilter>,
+    /// Restarts since each pipeline's last healthy run.
+    restart_attempts: HashMap<String, u32>,
 }
 
 impl Service {
@@ -93,6 +104,8 @@ impl Service {
             report: None,
             sampler,
             swaps_over_api: config.admin.address.is_some(),
+            live_filters: HashMap::new(),
+            restart_attempts: HashMap::new(),
         };
         if let Some(interval) = config.report_interval {
             service.report = Some(report::spawn(interval, service.pipelines.clone()));
@@ -140,7 +153,7 @@ impl Service {
                     self.restarts.remove(name);
                     removed += 1;
                 }
-                Some(new) if new.fingerprint != running.fingerprint => {
+                Some(new) if new.fingerprint != running.config.fingerprint => {
                     tracing::info!(pipeline = %name, "changed in the configuration: restarting");
                     self.pipelines.set_state(name, State::Stopping, None);
                     let _ = running.stop.send(true);
@@ -160,7 +173,9 @@ impl Service {
         tracing::info!(added, removed, changed, "configuration reloaded");
     }
 
-    /// Waits for the next pipeline to end; none when no pipeline is left running.
+    /// Waits for the next pipeline to end; none when no pipeline is left running. A
+    /// pipeline restarted after a transient failure has not ended: it is restarting, and
+    /// comes back as `(name, false)` without an outcome.
     pub async fn next_end(&mut self) -> Option<(String, bool)> {
         let joined = self.tasks.join_next().await?;
         let (name, outcome) = match joined {
@@ -170,7 +185,29 @@ impl Service {
                 return Some((String::new(), false));
             }
         };
-        self.running.remove(&name);
+        let run = self.running.remove(&name);
+        if let (Err(failure), Some(run)) = (&outcome, &run) {
+            // Asked to stop (a signal, a reload): whatever failed, do not start it again.
+            let stop_asked =
+                self.stopping || *run.stop.borrow() || self.restarts.contains_key(&name);
+            match restart::disposition(failure) {
+                restart::Disposition::Restart if !stop_asked => {
+                    self.restart_later(&name, run, failure);
+                    return Some((name, false));
+                }
+                restart::Disposition::HandedOver => {
+                    tracing::warn!(pipeline = %name, reason = %failure, "another owner took the pipeline over: ended here without writing");
+                    if let Some(metrics) = self.metrics.get(&name) {
+                        metrics.handovers.inc();
+                    }
+                    self.pipelines
+                        .set_state(&name, State::Fenced, Some(failure.to_string()));
+                    self.ended.push((name.clone(), outcome));
+                    return Some((name, false));
+                }
+                _ => {}
+            }
+        }
         let failed = outcome.is_err();
         let (state, reason) = match &outcome {
             Ok(PipelineEnd::Stopped) => (State::Stopped, None),
@@ -188,6 +225,35 @@ impl Service {
             self.ended.push((name.clone(), outcome));
         }
         Some((name, failed))
+    }
+
+    /// Starts `run`'s pipeline again after the delay its failures so far call for, with the
+    /// filter version that was live.
+    fn restart_later(&mut self, name: &str, run: &Running, failure: &PipelineFailure) {
+        let attempt = if run.launched.elapsed() >= restart::HEALTHY_RUN {
+            1
+        } else {
+            self.restart_attempts.get(name).copied().unwrap_or(0) + 1
+        };
+        self.restart_attempts.insert(name.to_string(), attempt);
+        let delay = restart::delay(attempt);
+        if let Some(metrics) = self.metrics.get(name) {
+            metrics.restarts.inc();
+        }
+        let reason = format!(
+            "restarting in {:.1} s (attempt {attempt}) after: {failure}",
+            delay.as_secs_f64()
+        );
+        tracing::warn!(
+            pipeline = %name,
+            attempt,
+            delay_ms = delay.as_millis() as u64,
+            reason = %self.pipelines.redact(&failure.to_string()),
+            "transient failure: restarting the pipeline"
+        );
+        self.launch_after(run.config.clone(), delay);
+        self.pipelines
+            .set_state(name, State::Restarting, Some(reason));
     }
 
     /// The registry the admin API and the live summary read.
@@ -222,21 +288,40 @@ impl Service {
         metrics
     }
 
+    /// Starts a pipeline as configured: a new one, or a changed one (whose filter is the
+    /// configured one again, whatever was swapped in before).
     fn launch(&mut self, config: PipelineConfig) {
+        self.live_filters
+            .insert(config.name.clone(), LiveFilter::default());
+        self.restart_attempts.remove(&config.name);
+        self.launch_after(config, Duration::ZERO);
+    }
+
+    /// Starts a pipeline after `delay`; a stop during the delay ends it as stopped.
+    fn launch_after(&mut self, config: PipelineConfig, delay: Duration) {
         let name = config.name.clone();
         let metrics = self.register(&config);
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, mut stop_rx) = watch::channel(false);
         self.running.insert(
             name.clone(),
             Running {
-                fingerprint: config.fingerprint.clone(),
+                config: config.clone(),
+                launched: Instant::now() + delay,
                 stop: stop_tx,
             },
         );
+        let live_filter = self.live_filters.entry(name.clone()).or_default().clone();
         let components = Arc::clone(&self.components);
         let pipelines = self.pipelines.clone();
         let swaps_over_api = self.swaps_over_api;
         self.tasks.spawn(async move {
+            if !delay.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop_rx.wait_for(|stop| *stop) => return (name, Ok(PipelineEnd::Stopped)),
+                }
+                pipelines.set_state(&name, State::Starting, None);
+            }
             let outcome = run_one(
                 &components,
                 config,
@@ -244,6 +329,7 @@ impl Service {
                 stop_rx,
                 pipelines,
                 swaps_over_api,
+                live_filter,
             )
             .await;
             (name, outcome)
@@ -259,12 +345,18 @@ async fn run_one(
     stop: watch::Receiver<bool>,
     pipelines: Pipelines,
     swaps_over_api: bool,
+    live_filter: LiveFilter,
 ) -> Outcome {
     // Before compiling or connecting anything: one process per pipeline state.
     let _lock = lock_state(&config)?;
-    let (label, component) = components
-        .filter(&config.filter)
-        .map_err(PipelineFailure::Filter)?;
+    // After a restart the live version goes on: the configured file is not read again (it
+    // may have changed or gone since a swap replaced it).
+    let (label, component) = match live_filter.version() {
+        Some(live) => live,
+        None => components
+            .filter(&config.filter)
+            .map_err(PipelineFailure::Filter)?,
+    };
     let watch_file = match (&config.filter, config.watch) {
         (FilterSpec::File(path), true) => Some((path.clone(), config.filter_config.clone())),
         _ => None,
@@ -277,6 +369,7 @@ async fn run_one(
         source: components.source().clone(),
         filter: InitialFilter { label, component },
         metrics: Arc::clone(&metrics),
+        live_filter,
     };
     let (ready_tx, ready_rx) = oneshot::channel::<crate::pipeline::PipelineHandle>();
     let registry = pipelines.clone();
@@ -308,6 +401,7 @@ async fn run_one(
         dead_letters = metrics.dead_letters.get(),
         filter_swaps = metrics.filter_swaps.get(),
         filter_rollbacks = metrics.filter_rollbacks.get(),
+        restarts = metrics.restarts.get(),
         "finished"
     );
     pipelines.remove_handle(&name);

@@ -22,6 +22,9 @@ pub enum ProducerError {
         stream: String,
         /// The error with its chain of causes.
         message: String,
+        /// Whether a later try may succeed (throttling, a 5xx, no answer): see
+        /// [`is_transient`](crate::is_transient).
+        transient: bool,
     },
     /// A [`ProducerConfig`](crate::ProducerConfig) value is out of range.
     #[error("invalid producer configuration: {0}")]
@@ -33,4 +36,19 @@ pub enum ProducerError {
     /// runtime that started it shuts down; what it still held was not delivered.
     #[error("the producer's background task stopped (was its Tokio runtime shut down?)")]
     Stopped,
+}
+
+impl ProducerError {
+    /// Whether starting again later may get past this: only a describe call that met
+    /// throttling, a server error or no answer at all. A missing stream, a bad
+    /// configuration or a closed producer stay as they are.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Describe {
+                transient: true,
+                ..
+            }
+        )
+    }
 }

@@ -98,6 +98,7 @@ mod error;
 mod producer;
 mod record;
 mod stats;
+mod transient;
 
 pub use aws_sdk_kinesis;
 pub use client::{
@@ -114,3 +115,4 @@ pub use record::{
     BatchOutcome, BatchTicket, DeadLetter, MAX_PARTITION_KEY_CHARS, ProducerRecord, hex_sha256,
 };
 pub use stats::{LATENCY_BUCKETS, LatencySnapshot, ProducerStats, StatsSnapshot};
+pub use transient::is_transient;

@@ -402,6 +402,7 @@ async fn describe(client: &Client, stream: &str) -> Result<StreamSummary, Produc
                 return Err(ProducerError::Describe {
                     stream: stream.to_owned(),
                     message: "the response has no StreamDescriptionSummary".into(),
+                    transient: false,
                 });
             };
             Ok(StreamSummary {
@@ -425,6 +426,7 @@ async fn describe(client: &Client, stream: &str) -> Result<StreamSummary, Produc
         Err(e) => Err(ProducerError::Describe {
             stream: stream.to_owned(),
             message: DisplayErrorContext(&e).to_string(),
+            transient: crate::is_transient(&e),
         }),
     }
 }

@@ -14,6 +14,7 @@ use crate::cli::exit::{self, Failure};
 use crate::cli::{RunArgs, RunSources};
 use crate::config::shard::Shard;
 use crate::config::{AdminSettings, Redactor, Secret, ServiceConfig};
+use crate::pipeline::checkpoint::CheckpointError;
 use crate::pipeline::state_lock::LockError;
 use crate::pipeline::{PipelineEnd, PipelineError};
 use crate::service::{Outcome, PipelineFailure, Service};
@@ -352,6 +353,10 @@ fn classify(outcome: Outcome) -> Result<u8, Failure> {
             Err(Failure::usage(error))
         }
         Err(PipelineFailure::Run(error @ PipelineError::Resume(_))) => Err(Failure::usage(error)),
+        // Another owner runs it now: an end, not a failure (logged as it happened).
+        Err(PipelineFailure::Run(PipelineError::Checkpoint(CheckpointError::Fenced {
+            ..
+        }))) => Ok(exit::HANDED_OVER),
         // The reader of stdout is done with us: stop quietly, like any Unix tool.
         Err(PipelineFailure::Run(PipelineError::Sink(SinkError::ReaderGone))) => {
             Ok(exit::READER_GONE)

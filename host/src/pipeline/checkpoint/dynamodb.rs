@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -25,16 +26,6 @@ use crate::config::DynamoDbTable;
 /// Reads and conditional writes a claim tries while the previous owner keeps writing
 /// (each of its writes lands between one read and write at most once per checkpoint tick).
 const CLAIM_ATTEMPTS: u32 = 20;
-
-/// DynamoDB's error codes that a later try may not meet again.
-const TRANSIENT_CODES: [&str; 6] = [
-    "ProvisionedThroughputExceededException",
-    "RequestLimitExceeded",
-    "ThrottlingException",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "TransactionConflictException",
-];
 
 /// One pipeline's item in the checkpoint table.
 #[derive(Debug)]
@@ -188,10 +179,9 @@ impl DynamoDbStore {
         }
     }
 
-    fn failed<E, R>(&self, action: &'static str, error: &SdkError<E, R>) -> CheckpointError
+    fn failed<E>(&self, action: &'static str, error: &SdkError<E, HttpResponse>) -> CheckpointError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         if error.code() == Some("ResourceNotFoundException") {
             return CheckpointError::NoTable {
@@ -199,14 +189,8 @@ impl DynamoDbStore {
                 pipeline: self.pipeline.clone(),
             };
         }
-        let transient = match error {
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => true,
-            _ => error
-                .code()
-                .is_some_and(|code| TRANSIENT_CODES.contains(&code)),
-        };
+        // The same rule as for Kinesis: a 5xx, throttling or no answer passes.
+        let transient = kinesis_producer::is_transient(error);
         CheckpointError::DynamoDb {
             action,
             pipeline: self.pipeline.clone(),
