@@ -14,6 +14,12 @@
 //! reuses ids): it ends the replay phase instead of being dropped, so such streams may see
 //! duplicates after a reconnect but never lose an event. Events without any id are never
 //! dropped. See docs/architecture.md#replays.
+//!
+//! The window is bounded twice: by runs (`--dedupe-window`) and by bytes
+//! ([`WINDOW_MAX_BYTES`]). Ids are at most 4 KiB, so the run bound alone would let a window
+//! of a million long ids hold gigabytes; the byte bound forgets the oldest runs first, which
+//! only shortens how far back a replay is recognised (a duplicate becomes possible, a loss
+//! never).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -37,10 +43,25 @@ impl ReplayCause {
     }
 }
 
-/// The last `capacity` runs of ids, oldest first, and whether a replay may be under way.
+/// The most memory a window's ids may take, counted as [`run_cost`]: 16 MiB holds the
+/// default 10,000 runs of ids up to about 1.6 KB each, and any window of short ids.
+pub const WINDOW_MAX_BYTES: usize = 16 << 20;
+
+/// What one remembered run costs: its id's bytes plus the queue slot, the map entry and the
+/// shared allocation's counts (about 64 bytes on a 64-bit target), so that a window of
+/// one-byte ids is bounded too.
+fn run_cost(id: &str) -> usize {
+    id.len() + 64
+}
+
+/// The last `capacity` runs of ids (no more than `max_bytes` of them), oldest first, and
+/// whether a replay may be under way.
 #[derive(Debug)]
 pub struct ReplayWindow {
     capacity: usize,
+    max_bytes: usize,
+    /// What the runs in `order` cost, by [`run_cost`].
+    bytes: usize,
     /// One allocation an id run, shared by `order`, `runs` and `previous`: this runs for
     /// every event.
     order: VecDeque<Arc<str>>,
@@ -55,8 +76,15 @@ pub struct ReplayWindow {
 impl ReplayWindow {
     /// A window of `capacity` id runs; 0 turns de-duplication off.
     pub fn new(capacity: usize) -> Self {
+        Self::bounded(capacity, WINDOW_MAX_BYTES)
+    }
+
+    /// A window of at most `capacity` runs that together cost at most `max_bytes`.
+    pub fn bounded(capacity: usize, max_bytes: usize) -> Self {
         Self {
             capacity,
+            max_bytes,
+            bytes: 0,
             // Grown as ids come, not reserved: a thousand quiet pipelines would otherwise
             // hold a megabyte each of empty window.
             order: VecDeque::new(),
@@ -116,19 +144,37 @@ impl ReplayWindow {
 
     /// Adds a run of `id` and returns the id as the window holds it.
     fn remember(&mut self, id: &str) -> Arc<str> {
-        if self.order.len() == self.capacity
-            && let Some(oldest) = self.order.pop_front()
-            && let Some(count) = self.runs.get_mut(&oldest)
+        let cost = run_cost(id);
+        while !self.order.is_empty()
+            && (self.order.len() >= self.capacity || self.bytes + cost > self.max_bytes)
         {
+            self.forget_oldest();
+        }
+        let id: Arc<str> = Arc::from(id);
+        if cost <= self.max_bytes {
+            self.bytes += cost;
+            self.order.push_back(Arc::clone(&id));
+            *self.runs.entry(Arc::clone(&id)).or_insert(0) += 1;
+        }
+        id
+    }
+
+    fn forget_oldest(&mut self) {
+        let Some(oldest) = self.order.pop_front() else {
+            return;
+        };
+        self.bytes -= run_cost(&oldest);
+        if let Some(count) = self.runs.get_mut(&oldest) {
             *count -= 1;
             if *count == 0 {
                 self.runs.remove(&oldest);
             }
         }
-        let id: Arc<str> = Arc::from(id);
-        self.order.push_back(Arc::clone(&id));
-        *self.runs.entry(Arc::clone(&id)).or_insert(0) += 1;
-        id
+    }
+
+    /// What the remembered runs cost, by [`run_cost`] (never above the byte bound).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -198,6 +244,37 @@ mod tests {
         feed(&mut window, 1, &["1", "2", "3"]);
         assert_eq!(feed(&mut window, 2, &["1"]), vec![false], "1 fell out");
         assert_eq!(feed(&mut window, 3, &["3"]), vec![true]);
+    }
+
+    #[test]
+    fn the_window_is_bounded_in_bytes_as_well_as_in_runs() {
+        let long = |n: u32| format!("{n:0>4000}");
+        let mut window = ReplayWindow::bounded(1_000, 3 * run_cost(&long(0)));
+        for n in 0..100 {
+            window.check(1, &long(n));
+            assert!(window.bytes() <= 3 * run_cost(&long(0)));
+        }
+        assert_eq!(
+            window.bytes(),
+            3 * run_cost(&long(0)),
+            "the last three are kept"
+        );
+        assert_eq!(window.check(2, &long(99)), Some(ReplayCause::Reconnect));
+        assert_eq!(
+            window.check(3, &long(96)),
+            None,
+            "96 fell out: data, not a replay"
+        );
+    }
+
+    #[test]
+    fn the_default_byte_bound_holds_ten_thousand_of_the_longest_ids() {
+        let mut window = ReplayWindow::new(10_000);
+        for n in 0..10_000u32 {
+            window.check(1, &format!("{n:0>4096}"));
+        }
+        assert!(window.bytes() <= WINDOW_MAX_BYTES);
+        assert!(window.bytes() > WINDOW_MAX_BYTES - run_cost(&"x".repeat(4096)));
     }
 
     #[test]
