@@ -83,12 +83,14 @@ fn run_until_written(frames: Vec<String>, records: usize, state: &Path, extra: &
     let server = open_stream(frames, &gate);
     let mut command: Command = run_command(&server.url("/stream"), state);
     command.args(extra);
+    let started = std::time::Instant::now();
     let running = WithAdmin::start(&mut command);
     running.wait_for_metric(
         "sse_ingest_records_written_total{pipeline=\"default\"}",
         records as f64,
         LIMIT,
     );
+    let elapsed = started.elapsed();
     let peak_rss_kib = peak_rss_kib(running.child.id());
     let written = running
         .metric("sse_ingest_records_written_total{pipeline=\"default\"}")
@@ -109,7 +111,13 @@ fn run_until_written(frames: Vec<String>, records: usize, state: &Path, extra: &
         peak_rss_kib <= PEAK_RSS_LIMIT_KIB,
         "peak RSS {peak_rss_kib} KiB is over {PEAK_RSS_LIMIT_KIB} KiB"
     );
-    eprintln!("peak RSS {peak_rss_kib} KiB");
+    // The figures the issue asks for (run with --nocapture); no bound on time here, since CI
+    // shares its cores with builds.
+    eprintln!(
+        "{records} records in {:.2} s ({:.0} events/s, start-up included); peak RSS {peak_rss_kib} KiB",
+        elapsed.as_secs_f64(),
+        records as f64 / elapsed.as_secs_f64()
+    );
     Ran {
         peak_rss_kib,
         stderr,
@@ -170,7 +178,8 @@ fn a_thousand_events_of_every_size_from_100_bytes_to_a_mebibyte_pass_through() {
 }
 
 /// 2,000 JSON events of 300 KB through a built-in filter configured to keep them all
-/// (the discard sink stands in for the file sink: the passthrough tests check content).
+/// (the discard sink stands in for the file sink: the passthrough tests check content;
+/// `LARGE_EVENTS_FILTER_SINK=file` measures these with the file sink instead).
 fn built_in_filter_keeps_two_thousand_events_of_300_kb(filter_flags: &[&str]) {
     let frames = (0..2000)
         .map(|n| {
@@ -181,7 +190,13 @@ fn built_in_filter_keeps_two_thousand_events_of_300_kb(filter_flags: &[&str]) {
         })
         .collect();
     let state = tempfile::tempdir().unwrap();
-    let mut flags = vec!["--sink", "discard"];
+    let out = tempfile::tempdir().unwrap();
+    let file = file_sink(out.path());
+    let sink = match std::env::var("LARGE_EVENTS_FILTER_SINK").as_deref() {
+        Ok("file") => file.as_str(),
+        _ => "discard",
+    };
+    let mut flags = vec!["--sink", sink];
     flags.extend_from_slice(filter_flags);
     run_until_written(frames, 2000, state.path(), &flags);
 }
