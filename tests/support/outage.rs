@@ -25,7 +25,11 @@ pub struct OutageGateway {
     stopping: Arc<AtomicBool>,
     answered_500: Arc<AtomicU64>,
     forwarded: Arc<AtomicU64>,
+    describes: Arc<AtomicU64>,
 }
+
+/// What the client sends when it calls DescribeStreamSummary (the `X-Amz-Target` header).
+const DESCRIBE_TARGET: &[u8] = b"Kinesis_20131202.DescribeStreamSummary";
 
 impl OutageGateway {
     /// A gateway to `target` that is `down` for `outage` from now.
@@ -35,6 +39,7 @@ impl OutageGateway {
         let stopping = Arc::new(AtomicBool::new(false));
         let answered_500 = Arc::new(AtomicU64::new(0));
         let forwarded = Arc::new(AtomicU64::new(0));
+        let describes = Arc::new(AtomicU64::new(0));
         let up_at = Instant::now() + outage;
         let listener = match down {
             Down::Refusing => {
@@ -45,10 +50,11 @@ impl OutageGateway {
             Down::Answering500 => Some(listener),
         };
         {
-            let (stopping, answered_500, forwarded) = (
+            let (stopping, answered_500, forwarded, describes) = (
                 Arc::clone(&stopping),
                 Arc::clone(&answered_500),
                 Arc::clone(&forwarded),
+                Arc::clone(&describes),
             );
             thread::spawn(move || {
                 let listener = match listener {
@@ -68,7 +74,8 @@ impl OutageGateway {
                         thread::spawn(move || answer_500(client));
                     } else {
                         forwarded.fetch_add(1, Ordering::SeqCst);
-                        thread::spawn(move || forward(client, target));
+                        let describes = Arc::clone(&describes);
+                        thread::spawn(move || forward(client, target, &describes));
                     }
                 }
             });
@@ -78,7 +85,19 @@ impl OutageGateway {
             stopping,
             answered_500,
             forwarded,
+            describes,
         }
+    }
+
+    /// A gateway that is up from the start: a counting proxy.
+    pub fn up(target: SocketAddr) -> Self {
+        Self::start(target, Down::Answering500, Duration::ZERO)
+    }
+
+    /// DescribeStreamSummary calls forwarded (Kinesis' JSON protocol names the operation in
+    /// the `X-Amz-Target` header of each request).
+    pub fn describe_calls(&self) -> u64 {
+        self.describes.load(Ordering::SeqCst)
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -151,8 +170,8 @@ fn answer_500(client: TcpStream) {
     let _ = client.shutdown(Shutdown::Both);
 }
 
-/// Copies bytes both ways until either side closes.
-fn forward(client: TcpStream, target: SocketAddr) {
+/// Copies bytes both ways until either side closes, counting DescribeStreamSummary calls.
+fn forward(client: TcpStream, target: SocketAddr, describes: &AtomicU64) {
     let Ok(upstream) = TcpStream::connect(target) else {
         return;
     };
@@ -166,7 +185,27 @@ fn forward(client: TcpStream, target: SocketAddr) {
         let _ = std::io::copy(&mut upstream, &mut client);
         let _ = client.shutdown(Shutdown::Write);
     });
-    let _ = std::io::copy(&mut client_reader, &mut upstream_writer);
+    // What the client sends, scanned for the operation's name as it passes; the tail of
+    // each read is kept so that a name split across two reads is still seen once.
+    let mut buffer = [0u8; 16 * 1024];
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let read = match client_reader.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        if upstream_writer.write_all(&buffer[..read]).is_err() {
+            break;
+        }
+        tail.extend_from_slice(&buffer[..read]);
+        let found = tail
+            .windows(DESCRIBE_TARGET.len())
+            .filter(|window| *window == DESCRIBE_TARGET)
+            .count();
+        describes.fetch_add(found as u64, Ordering::SeqCst);
+        let keep = tail.len().min(DESCRIBE_TARGET.len() - 1);
+        tail.drain(..tail.len() - keep);
+    }
     let _ = upstream_writer.shutdown(Shutdown::Write);
     let _ = upstream_to_client.join();
 }

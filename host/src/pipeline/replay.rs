@@ -173,6 +173,7 @@ impl ReplayWindow {
     }
 
     /// What the remembered runs cost, by [`run_cost`] (never above the byte bound).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }

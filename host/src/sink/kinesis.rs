@@ -55,10 +55,18 @@ pub struct KinesisSink {
 
 impl KinesisSink {
     /// Connects (DescribeStreamSummary: a missing stream fails here, clearly).
+    /// The stream is described once per process ([`super::stream_summaries`]).
     pub async fn open(options: &KinesisOptions, keys: KeyStrategy) -> Result<Self, SinkError> {
         let client = shared_client(options).await?;
-        let producer = Producer::new(client, options.producer.clone())
-            .await
+        let summary = super::stream_summaries::stream_summary(
+            &client,
+            &options.region,
+            &options.endpoint_url,
+            &options.producer.stream,
+        )
+        .await
+        .map_err(SinkError::Kinesis)?;
+        let producer = Producer::with_summary(client, options.producer.clone(), summary)
             .map_err(SinkError::Kinesis)?;
         let summary = producer.stream_summary();
         tracing::info!(

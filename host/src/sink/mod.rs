@@ -8,6 +8,7 @@ mod file;
 mod kinesis;
 mod one_line;
 mod stdout;
+mod stream_summaries;
 
 pub use file::{FileSink, FileSinkOptions};
 pub use kinesis::{KinesisOptions, KinesisSink, ShutdownClock};

@@ -110,7 +110,7 @@ pub use config::{
     ProducerConfig,
 };
 pub use error::ProducerError;
-pub use producer::{CloseReport, Producer, StreamSummary};
+pub use producer::{CloseReport, Producer, StreamSummary, describe_stream};
 pub use record::{
     BatchOutcome, BatchTicket, DeadLetter, MAX_PARTITION_KEY_CHARS, ProducerRecord, hex_sha256,
 };

@@ -88,7 +88,22 @@ impl Producer {
     /// [`ProducerError::InvalidConfig`].
     pub async fn new(client: Client, config: ProducerConfig) -> Result<Self, ProducerError> {
         config.validate(config.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES))?;
-        let summary = describe(&client, &config.stream).await?;
+        let summary = describe_stream(&client, &config.stream).await?;
+        Self::with_summary(client, config, summary)
+    }
+
+    /// As [`new`](Self::new), with the default stream's summary read before by
+    /// [`describe_stream`]: a process that starts many producers on one stream describes it
+    /// once (DescribeStreamSummary is limited to 20 calls a second per account), and hands
+    /// each producer the same summary.
+    ///
+    /// # Errors
+    /// [`ProducerError::InvalidConfig`]. Must be called inside a Tokio runtime.
+    pub fn with_summary(
+        client: Client,
+        config: ProducerConfig,
+        summary: StreamSummary,
+    ) -> Result<Self, ProducerError> {
         let max_record_bytes = config
             .max_record_bytes
             .or_else(|| {
@@ -389,7 +404,15 @@ impl Producer {
     }
 }
 
-async fn describe(client: &Client, stream: &str) -> Result<StreamSummary, ProducerError> {
+/// One DescribeStreamSummary of `stream` (a name or an ARN), its failure classed as
+/// [`ProducerError::StreamNotFound`] or [`ProducerError::Describe`] (transient or not).
+///
+/// # Errors
+/// As [`Producer::new`].
+pub async fn describe_stream(
+    client: &Client,
+    stream: &str,
+) -> Result<StreamSummary, ProducerError> {
     let call = client.describe_stream_summary();
     let call = if stream.starts_with("arn:") {
         call.stream_arn(stream)
