@@ -25,5 +25,6 @@ mod large_events;
 mod network;
 mod recovery;
 mod resilience;
+mod sandbox;
 mod scale_out;
 mod service;

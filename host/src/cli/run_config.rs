@@ -206,8 +206,8 @@ fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
             "filter-cpu-budget-ms",
             args.filter_cpu_budget_ms,
             1,
-            600_000,
-            "",
+            10_000,
+            " (a filter busy for longer is stuck: the budget bounds how long a batch waits)",
         ),
         (
             "shutdown-timeout-ms",

@@ -6,11 +6,12 @@
 
 use bytes::Bytes;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::core::format::Format;
 use crate::core::record::Record;
+use crate::wasm::sandbox::{CpuBudget, OutputBudget, OverBudget, SandboxLimiter};
 use crate::wasm::source::bindings::sse_ingest::pipeline::types::Level;
 use crate::wasm::source::{Event, log_from_guest};
 
@@ -74,20 +75,26 @@ pub enum FilterError {
          {limit} bytes (--filter-memory-mib)"
     )]
     MemoryLimit {
-        /// The memory size it asked for.
+        /// The memory size it asked for, all its memories together.
         desired: usize,
         /// Its limit.
         limit: usize,
     },
+    /// The filter put more records or bytes in one batch than its budget.
+    #[error("the filter exceeded its output budget: {0}")]
+    OutputBudget(OverBudget),
 }
 
 /// What a trap means: the memory limit when the limiter refused a growth during the call,
 /// else the trap itself.
 fn trap_cause(state: &mut FilterState, trap: wasmtime::Error) -> FilterError {
-    match state.limits.refused.take() {
+    if let Some(over) = state.over_budget.take() {
+        return FilterError::OutputBudget(over);
+    }
+    match state.limits.refused_memory.take() {
         Some(desired) => FilterError::MemoryLimit {
             desired,
-            limit: state.limits.limit,
+            limit: state.limits.memory_limit(),
         },
         None => FilterError::Trap(trap.into()),
     }
@@ -104,47 +111,17 @@ fn describe_trap(error: &anyhow::Error) -> String {
     }
 }
 
-/// The filter's memory limit. It refuses a growth past the limit and remembers it, so that
-/// the trap that follows (a Rust guest aborts when it cannot allocate) is reported as what
-/// it is, from this record rather than from an error's text.
-struct MemoryLimit {
-    limits: StoreLimits,
-    limit: usize,
-    refused: Option<usize>,
-}
-
-impl wasmtime::ResourceLimiter for MemoryLimit {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum)?;
-        if !allowed {
-            self.refused = Some(desired);
-        }
-        Ok(allowed)
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-}
-
 /// Store data of a filter instance.
 struct FilterState {
     pipeline: String,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: MemoryLimit,
+    limits: SandboxLimiter,
     records: Vec<Record>,
-    budget_ticks: u64,
+    output: OutputBudget,
+    /// Set when `put-records` went past `output`, for [`trap_cause`].
+    over_budget: Option<OverBudget>,
+    cpu: CpuBudget,
 }
 
 impl WasiView for FilterState {
@@ -158,6 +135,21 @@ impl WasiView for FilterState {
 
 impl bindings::sse_ingest::pipeline::kinesis::Host for FilterState {
     async fn put_records(&mut self, records: Vec<OutputRecord>) -> wasmtime::Result<()> {
+        // The call's data is in host memory already, bounded by the hostcall fuel (the
+        // memory limit); the budget bounds what the batch's calls keep together.
+        let bytes = records
+            .iter()
+            .map(|r| {
+                r.data.len()
+                    + r.partition_key.as_ref().map_or(0, String::len)
+                    + r.stream.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        if let Err(over) = self.output.spend(records.len(), bytes) {
+            self.over_budget = Some(over);
+            self.records = Vec::new();
+            return Err(wasmtime::Error::new(over));
+        }
         self.records.extend(records.into_iter().map(|r| Record {
             data: Bytes::from(r.data),
             partition_key: r.partition_key,
@@ -224,21 +216,20 @@ impl FilterComponent {
             pipeline: context.pipeline.clone(),
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits: MemoryLimit {
-                limits: StoreLimitsBuilder::new()
-                    .memory_size(limits.memory_bytes)
-                    .build(),
-                limit: limits.memory_bytes,
-                refused: None,
-            },
+            limits: SandboxLimiter::new(limits.memory_bytes),
             records: Vec::new(),
-            budget_ticks: crate::wasm::engine::ticks(limits.cpu_budget),
+            output: OutputBudget::new(limits.memory_bytes),
+            over_budget: None,
+            cpu: CpuBudget::new(crate::wasm::engine::ticks(limits.cpu_budget)),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limits);
-        // Past its budget a call traps; the deadline is renewed before each call.
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(crate::wasm::engine::ticks(limits.cpu_budget));
+        // One `put-records` call copies at most what the filter's memory can hold.
+        store.set_hostcall_fuel(limits.memory_bytes);
+        // At each epoch tick the filter yields to the runtime; past its budget a call traps.
+        // The budget is renewed before each call.
+        store.epoch_deadline_callback(|mut store| store.data_mut().cpu.tick());
+        store.set_epoch_deadline(1);
         let filter = self
             .pre
             .instantiate_async(&mut store)
@@ -310,9 +301,11 @@ impl std::fmt::Debug for FilterInstance {
 impl FilterInstance {
     /// Runs the filter over one batch; returns the records it put, in order.
     pub async fn handle(&mut self, events: &[Event]) -> Result<Vec<Record>, FilterError> {
-        self.store.data_mut().records.clear();
-        let ticks = self.store.data().budget_ticks;
-        self.store.set_epoch_deadline(ticks);
+        let state = self.store.data_mut();
+        state.records.clear();
+        state.output.renew();
+        state.cpu.renew();
+        self.store.set_epoch_deadline(1);
         match self.filter.call_handle(&mut self.store, events).await {
             Ok(Ok(())) => Ok(std::mem::take(&mut self.store.data_mut().records)),
             Ok(Err(message)) => Err(FilterError::Batch(message)),

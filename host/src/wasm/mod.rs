@@ -6,4 +6,5 @@ pub mod components;
 pub(crate) mod engine;
 pub mod filter;
 pub mod filter_harness;
+pub mod sandbox;
 pub mod source;
