@@ -201,7 +201,8 @@ impl FileSink {
         Ok(self.roll_deadline())
     }
 
-    /// With a bound on the total size, refuses a batch that would pass it ([`SinkError::Full`]),
+    /// With a bound on the total size, refuses a batch that would pass it ([`SinkError::Full`])
+    /// and finishes the open file, so that whoever makes room can move every file away;
     /// unless nothing is stored (one batch larger than the bound goes alone, so it cannot
     /// wait forever).
     fn check_bound(&mut self) -> Result<(), SinkError> {
@@ -212,8 +213,10 @@ impl FileSink {
         let used = self.used.unwrap_or_else(|| size_of_files(&root));
         let adding = self.buffer.len() as u64;
         if used > 0 && used.saturating_add(adding) > max {
-            // Measured again on the next try: an operator may have moved files away.
+            // Measured again on the next try: an operator may have moved files away. The
+            // open file is finished, so that every file can be.
             self.used = None;
+            self.roll()?;
             return Err(SinkError::Full {
                 path: root,
                 used,

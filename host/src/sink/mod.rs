@@ -53,8 +53,8 @@ pub enum SinkError {
     /// A bounded output (dead letters, `--dead-letter-max-bytes`) is full. Its records are
     /// never dropped to make room: the pipeline waits until files are moved away.
     #[error(
-        "{path} holds {used} bytes and {adding} more would pass its bound of {max}: move files \
-         away (or raise the bound) to go on"
+        "{path} holds {used} bytes and {adding} more would pass its bound of {max} \
+         (--dead-letter-max-bytes): move finished files away (or raise the bound) to go on"
     )]
     Full {
         /// The bounded directory.
