@@ -18,6 +18,7 @@ mod bad_input;
 mod conformance_end_to_end;
 mod container;
 mod end_to_end;
+mod files;
 mod filters;
 mod kinesis_end_to_end;
 mod kinesis_fleet;

@@ -130,6 +130,7 @@ impl Entry {
             "last_acknowledged_event_id": metrics.last_acknowledged_id.lock().map(|id| id.clone()).unwrap_or_default(),
             "events_per_second": metrics.events_per_second.lock().map(|rate| (*rate * 10.0).round() / 10.0).unwrap_or(0.0),
             "records_waiting": metrics.records_waiting(),
+            "waiting_for_room": metrics.waiting_for_room.get() == 1,
             "events_received": metrics.events_received.get(),
             "records_written": metrics.records_written.get(),
             "dead_letters": metrics.dead_letters.get(),

@@ -430,6 +430,21 @@ pub struct RunArgs {
     /// Where undeliverable events and records go, with the reason: `file:DIR`. Default: file:STATE_DIR/dead-letters.
     #[arg(long)]
     pub dead_letter: Option<String>,
+    /// Most bytes of dead letters kept for the pipeline (its files under the dead-letter
+    /// directory); when full, the pipeline stops taking events until files are moved away
+    /// (dead letters are never dropped). Range 1024 to 1099511627776 (1 TiB). Default:
+    /// 1073741824 (1 GiB).
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub dead_letter_max_bytes: u64,
+    /// File sink (and dead letters): roll a file once it holds this many bytes. Range 1024 to
+    /// 1073741824 (1 GiB). Default: 67108864 (64 MiB).
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub file_roll_bytes: u64,
+    /// File sink (and dead letters): roll a file once it is this old, even when nothing more
+    /// is written, so a record is in a finished file within this time. Range 1000 to 3600000.
+    /// Default: 60000.
+    #[arg(long, default_value_t = 60_000)]
+    pub file_roll_interval_ms: u64,
     /// What happens to a batch the filter fails on. Default: dead-letter.
     #[arg(long, value_enum, default_value_t = OnFilterErrorArg::DeadLetter)]
     pub on_filter_error: OnFilterErrorArg,

@@ -12,7 +12,7 @@ use crate::config::{
     parse_checkpoint_store, parse_header, parse_key_value, parse_origin, parse_sink, parse_url,
 };
 use crate::net::{ProxySettings, TlsSettings};
-use crate::sink::{KinesisOptions, SinkSpec};
+use crate::sink::{FileRoll, KinesisOptions, SinkSpec};
 
 /// The validated configuration of `sse-ingest run`'s flags.
 pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
@@ -115,6 +115,11 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
         secrets: Redactor::default(),
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
         checkpoint_store: checkpoint_store(args)?,
+        file_roll: FileRoll {
+            max_bytes: args.file_roll_bytes,
+            max_age: Duration::from_millis(args.file_roll_interval_ms),
+        },
+        dead_letter_max_bytes: args.dead_letter_max_bytes,
         fingerprint: Fingerprint::of(args.clone()),
     })
     .and_then(PipelineConfig::validate)
@@ -154,7 +159,28 @@ fn checkpoint_store(args: &RunArgs) -> Result<CheckpointStoreSpec, ConfigError> 
 fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
     const MIB: u64 = 1024 * 1024;
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-    let ranges: [(&'static str, u64, u64, u64, &str); 14] = [
+    let ranges: [(&'static str, u64, u64, u64, &str); 17] = [
+        (
+            "file-roll-bytes",
+            args.file_roll_bytes,
+            1024,
+            1024 * MIB,
+            "",
+        ),
+        (
+            "file-roll-interval-ms",
+            args.file_roll_interval_ms,
+            1000,
+            60 * 60 * 1000,
+            "",
+        ),
+        (
+            "dead-letter-max-bytes",
+            args.dead_letter_max_bytes,
+            1024,
+            1024 * 1024 * MIB,
+            "",
+        ),
         (
             "checkpoint-interval-ms",
             args.checkpoint_interval_ms,
@@ -390,6 +416,22 @@ mod tests {
             (
                 &["--filter-memory-mib", "9999999"][..],
                 "invalid --filter-memory-mib",
+            ),
+            (
+                &["--file-roll-bytes", "1000"][..],
+                "invalid --file-roll-bytes: 1000 is out of range: 1024 to 1073741824",
+            ),
+            (
+                &["--file-roll-interval-ms", "999"][..],
+                "invalid --file-roll-interval-ms: 999 is out of range: 1000 to 3600000",
+            ),
+            (
+                &["--file-roll-interval-ms", "3600001"][..],
+                "invalid --file-roll-interval-ms: 3600001 is out of range",
+            ),
+            (
+                &["--dead-letter-max-bytes", "100"][..],
+                "invalid --dead-letter-max-bytes: 100 is out of range: 1024 to 1099511627776",
             ),
             (
                 &["--reconnect-min-ms", "5000", "--reconnect-max-ms", "1000"][..],

@@ -250,6 +250,12 @@ pub struct PipelineConfig {
     pub checkpoint_interval: Duration,
     /// Where checkpoints are kept (`--checkpoint-store`).
     pub checkpoint_store: CheckpointStoreSpec,
+    /// When the file sink's and the dead letters' files are rolled (`--file-roll-bytes`,
+    /// `--file-roll-interval-ms`).
+    pub file_roll: crate::sink::FileRoll,
+    /// At most this many bytes of dead letters (`--dead-letter-max-bytes`); when full, the
+    /// pipeline waits for room instead of dropping any.
+    pub dead_letter_max_bytes: u64,
     /// Every setting as given: what a reload compares to tell a changed pipeline from an
     /// unchanged one.
     pub fingerprint: Fingerprint,

@@ -175,6 +175,7 @@ macro_rules! pipeline_metrics {
                     last_acknowledged_id: Mutex::new(String::new()),
                     events_per_second: Mutex::new(0.0),
                 };
+                metrics.show_rare_labels();
                 if let Ok(mut root) = exposition.0.lock() {
                     let registry = root.sub_registry_with_label((
                         std::borrow::Cow::Borrowed("pipeline"),
@@ -240,6 +241,12 @@ pipeline_metrics! {
     handovers: Counter = "pipeline_handovers", "Times the pipeline ended here because another process took its checkpoint over";
     /// 1 while the SSE connection is open (status 200, text/event-stream), else 0.
     connected: Gauge = "connected", "1 while the SSE connection is open";
+    /// 1 while the pipeline waits for room to write its records or dead letters (a full
+    /// disk, a quota, the dead-letter bound), taking no events meanwhile.
+    waiting_for_room: Gauge = "waiting_for_room", "1 while the pipeline waits for room to write (full disk, quota, dead-letter bound) and takes no events";
+    /// Writes that failed for want of room, by reason (`disk_full`, `quota_exceeded`,
+    /// `dead_letters_full`); each is tried again.
+    write_failures: LabeledCounter("reason") = "write_failures", "Writes of records, dead letters or checkpoints that failed for want of room, by reason (each is tried again)";
 }
 
 /// `seconds_since_last_event`, computed at each scrape from `last_event_unix_seconds` (a
@@ -376,6 +383,19 @@ impl Collector for KinesisCollector {
 }
 
 impl Metrics {
+    /// Write failures are rare, and a dashboard or an alert on their rate needs the series
+    /// before the first one: every reason starts at 0.
+    fn show_rare_labels(&self) {
+        use crate::core::room::NoRoom;
+        for reason in [
+            NoRoom::DiskFull,
+            NoRoom::QuotaExceeded,
+            NoRoom::DeadLettersFull,
+        ] {
+            self.write_failures.add_label(reason.label(), 0);
+        }
+    }
+
     /// Exports the Kinesis producer's counters, read through `stats` at each scrape.
     /// Only the first call counts (a pipeline has one sink).
     pub fn watch_kinesis(&self, stats: impl Fn() -> KinesisReading + Send + Sync + 'static) {
@@ -430,6 +450,10 @@ mod tests {
             "sse_ingest_filter_rollbacks_total{pipeline=\"wiki\"} 1",
             "sse_ingest_last_event_unix_seconds{pipeline=\"wiki\"} 1700000000",
             "sse_ingest_seconds_since_last_event{pipeline=\"wiki\"} ",
+            "sse_ingest_waiting_for_room{pipeline=\"wiki\"} 0",
+            "sse_ingest_write_failures_total{pipeline=\"wiki\",reason=\"disk_full\"} 0",
+            "sse_ingest_write_failures_total{pipeline=\"wiki\",reason=\"quota_exceeded\"} 0",
+            "sse_ingest_write_failures_total{pipeline=\"wiki\",reason=\"dead_letters_full\"} 0",
         ] {
             assert!(text.contains(line), "no `{line}` in:\n{text}");
         }

@@ -7,3 +7,4 @@ pub mod metrics;
 pub mod partition;
 pub mod private_files;
 pub mod record;
+pub mod room;

@@ -65,11 +65,15 @@ pub fn replace(path: &Path, temporary: &Path, body: &[u8], sync: bool) -> io::Re
         }
         Err(error) => return Err(error),
     };
-    file.write_all(body)?;
-    if sync {
-        file.sync_all()?;
-    }
+    let written = file
+        .write_all(body)
+        .and_then(|()| if sync { file.sync_all() } else { Ok(()) });
     drop(file);
+    if let Err(error) = written {
+        // A full disk: give back what the partial file took (the next try creates it anew).
+        let _ = fs::remove_file(temporary);
+        return Err(error);
+    }
     fs::rename(temporary, path)
 }
 

@@ -6,11 +6,17 @@
 //! is `event` (a batch a filter failed on: the events, so nothing is lost)
 //! or `record` (a record the sink refused: its bytes in base64).
 //!
+//! They are bounded (`--dead-letter-max-bytes`, all files of the pipeline's directory,
+//! measured at start): a write past the bound fails with [`SinkError::Full`], and the
+//! pipeline waits for room (`pipeline::room`) as for a full disk. Dead letters are data, so
+//! none is ever dropped to make room. Their files roll like the file sink's.
+//!
 //! They hold the stream's data, so only the process's user may read them: files 0600 in
 //! 0700 directories. The pipeline's dead-letter directory is locked at start like the file
 //! sink's (`state_lock`), since opening it repairs `.inprogress` files.
 
 use std::path::Path;
+use std::time::Instant;
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -18,7 +24,7 @@ use serde_json::json;
 
 use crate::core::metrics::Metrics;
 use crate::core::record::Record;
-use crate::sink::{FileSink, FileSinkOptions, SinkError};
+use crate::sink::{FileRoll, FileSink, FileSinkOptions, SinkError};
 use crate::wasm::source::Event;
 
 /// The dead-letter output of one pipeline.
@@ -29,11 +35,18 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    /// Opens (and repairs, after a crash) the dead-letter files under `dir`.
-    pub fn open(dir: &Path, pipeline: &str) -> Result<Self, SinkError> {
+    /// Opens (and repairs, after a crash) the dead-letter files under `dir`, rolled as
+    /// `roll` says and holding at most `max_bytes`.
+    pub fn open(
+        dir: &Path,
+        pipeline: &str,
+        roll: FileRoll,
+        max_bytes: u64,
+    ) -> Result<Self, SinkError> {
         let options = FileSinkOptions {
             private: true,
-            ..FileSinkOptions::new(dir, pipeline)
+            max_total_bytes: Some(max_bytes),
+            ..FileSinkOptions::new(dir, pipeline).rolling(roll)
         };
         Ok(Self {
             pipeline: pipeline.to_string(),
@@ -95,6 +108,16 @@ impl DeadLetters {
         self.sink.write(&lines)?;
         metrics.dead_letters.add(lines.len() as u64);
         Ok(())
+    }
+
+    /// When the open file is due to be rolled by age, if one is open.
+    pub fn roll_deadline(&self) -> Option<Instant> {
+        self.sink.roll_deadline()
+    }
+
+    /// Rolls the open file if it is due; returns the next deadline.
+    pub fn roll_if_due(&mut self) -> Result<Option<Instant>, SinkError> {
+        self.sink.roll_if_due()
     }
 
     /// Finishes the current file.

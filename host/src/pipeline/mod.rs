@@ -3,18 +3,22 @@
 //! The queue between source and filter holds a few batches. When the sink is
 //! slow the queue fills, the source's `deliver` waits, the source stops
 //! reading, and TCP pushes back on the server: memory stays bounded and
-//! nothing is dropped to make room. Filter swaps arrive on their own channel
-//! and are installed between two batches.
+//! nothing is dropped to make room. A full disk or a full dead-letter output
+//! pushes back the same way (`room`). Filter swaps arrive on their own channel
+//! and are installed between two batches. The file sink's open file (and the
+//! dead letters') is rolled at its deadline even when no batch comes, so a
+//! quiet stream's records are finished within the roll interval.
 
 pub mod checkpoint;
 pub mod dead_letter;
 pub mod filter_stage;
 pub mod replay;
+pub mod room;
 pub mod state_lock;
 pub mod stream_rule;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -29,6 +33,7 @@ use crate::pipeline::checkpoint::{
 use crate::pipeline::dead_letter::DeadLetters;
 use crate::pipeline::filter_stage::{FilterStage, LiveFilter, PreparedFilter, ProbeSample};
 use crate::pipeline::replay::{ReplayCause, ReplayWindow};
+use crate::pipeline::room::Room;
 use crate::pipeline::stream_rule::StreamRule;
 use crate::sink::{Ack, Sink, SinkError};
 use crate::wasm::compiled_filters::CompiledFilters;
@@ -184,14 +189,22 @@ impl Pipeline {
             Some(id) => ReplayWindow::resuming_after(config.dedupe_window, id),
             None => ReplayWindow::new(config.dedupe_window),
         };
-        let mut sink = Sink::open(&config.sink, &config.name, &config.partition_key).await?;
+        let mut sink = Sink::open(
+            &config.sink,
+            &config.name,
+            &config.partition_key,
+            config.file_roll,
+        )
+        .await?;
         if let Sink::Kinesis(kinesis) = &sink {
             self.metrics.watch_kinesis(kinesis.stats_reader());
         }
         let dead_letters = {
             let (dir, name) = (config.dead_letter_dir.clone(), config.name.clone());
-            Offloaded::new(offload(move || DeadLetters::open(&dir, &name)).await?)
+            let (roll, max_bytes) = (config.file_roll, config.dead_letter_max_bytes);
+            Offloaded::new(offload(move || DeadLetters::open(&dir, &name, roll, max_bytes)).await?)
         };
+        let room = Room::new(&config.name, Arc::clone(&self.metrics), stop.clone());
         let context = self.filter_context();
         let mut stage = FilterStage::start(
             self.filter.label.clone(),
@@ -257,6 +270,7 @@ impl Pipeline {
             checkpoints,
             config.checkpoint_interval,
             dead_letters,
+            Arc::clone(&room),
             Arc::clone(&self.metrics),
         ));
 
@@ -270,9 +284,10 @@ impl Pipeline {
                         let _ = version_tx.send(version);
                         let _ = swap.reply.send(version);
                     }
+                    () = sleep_until_or_never(sink.roll_deadline()) => sink.roll_if_due().await?,
                     batch = batches_rx.recv() => match batch {
                         Some(batch) => {
-                            let settle = self.process(batch, &mut replays, &streams, &mut stage, &mut sink).await?;
+                            let settle = self.process(batch, &mut replays, &streams, &mut stage, &mut sink, &room).await?;
                             if acks_tx.send(settle).await.is_err() {
                                 break;
                             }
@@ -333,6 +348,7 @@ impl Pipeline {
         streams: &StreamRule,
         stage: &mut FilterStage,
         sink: &mut Sink,
+        room: &Room,
     ) -> Result<Settle, PipelineError> {
         if let Some(last) = batch.events.last() {
             let seconds = i64::try_from(last.received_at_ms / 1000).unwrap_or(i64::MAX);
@@ -368,13 +384,31 @@ impl Pipeline {
             .dead_letter_reason
             .map(|reason| (std::mem::take(&mut batch.events), reason));
         let (records, refused_records) = streams.split(handled.records);
-        let ack = sink.submit(records).await?;
+        let mut wait = room.wait("records");
+        let mut records = records;
+        let ack = loop {
+            match sink.submit(records).await {
+                Ok(ack) => break wait.done(ack),
+                Err(refused) => {
+                    records = refused.records;
+                    wait.failed(refused.error).await?;
+                }
+            }
+        };
         Ok(Settle {
             ack,
             failed_events,
             refused_records,
             last_event_id: batch.last_event_id,
         })
+    }
+}
+
+/// Sleeps until `deadline`, or forever when there is none.
+async fn sleep_until_or_never(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -415,10 +449,18 @@ async fn settle_in_order(
     mut checkpoints: Checkpoints,
     checkpoint_interval: Duration,
     dead_letters: Offloaded<DeadLetters>,
+    room: Arc<Room>,
     metrics: Arc<Metrics>,
 ) -> Result<(), PipelineError> {
     let mut tick = tokio::time::interval(checkpoint_interval.max(MIN_CHECKPOINT_TICK));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut checkpoint_room = CheckpointRoom::default();
+    let dead = DeadLetterWriter {
+        letters: &dead_letters,
+        room: &room,
+        metrics: &metrics,
+    };
+    let mut dead_roll_at: Option<Instant> = None;
     loop {
         let settle = tokio::select! {
             settle = acks.recv() => match settle {
@@ -427,22 +469,28 @@ async fn settle_in_order(
             },
             _ = tick.tick() => {
                 if checkpoints.has_pending() {
-                    write_checkpoint(&mut checkpoints, &metrics).await?;
+                    write_checkpoint(&mut checkpoints, &metrics, &mut checkpoint_room).await?;
                 }
+                continue;
+            }
+            () = sleep_until_or_never(dead_roll_at) => {
+                dead_roll_at = dead_letters.run(DeadLetters::roll_if_due).await?;
                 continue;
             }
         };
         if let Some((events, reason)) = settle.failed_events {
-            let metrics = Arc::clone(&metrics);
-            dead_letters
-                .run(move |letters| letters.write_events(&events, &reason, &metrics))
+            dead_roll_at = dead
+                .write((events, reason), |letters, (events, reason), metrics| {
+                    letters.write_events(events, reason, metrics)
+                })
                 .await?;
         }
         if let Some((_, reason)) = settle.refused_records.first() {
             tracing::warn!(records = settle.refused_records.len(), %reason, "records dead-lettered");
-            let (refused, metrics) = (settle.refused_records, Arc::clone(&metrics));
-            dead_letters
-                .run(move |letters| letters.write_records(&refused, &metrics))
+            dead_roll_at = dead
+                .write(settle.refused_records, |letters, refused, metrics| {
+                    letters.write_records(refused, metrics)
+                })
                 .await?;
         }
         let outcome = settle.ack.settled().await?;
@@ -462,9 +510,10 @@ async fn settle_in_order(
                     )
                 })
                 .collect();
-            let metrics = Arc::clone(&metrics);
-            dead_letters
-                .run(move |dead| dead.write_records(&letters, &metrics))
+            dead_roll_at = dead
+                .write(letters, |dead, letters, metrics| {
+                    dead.write_records(letters, metrics)
+                })
                 .await?;
         }
         metrics.records_written.add(outcome.acked as u64);
@@ -472,29 +521,92 @@ async fn settle_in_order(
             last.clone_from(&settle.last_event_id);
         }
         if checkpoints.acknowledge(&settle.last_event_id) {
-            write_checkpoint(&mut checkpoints, &metrics).await?;
+            write_checkpoint(&mut checkpoints, &metrics, &mut checkpoint_room).await?;
         }
     }
     dead_letters.run(DeadLetters::close).await?;
     if let Err(error) = checkpoints.flush().await {
         metrics.checkpoint_write_failures.inc();
+        if let Some(reason) = error.no_room() {
+            metrics.write_failures.inc_label(reason.label());
+        }
         return Err(error.into());
     }
     Ok(())
 }
 
+/// Writes dead letters, waiting for room (a full disk, the dead-letter bound) as long as it
+/// takes: dead letters are data, never dropped.
+struct DeadLetterWriter<'a> {
+    letters: &'a Offloaded<DeadLetters>,
+    room: &'a Room,
+    metrics: &'a Arc<Metrics>,
+}
+
+impl DeadLetterWriter<'_> {
+    /// Writes `batch` with `write`; returns when the open file is due to be rolled.
+    async fn write<B: Send + 'static>(
+        &self,
+        batch: B,
+        write: fn(&mut DeadLetters, &B, &Metrics) -> Result<(), crate::sink::SinkError>,
+    ) -> Result<Option<Instant>, crate::sink::SinkError> {
+        let mut wait = self.room.wait("dead letters");
+        let mut batch = batch;
+        loop {
+            let metrics = Arc::clone(self.metrics);
+            let written = self
+                .letters
+                .run(move |letters| match write(letters, &batch, &metrics) {
+                    Ok(()) => Ok(letters.roll_deadline()),
+                    Err(error) => Err((error, batch)),
+                })
+                .await;
+            match written {
+                Ok(deadline) => return Ok(wait.done(deadline)),
+                Err((error, back)) => {
+                    batch = back;
+                    wait.failed(error).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Whether the checkpoint is waiting for room, so that an episode logs once.
+#[derive(Debug, Default)]
+struct CheckpointRoom {
+    since: Option<Instant>,
+}
+
 /// Writes the pending checkpoint. A transient failure (a DynamoDB timeout, throttling) is
-/// logged and counted, and the checkpoint stays pending for the next tick; any other
-/// failure (a fenced writer, a full disk) stops the pipeline.
+/// logged and counted, and the checkpoint stays pending for the next tick; so does a file
+/// checkpoint on a full disk (logged once until it is written again), which never claims a
+/// position it could not store. Any other failure (a fenced writer) stops the pipeline.
 async fn write_checkpoint(
     checkpoints: &mut Checkpoints,
     metrics: &Metrics,
+    room: &mut CheckpointRoom,
 ) -> Result<(), PipelineError> {
     match checkpoints.write_pending().await {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            if let Some(since) = room.since.take() {
+                tracing::info!(
+                    waited_ms = since.elapsed().as_millis() as u64,
+                    "room again: checkpoint written"
+                );
+            }
+            Ok(())
+        }
         Err(error) => {
             metrics.checkpoint_write_failures.inc();
-            if error.is_transient() {
+            if let Some(reason) = error.no_room() {
+                metrics.write_failures.inc_label(reason.label());
+                if room.since.is_none() {
+                    room.since = Some(Instant::now());
+                    tracing::warn!(%error, reason = reason.label(), "no room for the checkpoint: it stays where it was and is tried again on each tick");
+                }
+                Ok(())
+            } else if error.is_transient() {
                 tracing::warn!(%error, "checkpoint not written: trying again on the next tick");
                 Ok(())
             } else {

@@ -8,9 +8,15 @@
 //! sees a half-written one. After a crash, `open` repairs leftover
 //! `.inprogress` files: it cuts a torn last line and renames them.
 //!
+//! A file is rolled by age even when nothing more is written: the pipeline calls
+//! [`FileSink::roll_if_due`] at [`FileSink::roll_deadline`], so a record of a quiet stream is
+//! in a finished file within `--file-roll-interval-ms` (plus the time to finish it).
+//!
 //! Each batch is one `write` of whole lines; it is acknowledged once the
 //! kernel has it (which survives the process being killed), and files are
-//! `fsync`ed when they are finished. A rolled file is synced and renamed on the
+//! `fsync`ed when they are finished. A write that fails (a full disk) is cut back to the
+//! last whole line before the error is returned, so the batch can be written again once
+//! there is room, and no reader ever sees part of it. A rolled file is synced and renamed on the
 //! blocking pool while writing goes on into the next one (syncing 64 MiB held up
 //! the stream for as long as the disk took); finishes happen one at a time, in
 //! order, so files still become visible in delivery order, and closing waits for them.
@@ -30,6 +36,25 @@ use crate::core::record::Record;
 
 const IN_PROGRESS: &str = "inprogress";
 
+/// When files are rolled (`--file-roll-bytes`, `--file-roll-interval-ms`), after Firehose's
+/// buffering hints: by size or by age, whichever comes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileRoll {
+    /// Roll a file once it holds this many bytes.
+    pub max_bytes: u64,
+    /// Roll a file once it is this old, written to or not.
+    pub max_age: Duration,
+}
+
+impl Default for FileRoll {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 * 1024 * 1024,
+            max_age: Duration::from_secs(60),
+        }
+    }
+}
+
 /// How the file sink lays out and rolls files.
 #[derive(Debug, Clone)]
 pub struct FileSinkOptions {
@@ -44,17 +69,32 @@ pub struct FileSinkOptions {
     /// Only the process's user may read: directories 0700, files 0600 (dead letters).
     /// Default: the umask decides, as for any file a program writes.
     pub private: bool,
+    /// At most this many bytes in all the files under `DIR/PREFIX` (dead letters, which are
+    /// never dropped to make room: a write past it fails with [`SinkError::Full`] until
+    /// files are moved away). Default: none.
+    pub max_total_bytes: Option<u64>,
 }
 
 impl FileSinkOptions {
     /// Defaults for a pipeline writing under `dir`.
     pub fn new(dir: &Path, pipeline: &str) -> Self {
+        let roll = FileRoll::default();
         Self {
             dir: dir.to_path_buf(),
             prefix: pipeline.to_string(),
-            max_file_bytes: 64 * 1024 * 1024,
-            max_file_age: Duration::from_secs(60),
+            max_file_bytes: roll.max_bytes,
+            max_file_age: roll.max_age,
             private: false,
+            max_total_bytes: None,
+        }
+    }
+
+    /// These options, rolling files as `roll` says.
+    pub fn rolling(self, roll: FileRoll) -> Self {
+        Self {
+            max_file_bytes: roll.max_bytes,
+            max_file_age: roll.max_age,
+            ..self
         }
     }
 }
@@ -64,7 +104,8 @@ struct OpenFile {
     file: File,
     path: PathBuf,
     bytes: u64,
-    opened: Instant,
+    /// When it is rolled by age or by the end of its hour, whichever comes first.
+    roll_at: Instant,
     hour: (i32, u8, u8, u8),
 }
 
@@ -77,6 +118,9 @@ pub struct FileSink {
     buffer: Vec<u8>,
     /// The outcome of the rolled file being synced and renamed in the background.
     finishing: Option<mpsc::Receiver<Result<(), SinkError>>>,
+    /// Bytes under `DIR/PREFIX`, kept with [`FileSinkOptions::max_total_bytes`]; `None` until
+    /// measured, and again after the bound was hit (files may have been moved away since).
+    used: Option<u64>,
 }
 
 impl FileSink {
@@ -95,16 +139,19 @@ impl FileSink {
             sequence: 0,
             buffer: Vec::new(),
             finishing: None,
+            used: None,
         })
     }
 
-    /// Appends the records as whole lines; returns once the kernel has them.
+    /// Appends the records as whole lines; returns once the kernel has them. On an error
+    /// nothing of the batch stays in the file, so it may be written again.
     pub fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         if records.is_empty() {
             return Ok(());
         }
         self.check_finished()?;
         encode_lines(records, &mut self.buffer);
+        self.check_bound()?;
         let now = OffsetDateTime::now_utc();
         if self.should_roll(now) {
             self.roll()?;
@@ -115,14 +162,69 @@ impl FileSink {
         let Some(open) = self.current.as_mut() else {
             return Ok(());
         };
-        open.file
-            .write_all(&self.buffer)
-            .map_err(|source| SinkError::File {
-                action: "write",
-                path: open.path.clone(),
-                source,
-            })?;
+        if let Err(source) = open.file.write_all(&self.buffer) {
+            // A partial write (the disk filled up mid-batch) is cut back to the last whole
+            // line, so the batch can be written again without a torn or repeated record.
+            return Err(match open.file.set_len(open.bytes) {
+                Ok(()) => SinkError::File {
+                    action: "write",
+                    path: open.path.clone(),
+                    source,
+                },
+                Err(cut) => SinkError::File {
+                    action: "cut back a partial write to",
+                    path: open.path.clone(),
+                    source: std::io::Error::new(cut.kind(), format!("{cut} (after: {source})")),
+                },
+            });
+        }
         open.bytes += self.buffer.len() as u64;
+        if let Some(used) = self.used.as_mut() {
+            *used += self.buffer.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// When the current file is due to be rolled by age (or the end of its hour), if one
+    /// is open: the pipeline calls [`roll_if_due`](Self::roll_if_due) then, so a quiet
+    /// stream's records are finished without waiting for another write.
+    pub fn roll_deadline(&self) -> Option<Instant> {
+        self.current.as_ref().map(|open| open.roll_at)
+    }
+
+    /// Rolls the current file if it is due; returns the next deadline.
+    pub fn roll_if_due(&mut self) -> Result<Option<Instant>, SinkError> {
+        self.check_finished()?;
+        if self.should_roll(OffsetDateTime::now_utc()) {
+            self.roll()?;
+        }
+        Ok(self.roll_deadline())
+    }
+
+    /// With a bound on the total size, refuses a batch that would pass it ([`SinkError::Full`])
+    /// and finishes the open file, so that whoever makes room can move every file away;
+    /// unless nothing is stored (one batch larger than the bound goes alone, so it cannot
+    /// wait forever).
+    fn check_bound(&mut self) -> Result<(), SinkError> {
+        let Some(max) = self.options.max_total_bytes else {
+            return Ok(());
+        };
+        let root = self.options.dir.join(&self.options.prefix);
+        let used = self.used.unwrap_or_else(|| size_of_files(&root));
+        let adding = self.buffer.len() as u64;
+        if used > 0 && used.saturating_add(adding) > max {
+            // Measured again on the next try: an operator may have moved files away. The
+            // open file is finished, so that every file can be.
+            self.used = None;
+            self.roll()?;
+            return Err(SinkError::Full {
+                path: root,
+                used,
+                adding,
+                max,
+            });
+        }
+        self.used = Some(used);
         Ok(())
     }
 
@@ -177,7 +279,7 @@ impl FileSink {
     fn should_roll(&self, now: OffsetDateTime) -> bool {
         self.current.as_ref().is_some_and(|open| {
             open.bytes >= self.options.max_file_bytes
-                || open.opened.elapsed() >= self.options.max_file_age
+                || Instant::now() >= open.roll_at
                 || open.hour != hour_of(now)
         })
     }
@@ -219,11 +321,16 @@ impl FileSink {
             path: path.clone(),
             source,
         })?;
+        // The end of the hour by the wall clock, as a point on the monotonic one.
+        let into_hour = Duration::from_secs(u64::from(now.minute()) * 60 + u64::from(now.second()))
+            + Duration::from_nanos(u64::from(now.nanosecond()));
+        let hour_left = Duration::from_secs(3600).saturating_sub(into_hour);
+        let opened = Instant::now();
         Ok(OpenFile {
             file,
             path,
             bytes: 0,
-            opened: Instant::now(),
+            roll_at: opened + self.options.max_file_age.min(hour_left),
             hour: (year, month, day, hour),
         })
     }
@@ -269,6 +376,18 @@ fn create_dir(dir: &Path, private: bool) -> std::io::Result<()> {
     } else {
         fs::create_dir_all(dir)
     }
+}
+
+/// Bytes in the regular files under `root` (links are not followed; a file removed while
+/// it is measured counts as gone).
+fn size_of_files(root: &Path) -> u64 {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .filter_map(|entry| entry.metadata().ok())
+        .map(|metadata| metadata.len())
+        .sum()
 }
 
 fn hour_of(now: OffsetDateTime) -> (i32, u8, u8, u8) {
@@ -437,6 +556,70 @@ mod tests {
         let files =
             tokio::task::spawn_blocking(move || thirty_records_in_tiny_files(&root)).await??;
         assert_finished_in_order(&files)
+    }
+
+    #[test]
+    fn an_idle_file_is_rolled_at_its_deadline_without_another_write()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let options = FileSinkOptions::new(dir.path(), "p").rolling(FileRoll {
+            max_bytes: 1024,
+            max_age: Duration::from_millis(50),
+        });
+        let mut sink = FileSink::open(options)?;
+        assert_eq!(sink.roll_deadline(), None, "no file, no deadline");
+        sink.write(&[record("a")])?;
+        let deadline = sink
+            .roll_deadline()
+            .ok_or("a deadline once a file is open")?;
+        assert!(deadline <= Instant::now() + Duration::from_millis(50));
+        assert_eq!(sink.roll_if_due()?, Some(deadline), "not due yet");
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        assert_eq!(sink.roll_if_due()?, None, "rolled: no file open");
+        let files = finished_files(dir.path());
+        assert_eq!(files.len(), 1);
+        assert!(files[0].to_string_lossy().ends_with(".ndjson"), "{files:?}");
+        assert_eq!(fs::read_to_string(&files[0])?, "a\n");
+        Ok(())
+    }
+
+    #[test]
+    fn a_bounded_sink_refuses_what_would_pass_its_bound_until_files_are_moved_away()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let options = FileSinkOptions {
+            max_total_bytes: Some(8),
+            ..FileSinkOptions::new(dir.path(), "p")
+        };
+        let mut sink = FileSink::open(options)?;
+        // One batch larger than the bound goes alone into an empty output.
+        sink.write(&[record("0123456789")])?;
+        let refused = sink.write(&[record("a")]);
+        assert!(
+            matches!(
+                refused,
+                Err(SinkError::Full {
+                    used: 11,
+                    adding: 2,
+                    max: 8,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        sink.close()?;
+        for file in finished_files(dir.path()) {
+            fs::remove_file(file)?;
+        }
+        sink.write(&[record("a")])?;
+        sink.write(&[record("b")])?;
+        sink.close()?;
+        let all: String = finished_files(dir.path())
+            .iter()
+            .map(fs::read_to_string)
+            .collect::<Result<_, _>>()?;
+        assert_eq!(all, "a\nb\n");
+        Ok(())
     }
 
     #[test]

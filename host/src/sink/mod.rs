@@ -10,16 +10,18 @@ mod one_line;
 mod stdout;
 mod stream_summaries;
 
-pub use file::{FileSink, FileSinkOptions};
+pub use file::{FileRoll, FileSink, FileSinkOptions};
 pub use kinesis::{KinesisOptions, KinesisSink, ShutdownClock};
 pub use stdout::StdoutSink;
 
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use kinesis_producer::{BatchOutcome, BatchTicket};
 
 use crate::core::blocking::{Offloaded, offload};
 use crate::core::record::Record;
+use crate::core::room::NoRoom;
 
 /// Where records go.
 #[derive(Debug, Clone)]
@@ -49,6 +51,22 @@ pub enum SinkError {
         /// Why it failed.
         source: std::io::Error,
     },
+    /// A bounded output (dead letters, `--dead-letter-max-bytes`) is full. Its records are
+    /// never dropped to make room: the pipeline waits until files are moved away.
+    #[error(
+        "{path} holds {used} bytes and {adding} more would pass its bound of {max} \
+         (--dead-letter-max-bytes): move finished files away (or raise the bound) to go on"
+    )]
+    Full {
+        /// The bounded directory.
+        path: std::path::PathBuf,
+        /// Bytes it holds.
+        used: u64,
+        /// Bytes of the refused write.
+        adding: u64,
+        /// The bound.
+        max: u64,
+    },
     /// Standard output could not be written (other than its reader going away).
     #[error("stdout sink: {0}")]
     Stdout(std::io::Error),
@@ -61,6 +79,36 @@ pub enum SinkError {
     /// The AWS client could not be set up (proxy, trust store).
     #[error("kinesis sink: {0}")]
     KinesisClient(kinesis_producer::ClientError),
+}
+
+impl SinkError {
+    /// Whether the write failed for want of room (a full disk, a quota, a full bound): the
+    /// pipeline waits and writes the same records again instead of failing.
+    pub fn no_room(&self) -> Option<NoRoom> {
+        match self {
+            Self::File { source, .. } => NoRoom::of_io(source),
+            Self::Full { .. } => Some(NoRoom::DeadLettersFull),
+            _ => None,
+        }
+    }
+
+    /// The file or directory a file error is about.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::File { path, .. } | Self::Full { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// A batch the sink did not take: why, and its records, none of them acknowledged, so the
+/// caller may submit them again.
+#[derive(Debug)]
+pub struct Refused {
+    /// Why.
+    pub error: SinkError,
+    /// The records, as they were handed over.
+    pub records: Vec<Record>,
 }
 
 /// The acknowledgement of one submitted batch.
@@ -88,8 +136,9 @@ impl Ack {
 /// The configured sink.
 #[derive(Debug)]
 pub enum Sink {
-    /// Newline-delimited files (written on the blocking pool).
-    File(Offloaded<FileSink>),
+    /// Newline-delimited files (written on the blocking pool), and when the open file is due
+    /// to be rolled by age.
+    File(Offloaded<FileSink>, Option<Instant>),
     /// Newline-delimited records on stdout (written on the blocking pool).
     Stdout(Offloaded<StdoutSink>),
     /// Acknowledges everything at once.
@@ -104,13 +153,15 @@ impl Sink {
         spec: &SinkSpec,
         pipeline: &str,
         keys: &crate::core::partition::KeyStrategy,
+        roll: FileRoll,
     ) -> Result<Self, SinkError> {
         Ok(match spec {
             SinkSpec::File(dir) => {
-                let options = FileSinkOptions::new(dir, pipeline);
-                Sink::File(Offloaded::new(
-                    offload(move || FileSink::open(options)).await?,
-                ))
+                let options = FileSinkOptions::new(dir, pipeline).rolling(roll);
+                Sink::File(
+                    Offloaded::new(offload(move || FileSink::open(options)).await?),
+                    None,
+                )
             }
             SinkSpec::Stdout => Sink::Stdout(Offloaded::new(StdoutSink::new())),
             SinkSpec::Discard => Sink::Discard,
@@ -121,21 +172,52 @@ impl Sink {
     }
 
     /// Hands records over in order; the ack resolves once they are durable.
-    /// May wait while the sink's buffer is full (backpressure).
-    pub async fn submit(&mut self, records: Vec<Record>) -> Result<Ack, SinkError> {
+    /// May wait while the sink's buffer is full (backpressure). A refused batch comes back
+    /// whole, unacknowledged.
+    pub async fn submit(&mut self, records: Vec<Record>) -> Result<Ack, Refused> {
         let count = records.len();
+        let (outcome, records) = match self {
+            Sink::File(sink, roll_at) => {
+                let (outcome, records) = sink
+                    .run(move |sink| {
+                        let outcome = sink.write(&records).map(|()| sink.roll_deadline());
+                        (outcome, records)
+                    })
+                    .await;
+                (
+                    outcome.map(|deadline| {
+                        *roll_at = deadline;
+                        Ack::Written(count)
+                    }),
+                    records,
+                )
+            }
+            Sink::Stdout(sink) => {
+                sink.run(move |sink| (sink.write(&records).map(|()| Ack::Written(count)), records))
+                    .await
+            }
+            Sink::Discard => (Ok(Ack::Written(count)), records),
+            Sink::Kinesis(sink) => (sink.submit(&records).await.map(Ack::Pending), records),
+        };
+        outcome.map_err(|error| Refused { error, records })
+    }
+
+    /// When the sink wants [`roll_if_due`](Self::roll_if_due) called (the file sink's open
+    /// file reaches its age), if ever.
+    pub fn roll_deadline(&self) -> Option<Instant> {
         match self {
-            Sink::File(sink) => sink
-                .run(move |sink| sink.write(&records))
-                .await
-                .map(|()| Ack::Written(count)),
-            Sink::Stdout(sink) => sink
-                .run(move |sink| sink.write(&records))
-                .await
-                .map(|()| Ack::Written(count)),
-            Sink::Discard => Ok(Ack::Written(count)),
-            Sink::Kinesis(sink) => sink.submit(&records).await.map(Ack::Pending),
+            Sink::File(_, roll_at) => *roll_at,
+            Sink::Stdout(_) | Sink::Discard | Sink::Kinesis(_) => None,
         }
+    }
+
+    /// Rolls the file sink's open file if it is due, so that a quiet stream's records are
+    /// in a finished file within the roll interval.
+    pub async fn roll_if_due(&mut self) -> Result<(), SinkError> {
+        if let Sink::File(sink, roll_at) = self {
+            *roll_at = sink.run(FileSink::roll_if_due).await?;
+        }
+        Ok(())
     }
 
     /// For sinks that may hold records back (Kinesis), the handle that starts the shutdown
@@ -144,7 +226,7 @@ impl Sink {
     pub fn shutdown_clock(&self) -> Option<ShutdownClock> {
         match self {
             Sink::Kinesis(sink) => Some(sink.shutdown_clock()),
-            Sink::File(_) | Sink::Stdout(_) | Sink::Discard => None,
+            Sink::File(..) | Sink::Stdout(_) | Sink::Discard => None,
         }
     }
 
@@ -152,7 +234,7 @@ impl Sink {
     /// Returns how many records were left undelivered (then dead-lettered).
     pub async fn close(&mut self, timeout: Duration) -> Result<usize, SinkError> {
         match self {
-            Sink::File(sink) => sink.run(FileSink::close).await.map(|()| 0),
+            Sink::File(sink, _) => sink.run(FileSink::close).await.map(|()| 0),
             Sink::Stdout(sink) => sink.run(StdoutSink::flush).await.map(|()| 0),
             Sink::Discard => Ok(0),
             Sink::Kinesis(sink) => sink.close(timeout).await,

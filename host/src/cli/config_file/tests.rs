@@ -247,6 +247,9 @@ fn every_run_flag_but_the_process_wide_ones_is_a_pipeline_key() {
         "idle_timeout_ms",
         "ca_file",
         "user_agent",
+        "file_roll_bytes",
+        "file_roll_interval_ms",
+        "dead_letter_max_bytes",
     ] {
         assert!(keys.contains_key(key), "{key}");
     }

@@ -202,6 +202,15 @@ pub enum CheckpointError {
 }
 
 impl CheckpointError {
+    /// Whether a file checkpoint found no room (a full disk, a quota): it stays pending and
+    /// is written on a later tick, never claiming a position it could not store.
+    pub fn no_room(&self) -> Option<crate::core::room::NoRoom> {
+        match self {
+            Self::Io { source, .. } => crate::core::room::NoRoom::of_io(source),
+            _ => None,
+        }
+    }
+
     /// Whether the write may succeed on a later try: the checkpoint stays pending and the
     /// pipeline goes on (the next tick tries again) instead of stopping.
     pub fn is_transient(&self) -> bool {
@@ -305,7 +314,7 @@ impl Checkpoints {
             stream: Some(self.stream.clone()),
         };
         if let Err(error) = self.store.save(&checkpoint, sync).await {
-            if error.is_transient() {
+            if error.is_transient() || error.no_room().is_some() {
                 self.pending = Some(checkpoint.last_event_id);
             }
             return Err(error);
