@@ -377,6 +377,42 @@ fn an_idle_owner_stops_within_the_heartbeat_interval_after_a_takeover() {
     assert!(status.success(), "{stderr}");
 }
 
+#[test]
+fn two_deployments_sharing_a_table_under_their_own_namespaces_never_take_each_others_pipeline() {
+    const EVENTS: u64 = 40;
+    let runtime = runtime();
+    let dynalite = Dynalite::start();
+    runtime.block_on(dynalite.create_checkpoint_table(TABLE));
+    let server = SseServer::always(Response::text(&(0..EVENTS).map(frame).collect::<String>()));
+    let mut owners = Vec::new();
+    for namespace in ["blue", "green"] {
+        let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut command = dynamodb_run(&server.url("/s"), state.path(), out.path(), &dynalite);
+        command.args(["--once", "--checkpoint-namespace", namespace]);
+        let child = command.spawn().unwrap();
+        owners.push((namespace, child.id()));
+        let output = support::wait_with_limit(child, LIMIT);
+        let stderr = stderr_of(&output);
+        assert!(output.status.success(), "{stderr}");
+        // The same pipeline name under one key would be taken over from the first.
+        assert!(!stderr.contains("taking over the checkpoint"), "{stderr}");
+    }
+    for (namespace, pid) in owners {
+        let key = format!("{namespace}/default");
+        let item = runtime.block_on(dynalite.item(TABLE, &key)).unwrap();
+        assert!(owned_by(&item, pid), "{key}: {item:?}");
+        assert_eq!(
+            field(&item, "last_event_id"),
+            Some((EVENTS - 1).to_string().as_str())
+        );
+    }
+    assert_eq!(
+        item(&runtime, &dynalite),
+        None,
+        "an item without a namespace"
+    );
+}
+
 /// `127.0.0.1:PORT` of `http://127.0.0.1:PORT`.
 fn address_of(endpoint: &str) -> SocketAddr {
     endpoint.trim_start_matches("http://").parse().unwrap()
