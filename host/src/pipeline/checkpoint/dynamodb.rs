@@ -375,90 +375,38 @@ mod tests {
     //! (`ReturnValuesOnConditionCheckFailure=ALL_OLD`). dynalite, which the integration tests
     //! use (tests/scale_out.rs covers the consistent-read path against it), never returns
     //! it, so a fake DynamoDB on 127.0.0.1 answers here instead: every PutItem with a failed
-    //! condition and the item, every GetItem (which this path must not need) with a 500.
+    //! condition and the item, every other request (a read, which this path must not need)
+    //! with an error.
 
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
-    use tokio::net::TcpListener;
-
+    use super::super::fake_dynamodb;
     use super::*;
     use crate::core::metrics::Exposition;
 
     /// A fake DynamoDB that refuses every PutItem, returning `item` (DynamoDB JSON);
-    /// returns its endpoint and the count of GetItem requests it had.
+    /// returns its endpoint and the count of other requests (reads) it had.
     async fn refusing_with(item: String) -> (String, Arc<AtomicU64>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let reads = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&reads);
-        tokio::spawn(async move {
-            while let Ok((connection, _)) = listener.accept().await {
-                let (item, reads) = (item.clone(), Arc::clone(&counted));
-                tokio::spawn(async move {
-                    let (reader, mut writer) = connection.into_split();
-                    let mut reader = BufReader::new(reader);
-                    loop {
-                        let (mut target, mut length) = (String::new(), 0usize);
-                        loop {
-                            let mut line = String::new();
-                            if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                return;
-                            }
-                            let line = line.trim_end();
-                            if line.is_empty() {
-                                break;
-                            }
-                            if let Some((name, value)) = line.split_once(':') {
-                                let value = value.trim().to_string();
-                                match name.to_ascii_lowercase().as_str() {
-                                    "x-amz-target" => target = value,
-                                    "content-length" => length = value.parse().unwrap_or(0),
-                                    _ => {}
-                                }
-                            }
-                        }
-                        let mut body = vec![0; length];
-                        if reader.read_exact(&mut body).await.is_err() {
-                            return;
-                        }
-                        let (status, body) = if target.ends_with(".PutItem") {
-                            (
-                                "400 Bad Request",
-                                format!(
-                                    r#"{{"__type":"com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException","message":"The conditional request failed","Item":{item}}}"#
-                                ),
-                            )
-                        } else {
-                            reads.fetch_add(1, Ordering::SeqCst);
-                            (
-                                "500 Internal Server Error",
-                                r#"{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"no reads here"}"#.to_string(),
-                            )
-                        };
-                        let answer = format!(
-                            "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\n\r\n{body}",
-                            body.len()
-                        );
-                        if writer.write_all(answer.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                });
+        let endpoint = fake_dynamodb::serve(move |operation, _| {
+            if operation == "PutItem" {
+                fake_dynamodb::error(
+                    "400 Bad Request",
+                    "ConditionalCheckFailedException",
+                    &format!(r#""Item":{item}"#),
+                )
+            } else {
+                counted.fetch_add(1, Ordering::SeqCst);
+                fake_dynamodb::error("400 Bad Request", "ValidationException", "")
             }
-        });
+        })
+        .await;
         (endpoint, reads)
     }
 
     /// The store of pipeline `p` through `endpoint`, having last seen `version`.
     fn store_at(endpoint: &str, version: u64) -> DynamoDbStore {
-        let config = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
-            .build();
         let spec = DynamoDbTable {
             table: "t".to_string(),
             region: Some("us-east-1".to_string()),
@@ -468,7 +416,7 @@ mod tests {
             heartbeat: std::time::Duration::from_secs(10),
         };
         DynamoDbStore {
-            client: Client::from_conf(config),
+            client: fake_dynamodb::client(endpoint),
             spec,
             table: "t".to_string(),
             pipeline: "p".to_string(),

@@ -291,3 +291,149 @@ async fn check(group: &Group, chunk: &[(String, String)]) {
         tracing::debug!(table = %group.table, unprocessed, "the heartbeat reads the rest at the next beat");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against a fake DynamoDB (dynalite would do for the reads, but not for choosing, key by
+    //! key, who holds an item, nor for counting the calls and their keys).
+
+    use std::time::Instant;
+
+    use super::super::fake_dynamodb;
+    use super::*;
+
+    const ME: &str = "me/1/00000001";
+
+    fn table_at(endpoint: &str) -> DynamoDbTable {
+        DynamoDbTable {
+            table: "t".to_string(),
+            region: Some("us-east-1".to_string()),
+            endpoint_url: Some(endpoint.to_string()),
+            http: kinesis_producer::HttpSettings::default(),
+            namespace: None,
+            heartbeat: Duration::from_millis(100),
+        }
+    }
+
+    /// Waits (at most 30 s) until `done`.
+    async fn wait_until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn one_beat_reads_150_pipelines_in_two_consistent_calls_and_fences_only_the_taken_one() {
+        let calls = Arc::new(Mutex::new(Vec::<(usize, bool)>::new()));
+        let seen = Arc::clone(&calls);
+        let endpoint = fake_dynamodb::serve(move |operation, request| {
+            if operation != "BatchGetItem" {
+                return fake_dynamodb::error("400 Bad Request", "ValidationException", "");
+            }
+            let asked = &request["RequestItems"]["t"];
+            let keys: Vec<&str> = asked["Keys"]
+                .as_array()
+                .map(|keys| {
+                    keys.iter()
+                        .filter_map(|key| key["pipeline"]["S"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Ok(mut calls) = seen.lock() {
+                calls.push((keys.len(), asked["ConsistentRead"] == true));
+            }
+            let items: Vec<String> = keys
+                .iter()
+                .map(|key| {
+                    let owner = if *key == "p7" { "elsewhere/2/0000abcd" } else { ME };
+                    format!(
+                        r#"{{"pipeline":{{"S":"{key}"}},"owner":{{"S":"{owner}"}},"version":{{"N":"5"}}}}"#
+                    )
+                })
+                .collect();
+            (
+                "200 OK",
+                format!(r#"{{"Responses":{{"t":[{}]}}}}"#, items.join(",")),
+            )
+        })
+        .await;
+        let (table, client) = (table_at(&endpoint), fake_dynamodb::client(&endpoint));
+        let watches: Vec<Watch> = (0..150)
+            .map(|n| {
+                let key = format!("p{n}");
+                watch(&table, &client, &key, &key, ME, Counter::default())
+            })
+            .collect();
+        let error = tokio::time::timeout(Duration::from_secs(30), watches[7].fencing().fenced())
+            .await
+            .expect("fenced within 30 s");
+        let CheckpointError::Fenced {
+            pipeline,
+            owner,
+            version,
+            ..
+        } = error
+        else {
+            panic!("not fenced: {error}");
+        };
+        assert_eq!(
+            (pipeline.as_str(), owner.as_str(), version.as_str()),
+            ("p7", "elsewhere/2/0000abcd", "5")
+        );
+        // p7 may be in either call of the beat: the second may still be on its way.
+        wait_until("both calls of the first beat", || {
+            calls.lock().unwrap().len() >= 2
+        })
+        .await;
+        let calls = calls.lock().unwrap().clone();
+        assert!(
+            calls
+                .iter()
+                .all(|&(keys, consistent)| keys <= 100 && consistent),
+            "{calls:?}"
+        );
+        assert_eq!(calls[0].0 + calls[1].0, 150, "{calls:?}");
+        for (n, watched) in watches.iter().enumerate() {
+            assert_eq!(watched.taken.borrow().is_some(), n == 7, "p{n}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_counted_for_each_pipeline_it_covered_and_fences_none() {
+        let endpoint = fake_dynamodb::serve(|_, _| {
+            fake_dynamodb::error("400 Bad Request", "ValidationException", "")
+        })
+        .await;
+        let (table, client) = (table_at(&endpoint), fake_dynamodb::client(&endpoint));
+        let (a, b) = (Counter::default(), Counter::default());
+        let watches = [
+            watch(&table, &client, "a", "a", ME, a.clone()),
+            watch(&table, &client, "b", "b", ME, b.clone()),
+        ];
+        wait_until("two failed beats counted for both", || {
+            a.get() >= 2 && b.get() >= 2
+        })
+        .await;
+        assert!(watches.iter().all(|w| w.taken.borrow().is_none()));
+    }
+
+    #[tokio::test]
+    async fn the_tables_task_ends_when_its_last_pipeline_leaves() {
+        let endpoint =
+            fake_dynamodb::serve(|_, _| ("200 OK", r#"{"Responses":{}}"#.to_string())).await;
+        let (table, client) = (table_at(&endpoint), fake_dynamodb::client(&endpoint));
+        let running = || {
+            GROUPS
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(spec, _, task)| *spec == table && !task.is_finished())
+        };
+        let watched = watch(&table, &client, "a", "a", ME, Counter::default());
+        assert!(running());
+        drop(watched);
+        wait_until("the task gone", || !running()).await;
+    }
+}

@@ -14,6 +14,8 @@
 //! the process's CPU.
 
 pub mod dynamodb;
+#[cfg(test)]
+mod fake_dynamodb;
 pub mod file;
 pub mod heartbeat;
 
