@@ -192,7 +192,7 @@ pub enum CheckpointError {
         pipeline: String,
         /// The table.
         table: String,
-        /// Who holds it now (`host/pid`), as far as the table says.
+        /// Who holds it now (`host/pid/random`), as far as the table says.
         owner: String,
         /// The item's version now.
         version: String,
