@@ -1,14 +1,17 @@
 //! Past one machine, through the real binary: a config's pipelines spread over replicas
 //! (`--shard I/N`), and checkpoints in DynamoDB (dynalite, a real implementation of its API
-//! on 127.0.0.1) that a new replica takes over and a stale one can never overwrite.
+//! on 127.0.0.1) that a new replica takes over and a stale one can never overwrite, even
+//! when DynamoDB's answers are lost, and that an idle stale one learns of by its heartbeat.
 
 use crate::support;
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use support::ambiguous::AmbiguousProxy;
 use support::dynalite::{Dynalite, field};
 use support::numbered::{frame, numbers, resume_point};
 use support::sse_server::{Answer, Response, SseServer, Step};
@@ -46,12 +49,24 @@ fn numbered_stream(from: u64, to: u64, pause: Duration) -> Response {
 /// `run` of the pipeline `default` at `url` into `out`, checkpointing every 20 ms into the
 /// DynamoDB table of `dynalite`, with `state` as its (local) state directory.
 fn dynamodb_run(url: &str, state: &Path, out: &Path, dynalite: &Dynalite) -> Command {
+    let mut command = checkpointing_into(url, state, out, &dynalite.endpoint());
+    command.args([
+        "--checkpoint-interval-ms",
+        "20",
+        "--batch-max-events",
+        "100",
+    ]);
+    command
+}
+
+/// `run` of the pipeline `default` at `url` into `out`, its checkpoints in the table at
+/// `endpoint`, with `state` as its (local) state directory.
+fn checkpointing_into(url: &str, state: &Path, out: &Path, endpoint: &str) -> Command {
     let mut command = run_command(url, state);
     command.args(["--sink", &file_sink(out)]);
     command.args(["--checkpoint-store", &format!("dynamodb:{TABLE}")]);
-    command.args(["--checkpoint-endpoint-url", &dynalite.endpoint()]);
-    command.args(["--region", "us-east-1", "--checkpoint-interval-ms", "20"]);
-    command.args(["--batch-max-events", "100"]);
+    command.args(["--checkpoint-endpoint-url", endpoint]);
+    command.args(["--region", "us-east-1"]);
     // The standard credential chain reads these; dynalite checks none.
     command
         .env("AWS_ACCESS_KEY_ID", "local")
@@ -75,9 +90,9 @@ fn stored_checkpoint(runtime: &tokio::runtime::Runtime, dynalite: &Dynalite) -> 
         .ok()
 }
 
-/// Whether the item's `owner` is the process `pid` (`host/pid`).
+/// Whether the item's `owner` is the process `pid` (`host/pid/random`).
 fn owned_by(item: &[(String, String)], pid: u32) -> bool {
-    field(item, "owner").is_some_and(|owner| owner.ends_with(&format!("/{pid}")))
+    field(item, "owner").is_some_and(|owner| owner.contains(&format!("/{pid}/")))
 }
 
 #[test]
@@ -215,7 +230,7 @@ fn a_writer_fenced_by_a_newer_owner_stops_its_pipeline_and_never_overwrites() {
         stderr.contains("another owner took pipeline `default`"),
         "{stderr}"
     );
-    assert!(stderr.contains(&format!("/{second_pid} ")), "{stderr}");
+    assert!(stderr.contains(&format!("/{second_pid}/")), "{stderr}");
     second.wait_for_metric(
         "sse_ingest_records_written_total{pipeline=\"default\"}",
         500.0,
@@ -240,6 +255,167 @@ fn a_writer_fenced_by_a_newer_owner_stops_its_pipeline_and_never_overwrites() {
         delivered.iter().copied().eq(0..=last),
         "an event is missing"
     );
+}
+
+#[test]
+fn a_thousand_checkpoint_writes_with_one_in_twenty_answers_lost_never_fence_their_writer() {
+    const TOTAL: u64 = 1_200;
+    let runtime = runtime();
+    let dynalite = Dynalite::start();
+    runtime.block_on(dynalite.create_checkpoint_table(TABLE));
+    // Every 20th PutItem is applied by dynalite and answered 500: 5% ambiguous answers.
+    let proxy = AmbiguousProxy::start(address_of(&dynalite.endpoint()), 20);
+    let server = SseServer::start(|_, request| {
+        Answer::Respond(numbered_stream(
+            resume_point(request),
+            TOTAL,
+            Duration::from_millis(1),
+        ))
+    });
+    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut command = checkpointing_into(
+        &server.url("/s"),
+        state.path(),
+        out.path(),
+        &proxy.endpoint(),
+    );
+    // One event per batch, a checkpoint after every batch: a write per event.
+    command.args(["--checkpoint-interval-ms", "0", "--batch-max-events", "1"]);
+    let writer = WithAdmin::start(command.arg("--once"));
+    let pid = writer.child.id();
+    let (status, stderr) = writer.finish(LIMIT);
+    assert!(status.success(), "{stderr}");
+    assert!(proxy.puts() >= 1_000, "only {} writes", proxy.puts());
+    assert!(proxy.lied() >= 50, "only {} lost answers", proxy.lied());
+    // dynalite returns no item with a failed condition: the consistent read decided.
+    assert!(
+        stderr.contains("the table holds it: written") && stderr.contains("consistent read"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("another owner"), "{stderr}");
+    let delivered: BTreeSet<u64> = numbers(&file_sink_lines(out.path())).into_iter().collect();
+    assert!(
+        delivered.iter().copied().eq(0..TOTAL),
+        "an event is missing"
+    );
+    let item = item(&runtime, &dynalite).unwrap();
+    assert!(owned_by(&item, pid), "{item:?}");
+    assert_eq!(
+        field(&item, "last_event_id"),
+        Some((TOTAL - 1).to_string().as_str())
+    );
+}
+
+#[test]
+fn an_idle_owner_stops_within_the_heartbeat_interval_after_a_takeover() {
+    const HEARTBEAT: Duration = Duration::from_millis(1_000);
+    let runtime = runtime();
+    let dynalite = Dynalite::start();
+    runtime.block_on(dynalite.create_checkpoint_table(TABLE));
+    // 100 events, then nothing for ten minutes: no checkpoint write would tell the first
+    // owner anything.
+    let server = SseServer::start(|_, request| {
+        let from = resume_point(request);
+        let mut steps = vec![Step::Bytes(
+            (from..from + 100)
+                .map(frame)
+                .collect::<String>()
+                .into_bytes(),
+        )];
+        steps.push(Step::Pause(Duration::from_secs(600)));
+        Answer::Respond(Response::stream(steps))
+    });
+    let idle_run = |state: &Path, out: &Path| {
+        let mut command = dynamodb_run(&server.url("/s"), state, out, &dynalite);
+        command.args([
+            "--checkpoint-heartbeat-ms",
+            &HEARTBEAT.as_millis().to_string(),
+        ]);
+        command
+    };
+    let (first_state, first_out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = WithAdmin::start(&mut idle_run(first_state.path(), first_out.path()));
+    let first_pid = first.child.id();
+    wait_until(
+        "the first process's last checkpoint",
+        LIMIT,
+        || {
+            item(&runtime, &dynalite).is_some_and(|item| {
+                owned_by(&item, first_pid) && field(&item, "last_event_id") == Some("99")
+            })
+        },
+        || first.stderr(),
+    );
+
+    let (second_state, second_out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let second = WithAdmin::start(&mut idle_run(second_state.path(), second_out.path()));
+    let second_pid = second.child.id();
+    second.wait_for_log("taking over the checkpoint", LIMIT);
+    let taken_at = Instant::now();
+
+    let (status, stderr) = first.finish(LIMIT);
+    let stopped_after = taken_at.elapsed();
+    assert_eq!(status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("another owner took the pipeline over"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("/{second_pid}/")), "{stderr}");
+    // One beat, plus the time to read, stop and exit on a busy machine; without the
+    // heartbeat it would hold its connection for the stream's ten quiet minutes.
+    assert!(
+        stopped_after < HEARTBEAT + Duration::from_secs(10),
+        "stopped {stopped_after:?} after the takeover"
+    );
+    assert!(owned_by(&item(&runtime, &dynalite).unwrap(), second_pid));
+
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(second_pid.to_string())
+        .status();
+    let (status, stderr) = second.finish(LIMIT);
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn two_deployments_sharing_a_table_under_their_own_namespaces_never_take_each_others_pipeline() {
+    const EVENTS: u64 = 40;
+    let runtime = runtime();
+    let dynalite = Dynalite::start();
+    runtime.block_on(dynalite.create_checkpoint_table(TABLE));
+    let server = SseServer::always(Response::text(&(0..EVENTS).map(frame).collect::<String>()));
+    let mut owners = Vec::new();
+    for namespace in ["blue", "green"] {
+        let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut command = dynamodb_run(&server.url("/s"), state.path(), out.path(), &dynalite);
+        command.args(["--once", "--checkpoint-namespace", namespace]);
+        let child = command.spawn().unwrap();
+        owners.push((namespace, child.id()));
+        let output = support::wait_with_limit(child, LIMIT);
+        let stderr = stderr_of(&output);
+        assert!(output.status.success(), "{stderr}");
+        // The same pipeline name under one key would be taken over from the first.
+        assert!(!stderr.contains("taking over the checkpoint"), "{stderr}");
+    }
+    for (namespace, pid) in owners {
+        let key = format!("{namespace}/default");
+        let item = runtime.block_on(dynalite.item(TABLE, &key)).unwrap();
+        assert!(owned_by(&item, pid), "{key}: {item:?}");
+        assert_eq!(
+            field(&item, "last_event_id"),
+            Some((EVENTS - 1).to_string().as_str())
+        );
+    }
+    assert_eq!(
+        item(&runtime, &dynalite),
+        None,
+        "an item without a namespace"
+    );
+}
+
+/// `127.0.0.1:PORT` of `http://127.0.0.1:PORT`.
+fn address_of(endpoint: &str) -> SocketAddr {
+    endpoint.trim_start_matches("http://").parse().unwrap()
 }
 
 #[test]

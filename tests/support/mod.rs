@@ -5,6 +5,7 @@
 //! cleanly, or drop the connection mid-event. Every loop is bounded.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod ambiguous;
 pub mod dynalite;
 pub mod node_server;
 pub mod numbered;

@@ -379,6 +379,14 @@ pub struct RunArgs {
     /// Default: the region's.
     #[arg(long, value_name = "URL")]
     pub checkpoint_endpoint_url: Option<String>,
+    /// A prefix of the DynamoDB checkpoint items' keys (`NAMESPACE/NAME`), so that two
+    /// deployments sharing a table never take each other's pipelines. Default: none.
+    #[arg(long, value_name = "NAMESPACE")]
+    pub checkpoint_namespace: Option<String>,
+    /// How often a DynamoDB checkpoint's owner reads (batched, strongly consistent) that it
+    /// still holds its items, so an idle pipeline that was taken over stops. Default: 10000.
+    #[arg(long, default_value_t = 10_000)]
+    pub checkpoint_heartbeat_ms: u64,
     /// How many recent event ids are remembered to drop events a server replays twice. Default: 10000.
     #[arg(long, default_value_t = 10_000)]
     pub dedupe_window: usize,

@@ -125,12 +125,17 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
     .and_then(PipelineConfig::validate)
 }
 
-/// `--checkpoint-store` and `--checkpoint-endpoint-url`, which only a DynamoDB store uses.
+/// `--checkpoint-store` and `--checkpoint-endpoint-url` and `--checkpoint-namespace`, which
+/// only a DynamoDB store uses.
 fn checkpoint_store(args: &RunArgs) -> Result<CheckpointStoreSpec, ConfigError> {
     match parse_checkpoint_store(&args.checkpoint_store)? {
         None if args.checkpoint_endpoint_url.is_some() => Err(ConfigError::Value {
             flag: "checkpoint-endpoint-url",
             reason: "needs --checkpoint-store dynamodb:TABLE".into(),
+        }),
+        None if args.checkpoint_namespace.is_some() => Err(ConfigError::Value {
+            flag: "checkpoint-namespace",
+            reason: "needs --checkpoint-store dynamodb:TABLE (a file checkpoint is in its own state directory)".into(),
         }),
         None => Ok(CheckpointStoreSpec::File),
         Some(table) => {
@@ -143,14 +148,33 @@ fn checkpoint_store(args: &RunArgs) -> Result<CheckpointStoreSpec, ConfigError> 
                     other => other,
                 })?;
             }
-            Ok(CheckpointStoreSpec::DynamoDb(DynamoDbTable {
+            Ok(CheckpointStoreSpec::DynamoDb(Box::new(DynamoDbTable {
                 table,
                 region: args.region.clone(),
                 endpoint_url: args.checkpoint_endpoint_url.clone(),
                 http: aws_http_settings(args)?,
-            }))
+                namespace: args
+                    .checkpoint_namespace
+                    .as_deref()
+                    .map(parse_checkpoint_namespace)
+                    .transpose()?,
+                heartbeat: Duration::from_millis(args.checkpoint_heartbeat_ms),
+            })))
         }
     }
+}
+
+/// `--checkpoint-namespace`: 1 to 200 letters, digits, `_`, `-` and `.`, so that
+/// `NAMESPACE/NAME` is unambiguous (no `/`) and well inside DynamoDB's 2 KiB key.
+fn parse_checkpoint_namespace(text: &str) -> Result<String, ConfigError> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if text.is_empty() || text.len() > 200 || !text.chars().all(allowed) {
+        return Err(ConfigError::Value {
+            flag: "checkpoint-namespace",
+            reason: format!("`{text}`: use 1 to 200 letters, digits, `_`, `-` and `.`"),
+        });
+    }
+    Ok(text.to_string())
 }
 
 /// The range of every number that reaches arithmetic, an allocation or a timer, so that an
@@ -159,7 +183,7 @@ fn checkpoint_store(args: &RunArgs) -> Result<CheckpointStoreSpec, ConfigError> 
 fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
     const MIB: u64 = 1024 * 1024;
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-    let ranges: [(&'static str, u64, u64, u64, &str); 17] = [
+    let ranges: [(&'static str, u64, u64, u64, &str); 18] = [
         (
             "file-roll-bytes",
             args.file_roll_bytes,
@@ -185,6 +209,13 @@ fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
             "checkpoint-interval-ms",
             args.checkpoint_interval_ms,
             0,
+            60 * 60 * 1000,
+            "",
+        ),
+        (
+            "checkpoint-heartbeat-ms",
+            args.checkpoint_heartbeat_ms,
+            100,
             60 * 60 * 1000,
             "",
         ),
@@ -400,6 +431,44 @@ mod tests {
         let (a, b) = (a.expect("valid flags"), b.expect("valid flags"));
         assert!(a != b, "a rotated header value restarts the pipeline");
         assert!(a == fingerprint(first).expect("valid flags"));
+    }
+
+    #[test]
+    fn a_checkpoint_namespace_keys_dynamodb_items_and_needs_a_dynamodb_store() {
+        let dynamodb = |extra: &[&str]| {
+            let mut flags = vec!["--checkpoint-store", "dynamodb:checkpoints"];
+            flags.extend_from_slice(extra);
+            pipeline_config(&run_args(&flags)).map(|config| config.checkpoint_store)
+        };
+        let Ok(CheckpointStoreSpec::DynamoDb(table)) = dynamodb(&[
+            "--checkpoint-namespace",
+            "blue-prod",
+            "--checkpoint-heartbeat-ms",
+            "2500",
+        ]) else {
+            panic!("a valid DynamoDB store");
+        };
+        assert_eq!(table.namespace.as_deref(), Some("blue-prod"));
+        assert_eq!(table.heartbeat, Duration::from_millis(2500));
+        for bad in ["", "a/b", "two words"] {
+            let error = dynamodb(&["--checkpoint-namespace", bad]).unwrap_err();
+            assert!(
+                error.to_string().contains("--checkpoint-namespace"),
+                "{bad}: {error}"
+            );
+        }
+        let error = pipeline_config(&run_args(&["--checkpoint-namespace", "blue"])).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("needs --checkpoint-store dynamodb:TABLE"),
+            "{error}"
+        );
+        let error = dynamodb(&["--checkpoint-heartbeat-ms", "10"]).unwrap_err();
+        assert!(
+            error.to_string().contains("--checkpoint-heartbeat-ms"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -476,8 +476,9 @@ pub enum SinkTarget {
 pub enum CheckpointStoreSpec {
     /// `file`: `STATE_DIR/pipelines/NAME/checkpoint.json` (the default).
     File,
-    /// `dynamodb:TABLE`: an item per pipeline, written conditionally on its version.
-    DynamoDb(DynamoDbTable),
+    /// `dynamodb:TABLE`: an item per pipeline, written conditionally on its version (boxed:
+    /// the table's settings are large beside `File`).
+    DynamoDb(Box<DynamoDbTable>),
 }
 
 /// A DynamoDB checkpoint table and how to reach it.
@@ -491,6 +492,11 @@ pub struct DynamoDbTable {
     pub endpoint_url: Option<String>,
     /// Trust and proxies (the same as the Kinesis client's).
     pub http: kinesis_producer::HttpSettings,
+    /// `--checkpoint-namespace`: items are keyed `NAMESPACE/NAME`, so deployments that
+    /// share the table never take each other's pipelines.
+    pub namespace: Option<String>,
+    /// `--checkpoint-heartbeat-ms`: how often an owner checks that it still holds its items.
+    pub heartbeat: std::time::Duration,
 }
 
 /// The table of `--checkpoint-store dynamodb:TABLE`, `None` for `file`. DynamoDB's table

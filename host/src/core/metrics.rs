@@ -235,6 +235,10 @@ pipeline_metrics! {
     last_event_unix_seconds: Gauge = "last_event_unix_seconds", "Unix time of the last event received";
     /// Checkpoint writes that failed (a transient failure is tried again on the next tick).
     checkpoint_write_failures: Counter = "checkpoint_write_failures", "Checkpoint writes that failed (a transient failure is tried again on the next tick)";
+    /// Checkpoint writes whose answer was lost (a 500, a timeout) but which the table holds.
+    checkpoint_ambiguous_writes: Counter = "checkpoint_ambiguous_writes", "Checkpoint writes whose answer was lost or refused on a retry, found applied in the table (success)";
+    /// Heartbeat reads of the checkpoint table that failed (tried again at the next beat).
+    checkpoint_heartbeat_failures: Counter = "checkpoint_heartbeat_failures", "Heartbeat reads of the pipeline's checkpoint item that failed (tried again at the next beat)";
     /// In-process restarts after a transient failure (AWS throttling or 5xx, no answer, a source trap).
     restarts: Counter = "pipeline_restarts", "Restarts of the pipeline in the process after a transient failure";
     /// Ends because another process took the pipeline's checkpoint over (fenced).

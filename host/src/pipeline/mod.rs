@@ -170,7 +170,13 @@ impl Pipeline {
             .cloned()
             .collect();
         let stream = StreamIdentity::of(config.url.as_str(), &public_headers);
-        let store = open_store(&config.checkpoint_store, &config.state_dir, &config.name).await?;
+        let store = open_store(
+            &config.checkpoint_store,
+            &config.state_dir,
+            &config.name,
+            &self.metrics,
+        )
+        .await?;
         let mut checkpoints = Checkpoints::new(store, stream.clone(), config.checkpoint_interval);
         let resume_from = match Resume::decide(config.resume, checkpoints.claim().await?, &stream) {
             Resume::From(id) => {
@@ -243,6 +249,19 @@ impl Pipeline {
             ))
         });
 
+        // The source stops on the process's stop request, and also when this pipeline ends
+        // first (a fenced checkpoint, a sink failure): an idle stream would otherwise keep
+        // its connection, and this run waiting on it, until its next event.
+        let (halt_tx, halt) = watch::channel(false);
+        let halt_tx = Arc::new(halt_tx);
+        let forward_stop = {
+            let (mut stop, halt_tx) = (stop.clone(), Arc::clone(&halt_tx));
+            tokio::spawn(async move {
+                // A dropped sender is a stop too.
+                let _ = stop.wait_for(|stopped| *stopped).await;
+                halt_tx.send_replace(true);
+            })
+        };
         let (batches_tx, mut batches_rx) = mpsc::channel::<SourceBatch>(QUEUE_BATCHES);
         let source = self.source.clone();
         let source_config = config.clone();
@@ -254,7 +273,7 @@ impl Pipeline {
                     resume_from,
                     batches_tx,
                     SourceControl {
-                        stop,
+                        stop: halt,
                         pause: pause_rx,
                     },
                     metrics,
@@ -279,6 +298,8 @@ impl Pipeline {
                 tokio::select! {
                     // Swaps first: a swap requested before a batch applies to it.
                     biased;
+                    // The acknowledgement task ended early (a fenced checkpoint): stop here.
+                    () = acks_tx.closed() => break,
                     Some(swap) = swaps_rx.recv() => {
                         let version = stage.install(swap.filter);
                         let _ = version_tx.send(version);
@@ -300,8 +321,10 @@ impl Pipeline {
         }
         .await;
         // Closing the queue makes a still-running source's `deliver` fail, so
-        // it cannot wait forever on a consumer that gave up.
+        // it cannot wait forever on a consumer that gave up; the halt ends a quiet one.
         drop(batches_rx);
+        halt_tx.send_replace(true);
+        forward_stop.abort();
         let source_result = source_task.await;
         let undelivered = sink.close(config.shutdown_timeout).await;
         if let Some(clock) = shutdown_clock {
@@ -461,8 +484,16 @@ async fn settle_in_order(
         metrics: &metrics,
     };
     let mut dead_roll_at: Option<Instant> = None;
+    let mut fencing = checkpoints.fencing();
     loop {
         let settle = tokio::select! {
+            // The heartbeat found the checkpoint taken over: the same end as a refused write.
+            fenced = async {
+                match fencing.as_mut() {
+                    Some(fencing) => fencing.fenced().await,
+                    None => std::future::pending().await,
+                }
+            } => return Err(fenced.into()),
             settle = acks.recv() => match settle {
                 Some(settle) => settle,
                 None => break,

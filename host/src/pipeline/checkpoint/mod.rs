@@ -14,16 +14,22 @@
 //! the process's CPU.
 
 pub mod dynamodb;
+#[cfg(test)]
+mod fake_dynamodb;
 pub mod file;
+pub mod heartbeat;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{CheckpointStoreSpec, ResumePolicy};
+use crate::core::metrics::Metrics;
+use heartbeat::Fencing;
 
 /// What identifies the stream a checkpoint belongs to: the URL and the request headers
 /// that select content. Credentials never go in (any header whose name mentions auth,
@@ -128,6 +134,12 @@ pub trait CheckpointStore: Send + std::fmt::Debug {
     /// Replaces the stored checkpoint; `sync` asks for it to be on disk when this returns
     /// (at shutdown), where the store makes a difference.
     fn save<'a>(&'a mut self, checkpoint: &'a Checkpoint, sync: bool) -> StoreFuture<'a, ()>;
+
+    /// After a claim, what tells this writer that another took the checkpoint over while it
+    /// had nothing to write ([`heartbeat`]); `None` where no other writer can reach it.
+    fn fencing(&self) -> Option<Fencing> {
+        None
+    }
 }
 
 /// What a [`CheckpointStore`] call returns: boxed, because a store is chosen at run time and
@@ -180,7 +192,7 @@ pub enum CheckpointError {
         pipeline: String,
         /// The table.
         table: String,
-        /// Who holds it now (`host/pid`), as far as the table says.
+        /// Who holds it now (`host/pid/random`), as far as the table says.
         owner: String,
         /// The item's version now.
         version: String,
@@ -224,16 +236,17 @@ impl CheckpointError {
     }
 }
 
-/// The store `spec` names for `pipeline`.
+/// The store `spec` names for `pipeline`, counting into its `metrics`.
 pub async fn open_store(
     spec: &CheckpointStoreSpec,
     state_dir: &Path,
     pipeline: &str,
+    metrics: &Arc<Metrics>,
 ) -> Result<Box<dyn CheckpointStore>, CheckpointError> {
     Ok(match spec {
         CheckpointStoreSpec::File => Box::new(file::FileStore::open(state_dir, pipeline)?),
         CheckpointStoreSpec::DynamoDb(table) => {
-            Box::new(dynamodb::DynamoDbStore::open(table, pipeline).await?)
+            Box::new(dynamodb::DynamoDbStore::open(table, pipeline, metrics).await?)
         }
     })
 }
@@ -274,6 +287,12 @@ impl Checkpoints {
             .claim()
             .await?
             .filter(|checkpoint| !checkpoint.last_event_id.is_empty()))
+    }
+
+    /// What resolves when another writer took the checkpoint over; pending forever for a
+    /// store no other writer reaches, or before [`Checkpoints::claim`].
+    pub fn fencing(&self) -> Option<Fencing> {
+        self.store.fencing()
     }
 
     /// Notes that everything up to `last_event_id` is acknowledged; returns whether the
