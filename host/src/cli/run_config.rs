@@ -66,6 +66,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
             })),
         },
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        drain_stall_timeout: Duration::from_millis(args.drain_stall_timeout_ms),
         max_event_bytes: args.max_event_bytes,
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
@@ -154,7 +155,7 @@ fn checkpoint_store(args: &RunArgs) -> Result<CheckpointStoreSpec, ConfigError> 
 fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
     const MIB: u64 = 1024 * 1024;
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-    let ranges: [(&'static str, u64, u64, u64, &str); 14] = [
+    let ranges: [(&'static str, u64, u64, u64, &str); 15] = [
         (
             "checkpoint-interval-ms",
             args.checkpoint_interval_ms,
@@ -213,6 +214,13 @@ fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
             "shutdown-timeout-ms",
             args.shutdown_timeout_ms,
             0,
+            DAY_MS,
+            "",
+        ),
+        (
+            "drain-stall-timeout-ms",
+            args.drain_stall_timeout_ms,
+            100,
             DAY_MS,
             "",
         ),

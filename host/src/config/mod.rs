@@ -232,8 +232,11 @@ pub struct PipelineConfig {
     pub filter_limits: FilterLimits,
     /// Swap the filter file in whenever it changes.
     pub watch: bool,
-    /// How long shutdown may take to deliver what is buffered.
+    /// How long a stop (a signal, a reload) may take to deliver what is buffered.
     pub shutdown_timeout: Duration,
+    /// At the end of a stream, how long the drain into the sink may go without a record
+    /// acknowledged before it gives up on the rest.
+    pub drain_stall_timeout: Duration,
     /// Partition keys of unkeyed records.
     pub partition_key: crate::core::partition::KeyStrategy,
     /// Where the admin API listens, if anywhere.
