@@ -407,6 +407,10 @@ mod tests {
                 &["--reconnect-initial-ms", "60000"][..],
                 "invalid --reconnect-initial-ms: 60000 is more than --reconnect-max-ms 30000",
             ),
+            (
+                &["--drain-stall-timeout-ms", "99"][..],
+                "invalid --drain-stall-timeout-ms: 99 is out of range: 100 to 86400000",
+            ),
         ] {
             let error = pipeline_config(&run_args(flags)).expect_err("refused");
             assert!(
@@ -418,6 +422,16 @@ mod tests {
             pipeline_config(&run_args(&[])).is_ok(),
             "the defaults are in range"
         );
+    }
+
+    #[test]
+    fn the_drain_stall_timeout_is_its_own_setting_beside_the_shutdown_timeout() {
+        let defaults = pipeline_config(&run_args(&[])).unwrap();
+        assert_eq!(defaults.drain_stall_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.shutdown_timeout, Duration::from_secs(30));
+        let set = pipeline_config(&run_args(&["--drain-stall-timeout-ms", "3000"])).unwrap();
+        assert_eq!(set.drain_stall_timeout, Duration::from_secs(3));
+        assert_eq!(set.shutdown_timeout, Duration::from_secs(30));
     }
 
     #[test]
