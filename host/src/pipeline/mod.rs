@@ -218,7 +218,7 @@ impl Pipeline {
         .await?;
 
         let (swaps_tx, mut swaps_rx) = mpsc::channel::<SwapRequest>(4);
-        let (version_tx, version_rx) = watch::channel(stage.version());
+        let version_rx = stage.version_watch();
         let (pause_tx, pause_rx) = watch::channel(false);
         let _ = ready.send(PipelineHandle {
             name: config.name.clone(),
@@ -279,7 +279,6 @@ impl Pipeline {
                     biased;
                     Some(swap) = swaps_rx.recv() => {
                         let version = stage.install(swap.filter);
-                        let _ = version_tx.send(version);
                         let _ = swap.reply.send(version);
                     }
                     batch = batches_rx.recv() => match batch {
