@@ -142,7 +142,8 @@ impl std::str::FromStr for ResumePolicy {
 pub enum OnFilterError {
     /// Write the batch's events to the dead-letter output with the error; go on.
     DeadLetter,
-    /// Restore the previous filter version if there is one, else dead-letter.
+    /// Restore the previous filter version (kept after a swap's probation too, so at any
+    /// time) and re-run the batch on it; with none kept, dead-letter.
     Rollback,
     /// Stop the pipeline with the error (exit code 1).
     Stop,
