@@ -471,3 +471,114 @@ impl FilterStage {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::metrics::Exposition;
+    use crate::wasm::components::{builtin_filter, testing_filter_path};
+    use crate::wasm::engine::{compile, new_engine};
+
+    const LIMITS: FilterLimits = FilterLimits {
+        memory_bytes: 64 * 1024 * 1024,
+        cpu_budget: Duration::from_secs(5),
+    };
+
+    fn context() -> FilterContext {
+        FilterContext {
+            pipeline: "test".into(),
+            source_url: "http://127.0.0.1/test".into(),
+            format: crate::core::format::Format::Raw,
+            partition_key: crate::core::partition::KeyStrategy::EventId,
+        }
+    }
+
+    fn event(data: &str) -> Event {
+        Event {
+            event_type: "message".into(),
+            data: data.into(),
+            id: String::new(),
+            received_at_ms: 0,
+        }
+    }
+
+    async fn stage(
+        component: FilterComponent,
+        policy: OnFilterError,
+        live: &LiveFilter,
+    ) -> FilterStage {
+        let metrics = Metrics::register(&Exposition::default(), "test");
+        FilterStage::start(
+            "passthrough".into(),
+            component,
+            Vec::new(),
+            context(),
+            LIMITS,
+            policy,
+            1,
+            metrics,
+            live.clone(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Swaps `component` in (configured `config`) and runs one good batch: probation over.
+    async fn swap_past_probation(
+        stage: &mut FilterStage,
+        component: &FilterComponent,
+        config: &[(&str, &str)],
+    ) -> u64 {
+        let config: Vec<(String, String)> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let instance = component
+            .instantiate(&context(), &config, LIMITS)
+            .await
+            .unwrap();
+        let number = stage.install(PreparedFilter {
+            label: "swapped".into(),
+            component: component.clone(),
+            config,
+            instance,
+            requested_at: Instant::now(),
+        });
+        let handled = stage.handle(&[event("fine")]).await.unwrap();
+        assert_eq!(handled.records.len(), 1);
+        number
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_under_the_rollback_policy_still_rolls_back_past_probation() {
+        let engine = new_engine(None).unwrap();
+        let load = |bytes: &[u8]| {
+            FilterComponent::new(&engine, &compile(&engine, bytes, "a filter").unwrap()).unwrap()
+        };
+        let passthrough = load(builtin_filter("passthrough").unwrap());
+        let trap = load(&std::fs::read(testing_filter_path("trap").unwrap()).unwrap());
+        for (policy, rolls_back) in [
+            (OnFilterError::Rollback, true),
+            (OnFilterError::DeadLetter, false),
+        ] {
+            let live = LiveFilter::default();
+            let mut first = stage(passthrough.clone(), policy, &live).await;
+            assert_eq!(swap_past_probation(&mut first, &trap, &[]).await, 2);
+            drop(first);
+            // The same pipeline, restarted in the process: version 2 goes on.
+            let mut again = stage(passthrough.clone(), policy, &live).await;
+            let versions = again.version_watch();
+            assert_eq!(*versions.borrow(), 2);
+            let handled = again.handle(&[event("trap")]).await.unwrap();
+            if rolls_back {
+                assert_eq!(handled.dead_letter_reason, None);
+                assert_eq!(handled.records.len(), 1, "re-run on version 1");
+                assert_eq!(*versions.borrow(), 1);
+                assert_eq!(live.recall().map(|r| r.live.number), Some(1));
+            } else {
+                assert!(handled.dead_letter_reason.is_some(), "{policy:?}");
+                assert_eq!(*versions.borrow(), 2);
+            }
+        }
+    }
+}
