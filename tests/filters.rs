@@ -368,6 +368,153 @@ fn a_swapped_filter_that_fails_on_probation_is_rolled_back_and_the_batch_rerun()
     assert_eq!(lines[101], "after");
 }
 
+/// What [`trap_after_two_swaps`] saw.
+struct AfterTrap {
+    /// The sink's lines, in order.
+    lines: Vec<String>,
+    /// Dead letters.
+    dead: Vec<Value>,
+    /// `filter_version` on `/pipelines/default` once the trap was handled.
+    version_after_trap: Value,
+    stderr: String,
+}
+
+/// `count` events from `first` on, in one chunk (one batch).
+fn events_from(first: u64, count: u64) -> Step {
+    let text: String = (first..first + count)
+        .map(|i| format!("id: {i}\ndata: {}\n\n", wiki_event(i)))
+        .collect();
+    Step::Bytes(text.into_bytes())
+}
+
+/// Runs `passthrough` (version 1) with `--rollback-batches 1` and `extra` flags, swaps in
+/// `wikimedia` (version 2, which passes its one-batch probation), then the trapping filter
+/// (version 3), and sends a batch holding `trap` (event 30) and event 31: on version 3's
+/// probation, or after it (`past_probation`: one good batch first). Reads `/pipelines` once
+/// the counter `handled` (`filter_rollbacks` or `dead_letters`) shows the trap was dealt
+/// with; then events 40..49.
+fn trap_after_two_swaps(extra: &[&str], past_probation: bool, handled: &str) -> AfterTrap {
+    let gates: Vec<Gate> = (0..4).map(|_| Gate::default()).collect();
+    let mut steps = vec![events_from(0, 10), Step::Wait(gates[0].clone())];
+    steps.extend([events_from(10, 10), Step::Wait(gates[1].clone())]);
+    if past_probation {
+        steps.extend([events_from(20, 10), Step::Wait(gates[2].clone())]);
+    }
+    steps.push(Step::Bytes(
+        format!("id: 30\ndata: trap\n\nid: 31\ndata: {}\n\n", wiki_event(31)).into_bytes(),
+    ));
+    steps.extend([Step::Wait(gates[3].clone()), events_from(40, 10)]);
+    let server = SseServer::always(Response::stream(steps));
+    let state = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let dead = tempfile::tempdir().unwrap();
+    let dead_arg = format!("file:{}", dead.path().display());
+    let mut flags = vec!["--rollback-batches", "1", "--dead-letter", &dead_arg];
+    flags.extend_from_slice(extra);
+    let running = start_run_with_admin(&server, state.path(), out.path(), &flags);
+    let port = running.port;
+    running.wait_for_metric(WRITTEN, 10.0, LIMIT);
+    let (status, body) = swap(port, &builtin_filter("wikimedia"), "");
+    assert_eq!(status, 200, "{body}");
+    gates[0].open();
+    running.wait_for_metric(WRITTEN, 20.0, LIMIT);
+    let trap =
+        std::fs::read(sse_ingest::wasm::components::testing_filter_path("trap").unwrap()).unwrap();
+    let (status, body) = swap(port, &trap, "config=when%3Ddata");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"version\":3"), "{body}");
+    gates[1].open();
+    if past_probation {
+        // Written means handled: version 3's one batch of probation is over.
+        running.wait_for_metric(WRITTEN, 30.0, LIMIT);
+        gates[2].open();
+    }
+    running.wait_for_metric(
+        &format!("sse_ingest_{handled}_total{{pipeline=\"default\"}}"),
+        1.0,
+        LIMIT,
+    );
+    let (status, body) = running.get("/pipelines/default").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let version_after_trap =
+        serde_json::from_str::<Value>(&body).unwrap()["filter_version"].clone();
+    gates[3].open();
+    let (exit, stderr) = running.finish(LIMIT);
+    assert!(exit.success(), "{stderr}");
+    AfterTrap {
+        lines: file_sink_lines(out.path()),
+        dead: dead_letters(dead.path()),
+        version_after_trap,
+        stderr,
+    }
+}
+
+/// Whether a sink line is `wikimedia`'s projection (version 2) rather than the event as is.
+fn projected(line: &str) -> bool {
+    line.contains("\"delta\"")
+}
+
+#[test]
+fn under_the_rollback_policy_a_trap_on_probation_rolls_back_to_the_previous_version() {
+    let seen = trap_after_two_swaps(
+        &["--on-filter-error", "rollback"],
+        false,
+        "filter_rollbacks",
+    );
+    let stderr = &seen.stderr;
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    assert_eq!(seen.version_after_trap, 2, "{stderr}");
+    assert!(seen.dead.is_empty(), "{:?}", seen.dead);
+    // 10 on passthrough, 10 on wikimedia, the trap batch re-run on wikimedia (which drops
+    // the non-JSON `trap`), then 10 more on wikimedia.
+    let lines = &seen.lines;
+    assert_eq!(lines.len(), 31, "{stderr}");
+    assert!(lines[..10].iter().all(|l| !projected(l)));
+    assert!(lines[10..].iter().all(|l| projected(l)), "{lines:?}");
+    assert!(lines[20].contains("\"id\":31"), "{}", lines[20]);
+}
+
+#[test]
+fn under_the_rollback_policy_a_trap_after_probation_still_rolls_back_to_the_previous_version() {
+    let seen = trap_after_two_swaps(&["--on-filter-error", "rollback"], true, "filter_rollbacks");
+    let stderr = &seen.stderr;
+    assert!(
+        stderr.contains("filter probation ended") && stderr.contains("kept_for_rollback=true"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rolled back"), "{stderr}");
+    assert_eq!(seen.version_after_trap, 2, "{stderr}");
+    assert!(seen.dead.is_empty(), "{:?}", seen.dead);
+    let lines = &seen.lines;
+    assert_eq!(lines.len(), 41, "{stderr}");
+    assert!(lines[..10].iter().all(|l| !projected(l)));
+    assert!(lines[10..20].iter().all(|l| projected(l)));
+    // Version 3 passed its probation on events 20..29 (it passes events through).
+    assert!(lines[20..30].iter().all(|l| !projected(l)), "{lines:?}");
+    // The trap batch re-ran on version 2, which stays.
+    assert!(lines[30].contains("\"id\":31") && projected(&lines[30]));
+    assert!(lines[31..].iter().all(|l| projected(l)), "{lines:?}");
+}
+
+#[test]
+fn under_the_dead_letter_policy_a_trap_after_probation_dead_letters_the_batch_and_keeps_the_version()
+ {
+    let seen = trap_after_two_swaps(&[], true, "dead_letters");
+    let stderr = &seen.stderr;
+    assert!(!stderr.contains("rolled back"), "{stderr}");
+    assert_eq!(seen.version_after_trap, 3, "{stderr}");
+    let dead: Vec<&str> = seen
+        .dead
+        .iter()
+        .map(|d| d["event"]["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(dead[0], "trap");
+    let lines = &seen.lines;
+    assert_eq!(lines.len(), 40, "{stderr}");
+    assert!(lines[30..].iter().all(|l| !projected(l)), "{lines:?}");
+}
+
 #[test]
 fn watch_swaps_the_filter_when_its_file_is_replaced() {
     // 50 events, then nothing until the swap has happened, then 50 more.

@@ -7,7 +7,7 @@ use crate::support;
 
 use std::collections::HashMap;
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use kinesis_support::chaos::{ChaosConfig, Counters};
@@ -381,6 +381,178 @@ async fn the_seeds_own_test_properties_run_unchanged() {
     assert!(
         stderr_of(&output).contains("readTimeoutMS 0"),
         "the choice is logged once"
+    );
+}
+
+/// The event number of a record's JSON data.
+fn number_in(data: &[u8]) -> u64 {
+    serde_json::from_slice::<serde_json::Value>(data).unwrap()["n"]
+        .as_u64()
+        .unwrap()
+}
+
+/// The event numbers of dead-lettered records.
+fn dead_numbers(letters: &[serde_json::Value]) -> Vec<u64> {
+    letters
+        .iter()
+        .map(|letter| {
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(letter["data_base64"].as_str().unwrap())
+                .unwrap();
+            number_in(&data)
+        })
+        .collect()
+}
+
+/// Per key, how many records stand behind a later one of the same key.
+fn inversions(by_key: &HashMap<String, Vec<u64>>) -> usize {
+    by_key
+        .values()
+        .map(|ns| ns.windows(2).filter(|w| w[1] < w[0]).count())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_once_run_into_a_throttled_stream_drains_every_record_and_exits_zero() {
+    // The stream is read in a moment (the buffer holds it all); the shard takes 500 records
+    // a second, so the end-of-stream drain lasts about 20 s, ten times the shutdown timeout,
+    // which bounds only stops on a signal.
+    const TOTAL: u64 = 10_000;
+    let kinesis = ProxiedStream::start("throttled", 1, ChaosConfig::throttled_at(500.0)).await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
+    let server = SseServer::always(Response::stream(numbered_body(TOTAL, 500)));
+    let started = Instant::now();
+    let (output, _state) = run_into_kinesis(
+        server.url("/s"),
+        "throttled",
+        proxy.endpoint(),
+        &[
+            "--ordered",
+            "--partition-key",
+            "json:/k",
+            "--shutdown-timeout-ms",
+            "2000",
+        ],
+    )
+    .await;
+    let took = started.elapsed();
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("end of stream: delivering what is buffered"),
+        "{stderr}"
+    );
+    let throttled = Counters::get(&proxy.counters.throttled_records);
+    assert!(throttled > 0, "the stream was never throttled");
+    let stored = read_stream(client, "throttled").await;
+    let by_key = numbers_by_key(&stored);
+    let numbers = sorted_numbers(&stored);
+    assert_eq!(numbers.len() as u64, TOTAL, "missing or duplicated records");
+    assert!(numbers.iter().copied().eq(0..TOTAL), "a record is missing");
+    assert_eq!(inversions(&by_key), 0, "per-key order inversions");
+    assert_eq!(summary_field(&stderr, "dead_letters"), 0);
+    eprintln!(
+        "throttled drain: {TOTAL} records in {took:?}, {throttled} throttled answers, \
+         {} PutRecords requests, 0 dead letters",
+        Counters::get(&proxy.counters.put_requests)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_stalls_ends_soon_after_its_bound_with_every_event_stored_or_dead_lettered_once()
+ {
+    const TOTAL: u64 = 10_000;
+    const STALL: Duration = Duration::from_secs(3);
+    let kinesis = ProxiedStream::start("stalling", 1, ChaosConfig::throttled_at(500.0)).await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
+    let server = SseServer::always(Response::stream(numbered_body(TOTAL, 500)));
+    let dead = tempfile::tempdir().unwrap();
+    let dead_arg = format!("file:{}", dead.path().display());
+    let stall_arg = STALL.as_millis().to_string();
+    let (mut command, _state) = kinesis_command(
+        &server.url("/s"),
+        "stalling",
+        &proxy.endpoint(),
+        &[
+            "--once",
+            "--ordered",
+            "--partition-key",
+            "json:/k",
+            "--dead-letter",
+            &dead_arg,
+            "--drain-stall-timeout-ms",
+            &stall_arg,
+        ],
+    );
+    let running = tokio::task::spawn_blocking(move || support::WithAdmin::start(&mut command))
+        .await
+        .unwrap();
+    // Mid-drain: the stream has ended and Kinesis has taken some records, far from all.
+    let running = tokio::task::spawn_blocking(move || {
+        running.wait_for_log(
+            "end of stream: delivering what is buffered",
+            Duration::from_secs(120),
+        );
+        let acked = "sse_ingest_kinesis_records_acked_total{pipeline=\"default\"}";
+        running.wait_for_metric(acked, 1000.0, Duration::from_secs(60));
+        running
+    })
+    .await
+    .unwrap();
+    proxy.stop_answering();
+    let silent_since = Instant::now();
+    let (status, stderr) =
+        tokio::task::spawn_blocking(move || running.finish(Duration::from_secs(120)))
+            .await
+            .unwrap();
+    let after = silent_since.elapsed();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the drain stalled"), "{stderr}");
+    assert!(
+        after < STALL + Duration::from_secs(7),
+        "the run ended {after:?} after Kinesis went silent, with a {STALL:?} stall bound"
+    );
+    let unanswered = Counters::get(&proxy.counters.unanswered);
+    assert!(
+        unanswered > 0,
+        "no request went unanswered: the test shows nothing"
+    );
+
+    let stored: Vec<u64> = read_stream(client, "stalling")
+        .await
+        .iter()
+        .map(|record| number_in(&record.data))
+        .collect();
+    let letters = dead_letters(dead.path());
+    assert!(!letters.is_empty(), "nothing was dead-lettered: {stderr}");
+    for letter in &letters {
+        let reason = letter["reason"].as_str().unwrap();
+        assert!(reason.contains("the drain stalled"), "{reason}");
+    }
+    let dead_lettered = dead_numbers(&letters);
+    let mut every: Vec<u64> = stored.iter().chain(&dead_lettered).copied().collect();
+    every.sort_unstable();
+    assert_eq!(
+        every.len() as u64,
+        TOTAL,
+        "{} stored + {} dead letters",
+        stored.len(),
+        dead_lettered.len()
+    );
+    assert!(
+        every.iter().copied().eq(0..TOTAL),
+        "an event is missing, or stored and dead-lettered both"
+    );
+    assert_eq!(
+        summary_field(&stderr, "dead_letters"),
+        dead_lettered.len() as u64
+    );
+    eprintln!(
+        "stalled drain: exit 1 {after:?} after Kinesis went silent (bound {STALL:?}); \
+         {} stored + {} dead letters = {TOTAL}; {} throttled answers, {unanswered} unanswered requests",
+        stored.len(),
+        dead_lettered.len(),
+        Counters::get(&proxy.counters.throttled_records)
     );
 }
 

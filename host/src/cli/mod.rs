@@ -429,9 +429,12 @@ pub struct RunArgs {
     /// Kinesis: time limit of one PutRecords operation. Default: 15000.
     #[arg(long, default_value_t = 15_000)]
     pub operation_timeout_ms: u64,
-    /// On stop or end of stream, how long to wait for buffered records to be delivered. Default: 30000.
+    /// On a stop (SIGTERM/SIGINT, a reload), how long to wait for buffered records to be delivered; the rest are dead letters. Default: 30000.
     #[arg(long, default_value_t = 30_000)]
     pub shutdown_timeout_ms: u64,
+    /// At the end of a stream (`--once`, or a source that failed), the drain into Kinesis goes on while records are acknowledged; it gives up (dead letters, exit 1) after this long without one. Default: 60000.
+    #[arg(long, default_value_t = 60_000)]
+    pub drain_stall_timeout_ms: u64,
     /// Partition key of records a filter leaves unkeyed: `const:VALUE`, `type`, `id`, `json:/POINTER` or `random`. Default: id.
     #[arg(long, default_value = "id")]
     pub partition_key: KeyStrategy,
@@ -537,7 +540,8 @@ fn parse_resume(text: &str) -> Result<ResumePolicy, String> {
 pub enum OnFilterErrorArg {
     /// Write the batch's events to the dead-letter output with the error; go on.
     DeadLetter,
-    /// Restore the previous filter version if there is one, else dead-letter.
+    /// Restore the previous filter version (kept after a swap's probation too, so at any
+    /// time) and re-run the batch on it; with none kept, dead-letter.
     Rollback,
     /// Stop the pipeline with the error (exit code 1).
     Stop,

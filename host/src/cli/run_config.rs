@@ -66,6 +66,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
             })),
         },
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        drain_stall_timeout: Duration::from_millis(args.drain_stall_timeout_ms),
         max_event_bytes: args.max_event_bytes,
         idle_timeout: Duration::from_millis(args.idle_timeout_ms),
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
@@ -183,7 +184,7 @@ fn parse_checkpoint_namespace(text: &str) -> Result<String, ConfigError> {
 fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
     const MIB: u64 = 1024 * 1024;
     const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-    let ranges: [(&'static str, u64, u64, u64, &str); 18] = [
+    let ranges: [(&'static str, u64, u64, u64, &str); 19] = [
         (
             "file-roll-bytes",
             args.file_roll_bytes,
@@ -270,6 +271,13 @@ fn check_ranges(args: &RunArgs) -> Result<(), ConfigError> {
             "shutdown-timeout-ms",
             args.shutdown_timeout_ms,
             0,
+            DAY_MS,
+            "",
+        ),
+        (
+            "drain-stall-timeout-ms",
+            args.drain_stall_timeout_ms,
+            100,
             DAY_MS,
             "",
         ),
@@ -510,6 +518,10 @@ mod tests {
                 &["--reconnect-initial-ms", "60000"][..],
                 "invalid --reconnect-initial-ms: 60000 is more than --reconnect-max-ms 30000",
             ),
+            (
+                &["--drain-stall-timeout-ms", "99"][..],
+                "invalid --drain-stall-timeout-ms: 99 is out of range: 100 to 86400000",
+            ),
         ] {
             let error = pipeline_config(&run_args(flags)).expect_err("refused");
             assert!(
@@ -521,6 +533,16 @@ mod tests {
             pipeline_config(&run_args(&[])).is_ok(),
             "the defaults are in range"
         );
+    }
+
+    #[test]
+    fn the_drain_stall_timeout_is_its_own_setting_beside_the_shutdown_timeout() {
+        let defaults = pipeline_config(&run_args(&[])).unwrap();
+        assert_eq!(defaults.drain_stall_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.shutdown_timeout, Duration::from_secs(30));
+        let set = pipeline_config(&run_args(&["--drain-stall-timeout-ms", "3000"])).unwrap();
+        assert_eq!(set.drain_stall_timeout, Duration::from_secs(3));
+        assert_eq!(set.shutdown_timeout, Duration::from_secs(30));
     }
 
     #[test]

@@ -142,7 +142,8 @@ impl std::str::FromStr for ResumePolicy {
 pub enum OnFilterError {
     /// Write the batch's events to the dead-letter output with the error; go on.
     DeadLetter,
-    /// Restore the previous filter version if there is one, else dead-letter.
+    /// Restore the previous filter version (kept after a swap's probation too, so at any
+    /// time) and re-run the batch on it; with none kept, dead-letter.
     Rollback,
     /// Stop the pipeline with the error (exit code 1).
     Stop,
@@ -232,8 +233,11 @@ pub struct PipelineConfig {
     pub filter_limits: FilterLimits,
     /// Swap the filter file in whenever it changes.
     pub watch: bool,
-    /// How long shutdown may take to deliver what is buffered.
+    /// How long a stop (a signal, a reload) may take to deliver what is buffered.
     pub shutdown_timeout: Duration,
+    /// At the end of a stream, how long the drain into the sink may go without a record
+    /// acknowledged before it gives up on the rest.
+    pub drain_stall_timeout: Duration,
     /// Partition keys of unkeyed records.
     pub partition_key: crate::core::partition::KeyStrategy,
     /// Where the admin API listens, if anywhere.

@@ -225,14 +225,17 @@ pipeline_metrics! {
     dead_letters: Counter = "dead_letters", "Events or records written to the dead-letter output";
     /// Batches on which the filter trapped (a panic, its CPU budget, its memory limit).
     filter_traps: Counter = "filter_traps", "Batches on which the filter trapped (panic, CPU budget, memory limit)";
-    /// Filter versions rolled back after failing on probation.
-    filter_rollbacks: Counter = "filter_rollbacks", "Filter versions rolled back after failing on probation";
+    /// Filter versions rolled back: on probation, or at any time under `--on-filter-error rollback`.
+    filter_rollbacks: Counter = "filter_rollbacks", "Filter versions rolled back (failing on probation, or at any time under --on-filter-error rollback)";
     /// Filter swaps that went live.
     filter_swaps: Counter = "filter_swaps", "Filter swaps that went live";
     /// Events dropped as a server's replay, by cause (`reconnect`, `restart`).
     duplicates_dropped: LabeledCounter("cause") = "duplicates_dropped", "Events dropped as a server's replay after a reconnect or restart, by cause";
     /// Unix time (seconds) of the last event received; "time since the last event" is now minus this.
     last_event_unix_seconds: Gauge = "last_event_unix_seconds", "Unix time of the last event received";
+    /// End-of-stream drains that gave up because the sink acknowledged nothing for
+    /// `--drain-stall-timeout-ms` (what was left went to the dead letters).
+    drain_stalls: Counter = "drain_stalls", "End-of-stream drains that gave up after no record was acknowledged for the drain stall timeout";
     /// Checkpoint writes that failed (a transient failure is tried again on the next tick).
     checkpoint_write_failures: Counter = "checkpoint_write_failures", "Checkpoint writes that failed (a transient failure is tried again on the next tick)";
     /// Checkpoint writes whose answer was lost (a 500, a timeout) but which the table holds.

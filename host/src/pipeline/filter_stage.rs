@@ -7,10 +7,15 @@
 //! ([`FilterStage::install`]), so every event goes through exactly one
 //! version and the SSE connection never notices. For its first
 //! `rollback_window` batches a new version is on probation: if it fails, the
-//! previous version comes back and re-runs the batch.
+//! previous version comes back and re-runs the batch. Under
+//! `--on-filter-error rollback` the previous version is kept after probation too
+//! (one version, as its compiled component: no instance, no memory of its own),
+//! so a failure at any time rolls back to it.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use crate::config::FilterLimits;
 use crate::core::metrics::Metrics;
@@ -36,13 +41,22 @@ pub struct PreparedFilter {
 /// The filter version a pipeline runs, kept outside the pipeline so that a restart in the
 /// same process (after a transient failure) goes on with the version that was live: a
 /// filter swapped in over the API is the operator's choice, and a restart must not quietly
-/// bring back the configured one. A reload that changes the pipeline starts a new slot.
+/// bring back the configured one. It also keeps the version a rollback would restore, so
+/// that under `--on-filter-error rollback` a restart does not lose it. A reload that
+/// changes the pipeline starts a new slot.
 #[derive(Debug, Clone, Default)]
-pub struct LiveFilter(Arc<Mutex<Option<LiveVersion>>>);
+pub struct LiveFilter(Arc<Mutex<Option<Remembered>>>);
 
-/// What [`LiveFilter`] remembers of a version.
+/// What [`LiveFilter`] holds: the live version and the one kept for a rollback.
 #[derive(Debug, Clone)]
-struct LiveVersion {
+struct Remembered {
+    live: VersionSpec,
+    previous: Option<VersionSpec>,
+}
+
+/// A version without its instance: what it takes to instantiate it again.
+#[derive(Debug, Clone)]
+struct VersionSpec {
     number: u64,
     label: String,
     component: FilterComponent,
@@ -50,24 +64,23 @@ struct LiveVersion {
 }
 
 impl LiveFilter {
-    fn remember(&self, version: &Version) {
-        if let Ok(mut live) = self.0.lock() {
-            *live = Some(LiveVersion {
-                number: version.number,
-                label: version.label.clone(),
-                component: version.component.clone(),
-                config: version.config.clone(),
+    fn remember(&self, live: &Version, previous: Option<&Previous>) {
+        if let Ok(mut remembered) = self.0.lock() {
+            *remembered = Some(Remembered {
+                live: live.spec(),
+                previous: previous.map(|p| p.spec.clone()),
             });
         }
     }
 
-    fn recall(&self) -> Option<LiveVersion> {
+    fn recall(&self) -> Option<Remembered> {
         self.0.lock().ok().and_then(|live| live.clone())
     }
 
     /// The version that was live (its label and component), if the pipeline ran before.
     pub fn version(&self) -> Option<(String, FilterComponent)> {
-        self.recall().map(|live| (live.label, live.component))
+        self.recall()
+            .map(|remembered| (remembered.live.label, remembered.live.component))
     }
 }
 
@@ -139,6 +152,26 @@ struct Version {
     instance: FilterInstance,
 }
 
+impl Version {
+    fn spec(&self) -> VersionSpec {
+        VersionSpec {
+            number: self.number,
+            label: self.label.clone(),
+            component: self.component.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The version a rollback restores. During probation its instance is kept as it ran (a
+/// rollback goes on where it left off); after probation only the spec is kept, and a
+/// rollback instantiates it afresh, so that keeping it costs no instance memory.
+#[derive(Debug)]
+struct Previous {
+    spec: VersionSpec,
+    instance: Option<FilterInstance>,
+}
+
 /// What a batch became.
 #[derive(Debug, Default)]
 pub struct Handled {
@@ -156,7 +189,7 @@ pub struct FilterStage {
     policy: OnFilterError,
     rollback_window: u32,
     current: Version,
-    previous: Option<Version>,
+    previous: Option<Previous>,
     probation_left: u32,
     next_number: u64,
     probe: ProbeSample,
@@ -164,11 +197,14 @@ pub struct FilterStage {
     first_batch_pending: Option<Instant>,
     metrics: Arc<Metrics>,
     live: LiveFilter,
+    /// The running version's number, for `/pipelines`: a swap and a rollback change it.
+    version: watch::Sender<u64>,
 }
 
 impl FilterStage {
     /// Starts with the version `live` remembers from an earlier run of this pipeline in
-    /// this process, else with the configured filter as version 1.
+    /// this process (and, under `--on-filter-error rollback`, the version kept for a
+    /// rollback), else with the configured filter as version 1.
     #[allow(clippy::too_many_arguments)]
     pub async fn start(
         label: String,
@@ -181,10 +217,31 @@ impl FilterStage {
         metrics: Arc<Metrics>,
         live: LiveFilter,
     ) -> Result<Self, FilterError> {
-        let (number, label, component, config) = match live.recall() {
-            Some(was) => (was.number, was.label, was.component, was.config),
-            None => (1, label, component, config),
+        let (spec, previous) = match live.recall() {
+            Some(was) => (was.live, was.previous),
+            None => (
+                VersionSpec {
+                    number: 1,
+                    label,
+                    component,
+                    config,
+                },
+                None,
+            ),
         };
+        // Probation does not outlive a run; only the rollback policy keeps a version past it.
+        let previous = previous
+            .filter(|_| policy == OnFilterError::Rollback)
+            .map(|spec| Previous {
+                spec,
+                instance: None,
+            });
+        let VersionSpec {
+            number,
+            label,
+            component,
+            config,
+        } = spec;
         let instance = component.instantiate(&context, &config, limits).await?;
         let current = Version {
             number,
@@ -193,14 +250,15 @@ impl FilterStage {
             config,
             instance,
         };
-        live.remember(&current);
+        live.remember(&current, previous.as_ref());
+        let (version, _) = watch::channel(number);
         Ok(Self {
             context,
             limits,
             policy,
             rollback_window,
             current,
-            previous: None,
+            previous,
             probation_left: 0,
             next_number: number + 1,
             probe: ProbeSample::default(),
@@ -208,6 +266,7 @@ impl FilterStage {
             first_batch_pending: None,
             metrics,
             live,
+            version,
         })
     }
 
@@ -216,9 +275,9 @@ impl FilterStage {
         self.probe.clone()
     }
 
-    /// The running version's number.
-    pub fn version(&self) -> u64 {
-        self.current.number
+    /// Follows the running version's number, through swaps and rollbacks.
+    pub fn version_watch(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     /// Puts a prepared filter live, keeping the old one for rollback. Returns its version.
@@ -243,8 +302,12 @@ impl FilterStage {
             prepared_in_us = prepared.requested_at.elapsed().as_micros() as u64,
             "filter swapped"
         );
-        self.previous = Some(old);
-        self.live.remember(&self.current);
+        self.previous = Some(Previous {
+            spec: old.spec(),
+            instance: Some(old.instance),
+        });
+        self.live.remember(&self.current, self.previous.as_ref());
+        self.version.send_replace(number);
         self.probation_left = self.rollback_window;
         self.first_batch_pending = Some(prepared.requested_at);
         self.metrics.filter_swaps.inc();
@@ -284,9 +347,29 @@ impl FilterStage {
         if self.probation_left > 0 {
             self.probation_left -= 1;
             if self.probation_left == 0 {
-                self.previous = None;
+                self.end_probation();
             }
         }
+    }
+
+    /// The new version passed its probation. The previous one goes, unless the policy is
+    /// `rollback`: then its spec stays (its instance and memory go) for a later failure.
+    fn end_probation(&mut self) {
+        let kept = self.policy == OnFilterError::Rollback;
+        if kept {
+            if let Some(previous) = &mut self.previous {
+                previous.instance = None;
+            }
+        } else {
+            self.previous = None;
+        }
+        tracing::info!(
+            pipeline = %self.context.pipeline,
+            version = self.current.number,
+            previous_version = self.previous.as_ref().map(|p| p.spec.number),
+            kept_for_rollback = kept,
+            "filter probation ended"
+        );
     }
 
     async fn recover(
@@ -312,8 +395,42 @@ impl FilterStage {
         let on_probation = self.probation_left > 0;
         let may_roll_back = on_probation || self.policy == OnFilterError::Rollback;
         if may_roll_back && let Some(previous) = self.previous.take() {
-            let failed = std::mem::replace(&mut self.current, previous);
-            self.live.remember(&self.current);
+            let instance = match previous.instance {
+                Some(instance) => instance,
+                None => match previous
+                    .spec
+                    .component
+                    .instantiate(&self.context, &previous.spec.config, self.limits)
+                    .await
+                {
+                    Ok(instance) => instance,
+                    Err(again) => {
+                        tracing::error!(
+                            pipeline = %self.context.pipeline,
+                            version = previous.spec.number,
+                            error = %again,
+                            "the previous filter cannot be instantiated: no rollback"
+                        );
+                        return self.apply_policy(error).await;
+                    }
+                },
+            };
+            let VersionSpec {
+                number,
+                label,
+                component,
+                config,
+            } = previous.spec;
+            let restored = Version {
+                number,
+                label,
+                component,
+                config,
+                instance,
+            };
+            let failed = std::mem::replace(&mut self.current, restored);
+            self.live.remember(&self.current, None);
+            self.version.send_replace(self.current.number);
             self.probation_left = 0;
             self.first_batch_pending = None;
             self.metrics.filter_rollbacks.inc();
@@ -321,6 +438,7 @@ impl FilterStage {
                 pipeline = %self.context.pipeline,
                 failed_version = failed.number,
                 restored_version = self.current.number,
+                on_probation,
                 "rolled back to the previous filter; re-running the batch on it"
             );
             return match self.current.instance.handle(events).await {
@@ -351,5 +469,116 @@ impl FilterStage {
                 self.current.number, self.current.label
             )),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::metrics::Exposition;
+    use crate::wasm::components::{builtin_filter, testing_filter_path};
+    use crate::wasm::engine::{compile, new_engine};
+
+    const LIMITS: FilterLimits = FilterLimits {
+        memory_bytes: 64 * 1024 * 1024,
+        cpu_budget: Duration::from_secs(5),
+    };
+
+    fn context() -> FilterContext {
+        FilterContext {
+            pipeline: "test".into(),
+            source_url: "http://127.0.0.1/test".into(),
+            format: crate::core::format::Format::Raw,
+            partition_key: crate::core::partition::KeyStrategy::EventId,
+        }
+    }
+
+    fn event(data: &str) -> Event {
+        Event {
+            event_type: "message".into(),
+            data: data.into(),
+            id: String::new(),
+            received_at_ms: 0,
+        }
+    }
+
+    async fn stage(
+        component: FilterComponent,
+        policy: OnFilterError,
+        live: &LiveFilter,
+    ) -> FilterStage {
+        let metrics = Metrics::register(&Exposition::default(), "test");
+        FilterStage::start(
+            "passthrough".into(),
+            component,
+            Vec::new(),
+            context(),
+            LIMITS,
+            policy,
+            1,
+            metrics,
+            live.clone(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Swaps `component` in (configured `config`) and runs one good batch: probation over.
+    async fn swap_past_probation(
+        stage: &mut FilterStage,
+        component: &FilterComponent,
+        config: &[(&str, &str)],
+    ) -> u64 {
+        let config: Vec<(String, String)> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let instance = component
+            .instantiate(&context(), &config, LIMITS)
+            .await
+            .unwrap();
+        let number = stage.install(PreparedFilter {
+            label: "swapped".into(),
+            component: component.clone(),
+            config,
+            instance,
+            requested_at: Instant::now(),
+        });
+        let handled = stage.handle(&[event("fine")]).await.unwrap();
+        assert_eq!(handled.records.len(), 1);
+        number
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_under_the_rollback_policy_still_rolls_back_past_probation() {
+        let engine = new_engine(None).unwrap();
+        let load = |bytes: &[u8]| {
+            FilterComponent::new(&engine, &compile(&engine, bytes, "a filter").unwrap()).unwrap()
+        };
+        let passthrough = load(builtin_filter("passthrough").unwrap());
+        let trap = load(&std::fs::read(testing_filter_path("trap").unwrap()).unwrap());
+        for (policy, rolls_back) in [
+            (OnFilterError::Rollback, true),
+            (OnFilterError::DeadLetter, false),
+        ] {
+            let live = LiveFilter::default();
+            let mut first = stage(passthrough.clone(), policy, &live).await;
+            assert_eq!(swap_past_probation(&mut first, &trap, &[]).await, 2);
+            drop(first);
+            // The same pipeline, restarted in the process: version 2 goes on.
+            let mut again = stage(passthrough.clone(), policy, &live).await;
+            let versions = again.version_watch();
+            assert_eq!(*versions.borrow(), 2);
+            let handled = again.handle(&[event("trap")]).await.unwrap();
+            if rolls_back {
+                assert_eq!(handled.dead_letter_reason, None);
+                assert_eq!(handled.records.len(), 1, "re-run on version 1");
+                assert_eq!(*versions.borrow(), 1);
+                assert_eq!(live.recall().map(|r| r.live.number), Some(1));
+            } else {
+                assert!(handled.dead_letter_reason.is_some(), "{policy:?}");
+                assert_eq!(*versions.borrow(), 2);
+            }
+        }
     }
 }

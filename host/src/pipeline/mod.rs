@@ -35,7 +35,7 @@ use crate::pipeline::filter_stage::{FilterStage, LiveFilter, PreparedFilter, Pro
 use crate::pipeline::replay::{ReplayCause, ReplayWindow};
 use crate::pipeline::room::Room;
 use crate::pipeline::stream_rule::StreamRule;
-use crate::sink::{Ack, Sink, SinkError};
+use crate::sink::{Ack, CloseBound, Sink, SinkError};
 use crate::wasm::compiled_filters::CompiledFilters;
 use crate::wasm::filter::{FilterComponent, FilterContext, FilterError};
 use crate::wasm::source::{Finish, SourceBatch, SourceComponent, SourceControl, SourceError};
@@ -74,6 +74,17 @@ pub enum PipelineError {
     /// Records were still undelivered at the shutdown deadline (they are dead letters).
     #[error("shutdown timed out with {0} records undelivered; they are in the dead-letter output")]
     Undelivered(usize),
+    /// The end-of-stream drain gave up: nothing was acknowledged for the stall bound.
+    #[error(
+        "the drain stalled: no record was acknowledged for {} ms (--drain-stall-timeout-ms); {undelivered} records undelivered, they are in the dead-letter output",
+        stall.as_millis()
+    )]
+    DrainStalled {
+        /// Records left undelivered (dead letters).
+        undelivered: usize,
+        /// The stall bound.
+        stall: Duration,
+    },
     /// One of the pipeline's tasks panicked or was cancelled: a bug, reported as such.
     #[error("the pipeline's {task} task failed (a bug; please report it): {reason}")]
     Task {
@@ -226,7 +237,7 @@ impl Pipeline {
         .await?;
 
         let (swaps_tx, mut swaps_rx) = mpsc::channel::<SwapRequest>(4);
-        let (version_tx, version_rx) = watch::channel(stage.version());
+        let version_rx = stage.version_watch();
         let (pause_tx, pause_rx) = watch::channel(false);
         let _ = ready.send(PipelineHandle {
             name: config.name.clone(),
@@ -263,6 +274,7 @@ impl Pipeline {
             })
         };
         let (batches_tx, mut batches_rx) = mpsc::channel::<SourceBatch>(QUEUE_BATCHES);
+        let stop_requested = stop.clone();
         let source = self.source.clone();
         let source_config = config.clone();
         let metrics = Arc::clone(&self.metrics);
@@ -302,7 +314,6 @@ impl Pipeline {
                     () = acks_tx.closed() => break,
                     Some(swap) = swaps_rx.recv() => {
                         let version = stage.install(swap.filter);
-                        let _ = version_tx.send(version);
                         let _ = swap.reply.send(version);
                     }
                     () = sleep_until_or_never(sink.roll_deadline()) => sink.roll_if_due().await?,
@@ -326,7 +337,24 @@ impl Pipeline {
         halt_tx.send_replace(true);
         forward_stop.abort();
         let source_result = source_task.await;
-        let undelivered = sink.close(config.shutdown_timeout).await;
+        // A stop is bounded by the shutdown timeout (its clock started at the request); the
+        // end of a stream waits as long as the sink takes records, and the clock stays on so
+        // that a signal during that drain bounds it too.
+        let bound = if *stop_requested.borrow() {
+            CloseBound::Timeout(config.shutdown_timeout)
+        } else {
+            if matches!(sink, Sink::Kinesis(_)) {
+                tracing::info!(
+                    pipeline = %config.name,
+                    stall_timeout_ms = config.drain_stall_timeout.as_millis() as u64,
+                    "end of stream: delivering what is buffered"
+                );
+            }
+            CloseBound::WhileProgressing {
+                stall: config.drain_stall_timeout,
+            }
+        };
+        let closed = sink.close(bound).await;
         if let Some(clock) = shutdown_clock {
             clock.abort();
         }
@@ -342,9 +370,22 @@ impl Pipeline {
         };
         consumed?;
         settled?;
-        let undelivered = undelivered?;
-        if undelivered > 0 {
-            return Err(PipelineError::Undelivered(undelivered));
+        let closed = closed?;
+        if let Some(stall) = closed.stalled {
+            self.metrics.drain_stalls.inc();
+            tracing::error!(
+                pipeline = %config.name,
+                undelivered = closed.undelivered,
+                stall_ms = stall.as_millis() as u64,
+                "the drain stalled; what was left is in the dead-letter output"
+            );
+            return Err(PipelineError::DrainStalled {
+                undelivered: closed.undelivered,
+                stall,
+            });
+        }
+        if closed.undelivered > 0 {
+            return Err(PipelineError::Undelivered(closed.undelivered));
         }
         let finish = match source_result {
             Ok(result) => result?,

@@ -2,11 +2,9 @@
 //! batches, retries and orders them; a batch is acknowledged when every one
 //! of its records is, or has been dead-lettered with its reason.
 
-use std::time::Duration;
-
 use kinesis_producer::{BatchTicket, Producer, ProducerConfig, ProducerRecord};
 
-use super::SinkError;
+use super::{CloseBound, Closed, SinkError};
 use crate::core::partition::KeyStrategy;
 use crate::core::record::Record;
 
@@ -108,22 +106,40 @@ impl KinesisSink {
         ShutdownClock(self.producer.clone())
     }
 
-    /// Delivers everything buffered, within `timeout`; what is left becomes dead letters
-    /// through the tickets. Returns how many records were left undelivered.
-    pub async fn close(&mut self, timeout: Duration) -> Result<usize, SinkError> {
-        let report = self
-            .producer
-            .clone()
-            .close(timeout)
-            .await
-            .map_err(SinkError::Kinesis)?;
+    /// Delivers everything buffered within `bound`; what is left becomes dead letters
+    /// through the tickets. Says how many records were left undelivered, and whether the
+    /// drain stalled.
+    pub async fn close(&mut self, bound: CloseBound) -> Result<Closed, SinkError> {
+        let producer = self.producer.clone();
+        let report = match bound {
+            CloseBound::Timeout(timeout) => producer.close(timeout).await,
+            CloseBound::WhileProgressing { stall } => {
+                tracing::info!(
+                    buffered_records = producer.stats().buffered_records(),
+                    stall_ms = stall.as_millis() as u64,
+                    "draining into Kinesis while records are acknowledged"
+                );
+                producer.drain_while_progressing(stall).await
+            }
+        }
+        .map_err(SinkError::Kinesis)?;
+        if let Some(stall) = report.stalled {
+            tracing::warn!(
+                undelivered = report.undelivered.len(),
+                stall_ms = stall.as_millis() as u64,
+                "the drain into Kinesis stalled: no record was acknowledged for the stall bound; the rest are dead letters"
+            );
+        }
         tracing::info!(
             records_acked = report.records_acked,
             dead_lettered = report.dead_lettered,
             undelivered = report.undelivered.len(),
             "Kinesis producer closed"
         );
-        Ok(report.undelivered.len())
+        Ok(Closed {
+            undelivered: report.undelivered.len(),
+            stalled: report.stalled,
+        })
     }
 
     /// Reads the producer's counters whenever called (for the metrics endpoint).

@@ -230,16 +230,43 @@ impl Sink {
         }
     }
 
-    /// Delivers what is buffered (Kinesis: within `timeout`) and closes.
-    /// Returns how many records were left undelivered (then dead-lettered).
-    pub async fn close(&mut self, timeout: Duration) -> Result<usize, SinkError> {
+    /// Delivers what is buffered (Kinesis: within `bound`) and closes. Says how many
+    /// records were left undelivered (then dead-lettered through their acks).
+    pub async fn close(&mut self, bound: CloseBound) -> Result<Closed, SinkError> {
         match self {
-            Sink::File(sink, _) => sink.run(FileSink::close).await.map(|()| 0),
-            Sink::Stdout(sink) => sink.run(StdoutSink::flush).await.map(|()| 0),
-            Sink::Discard => Ok(0),
-            Sink::Kinesis(sink) => sink.close(timeout).await,
+            Sink::File(sink, _) => sink.run(FileSink::close).await.map(|()| Closed::default()),
+            Sink::Stdout(sink) => sink
+                .run(StdoutSink::flush)
+                .await
+                .map(|()| Closed::default()),
+            Sink::Discard => Ok(Closed::default()),
+            Sink::Kinesis(sink) => sink.close(bound).await,
         }
     }
+}
+
+/// How long closing a sink may take to deliver what it holds (only Kinesis holds records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseBound {
+    /// A stop on a signal or a reload: an operator waits, so the close ends within this,
+    /// counted from the stop request (`--shutdown-timeout-ms`).
+    Timeout(Duration),
+    /// The end of a stream: the work is done when everything is delivered, so the close
+    /// goes on while records are acknowledged, and gives up after this long without one
+    /// (`--drain-stall-timeout-ms`).
+    WhileProgressing {
+        /// The longest time without an acknowledged record.
+        stall: Duration,
+    },
+}
+
+/// What a close left undone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Closed {
+    /// Records left undelivered (they are dead letters).
+    pub undelivered: usize,
+    /// The close gave up because nothing was acknowledged for this long.
+    pub stalled: Option<Duration>,
 }
 
 /// Appends records as newline-delimited lines to `buffer`.

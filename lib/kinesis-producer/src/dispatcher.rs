@@ -57,11 +57,21 @@ pub(crate) enum Command {
     /// Flush without lingering but keep accepting; at `deadline`, give up on what is left
     /// and on anything enqueued later.
     Drain { deadline: Instant },
-    /// Flush everything; at `deadline`, give up on what is left.
+    /// Flush everything; give up on what is left when `until` says so.
     Close {
-        deadline: Instant,
+        until: GiveUp,
         reply: oneshot::Sender<CloseReport>,
     },
+}
+
+/// When a close gives up on the records it could not deliver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GiveUp {
+    /// At a fixed instant (a stop on a signal: bounded whatever the stream does).
+    At(Instant),
+    /// Once no record was settled (acknowledged or dead-lettered) for this long: a drain
+    /// that goes on as long as the stream takes records, however slowly.
+    AfterStall(Duration),
 }
 
 /// The parts of the configuration the task needs.
@@ -161,9 +171,13 @@ pub(crate) struct Dispatcher {
     retry_seq: u64,
     /// Records admitted and not yet settled.
     open_records: usize,
-    closing: Option<(Instant, oneshot::Sender<CloseReport>)>,
+    closing: Option<(GiveUp, oneshot::Sender<CloseReport>)>,
     /// From [`Command::Drain`].
     drain_by: Option<Instant>,
+    /// When a record was last settled (or the close began): a stall counts from here.
+    last_progress: Instant,
+    /// Set when a close gave up because nothing was settled for its stall bound.
+    stalled: Option<Duration>,
     undelivered: Vec<DeadLetter>,
     /// Hashes partition keys for the ordered-mode chains (SipHash with random keys).
     key_hasher: RandomState,
@@ -193,6 +207,8 @@ impl Dispatcher {
             open_records: 0,
             closing: None,
             drain_by: None,
+            last_progress: Instant::now(),
+            stalled: None,
             undelivered: Vec::new(),
             key_hasher: RandomState::new(),
         }
@@ -205,7 +221,8 @@ impl Dispatcher {
             let now = Instant::now();
             // Past the deadline nothing more is sent, not even what was enqueued just now.
             if self.give_up_at().is_some_and(|deadline| deadline <= now) {
-                self.abandon_everything();
+                let why = self.why_give_up(now);
+                self.abandon_everything(&why);
             } else {
                 self.promote_due_retries(now);
                 self.dispatch(now);
@@ -246,6 +263,7 @@ impl Dispatcher {
                     );
                     undelivered
                 },
+                stalled: self.stalled,
             };
             // The closer may have given up waiting.
             let _ = reply.send(report);
@@ -263,12 +281,39 @@ impl Dispatcher {
         self.closing.is_some() || self.drain_by.is_some()
     }
 
-    /// When whatever is left is given up: the earlier of the drain and close deadlines.
+    /// When whatever is left is given up: the earlier of the drain deadline and the
+    /// close's bound (a deadline, or the last progress plus the stall bound).
     fn give_up_at(&self) -> Option<Instant> {
-        let close = self.closing.as_ref().map(|(deadline, _)| *deadline);
+        let close = self.closing.as_ref().map(|(until, _)| match *until {
+            GiveUp::At(deadline) => deadline,
+            GiveUp::AfterStall(stall) => self.last_progress + stall,
+        });
         match (close, self.drain_by) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// Why the records left are given up at `now` (the start of their dead letters' reason);
+    /// records a stall.
+    fn why_give_up(&mut self, now: Instant) -> String {
+        let deadline_passed = self.drain_by.is_some_and(|d| d <= now)
+            || matches!(self.closing, Some((GiveUp::At(d), _)) if d <= now);
+        match self.closing {
+            Some((GiveUp::AfterStall(stall), _)) if !deadline_passed => {
+                let open_records = self.open_records;
+                warn!(
+                    open_records,
+                    stall_ms = stall.as_millis() as u64,
+                    "the drain stalled: no record was acknowledged for the stall bound; dead-lettering what is left"
+                );
+                self.stalled = Some(stall);
+                format!(
+                    "the drain stalled (no record acknowledged for {} ms)",
+                    stall.as_millis()
+                )
+            }
+            _ => "shutdown timeout passed".to_owned(),
         }
     }
 
@@ -307,12 +352,15 @@ impl Dispatcher {
                 );
                 self.drain_by = Some(self.drain_by.map_or(deadline, |d| d.min(deadline)));
             }
-            Some(Command::Close { deadline, reply }) => {
+            Some(Command::Close { until, reply }) => {
                 debug!(
                     open_records = self.open_records,
+                    ?until,
                     "closing the Kinesis producer"
                 );
-                self.closing = Some((deadline, reply));
+                // A stall counts from the close, not from whenever a record last settled.
+                self.last_progress = Instant::now();
+                self.closing = Some((until, reply));
             }
             None => {
                 debug!(
@@ -656,6 +704,7 @@ impl Dispatcher {
         // Counters first, so that whoever wakes on a ticket reads them up to date.
         let n = entries.len();
         let bytes = entries.iter().map(|e| e.size).sum();
+        self.last_progress = Instant::now();
         ProducerStats::add(&self.shared.stats.records_acked, n as u64);
         self.release_space(n, bytes);
         // Records of one `submit` call are usually consecutive: one ticket update per run.
@@ -686,6 +735,7 @@ impl Dispatcher {
         }
         ProducerStats::add(&self.shared.stats.dead_lettered, 1);
         self.release_space(1, e.size);
+        self.last_progress = Instant::now();
         let (ticket, dl) = e.into_dead_letter(reason);
         if self.shutting_down() {
             self.undelivered.push(dl.clone());
@@ -734,9 +784,10 @@ impl Dispatcher {
         wake
     }
 
-    /// The shutdown deadline (drain or close) passed: every record not yet acknowledged
-    /// becomes a dead letter (those in flight may still have been written).
-    fn abandon_everything(&mut self) {
+    /// The shutdown deadline (drain or close) passed, or the close's drain stalled: every
+    /// record not yet acknowledged becomes a dead letter (those in flight may still have been
+    /// written). `why` starts each reason.
+    fn abandon_everything(&mut self, why: &str) {
         self.requests.abort_all();
         let in_flight: Vec<InFlight> = self.in_flight.drain().map(|(_, f)| f).collect();
         for f in in_flight {
@@ -745,7 +796,7 @@ impl Dispatcher {
             ProducerStats::sub(&stats.in_flight_records, f.entries.len() as u64);
             for e in f.entries {
                 let reason = format!(
-                    "shutdown timeout passed while the record was in flight (it may have been written) {}",
+                    "{why} while the record was in flight (it may have been written) {}",
                     e.history()
                 );
                 self.dead_letter(f.stream, e, reason);
@@ -754,21 +805,21 @@ impl Dispatcher {
         let groups: Vec<RetryGroup> = std::mem::take(&mut self.retries).into_vec();
         for g in groups {
             for e in g.entries {
-                let reason = format!("shutdown timeout passed before delivery {}", e.history());
+                let reason = format!("{why} before delivery {}", e.history());
                 self.dead_letter(g.stream, e, reason);
             }
         }
         for s in 0..self.streams.len() {
             let isolated: Vec<Vec<Entry>> = self.streams[s].isolated.drain(..).collect();
             for e in isolated.into_iter().flatten() {
-                let reason = format!("shutdown timeout passed before delivery {}", e.history());
+                let reason = format!("{why} before delivery {}", e.history());
                 self.dead_letter(s, e, reason);
             }
             // Dead-lettering the outstanding record of a key (ordered mode) releases the next
             // one into `ready`, so this drains the chains too.
             while let Some(e) = self.streams[s].ready.pop_front() {
                 self.streams[s].ready_bytes -= e.size;
-                let reason = format!("shutdown timeout passed before delivery {}", e.history());
+                let reason = format!("{why} before delivery {}", e.history());
                 self.dead_letter(s, e, reason);
             }
             // Every outstanding record was settled above, so no chain is left; this only
@@ -779,7 +830,7 @@ impl Dispatcher {
                 .flat_map(|(_, q)| q)
                 .collect();
             for e in left {
-                let reason = format!("shutdown timeout passed before delivery {}", e.history());
+                let reason = format!("{why} before delivery {}", e.history());
                 self.dead_letter(s, e, reason);
             }
         }

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::client::CONNECT_TIMEOUT;
 use crate::config::DEFAULT_MAX_RECORD_BYTES;
-use crate::dispatcher::{Command, Dispatcher, Settings, Shared};
+use crate::dispatcher::{Command, Dispatcher, GiveUp, Settings, Shared};
 use crate::record::{Entry, TicketShared};
 use crate::{
     BatchTicket, DeadLetter, ProducerConfig, ProducerError, ProducerRecord, ProducerStats,
@@ -42,9 +42,12 @@ pub struct CloseReport {
     pub records_acked: u64,
     /// Records dead-lettered over the producer's life, including `undelivered`.
     pub dead_lettered: u64,
-    /// Records still unacknowledged when the close timeout passed. Each is also in the
-    /// outcome of the ticket of the call that submitted it.
+    /// Records still unacknowledged when the close timeout passed (or the drain stalled).
+    /// Each is also in the outcome of the ticket of the call that submitted it.
     pub undelivered: Vec<DeadLetter>,
+    /// Set by [`Producer::drain_while_progressing`] when it gave up because no record was
+    /// settled for this long (the stall bound), not because a deadline passed.
+    pub stalled: Option<Duration>,
 }
 
 /// Puts records into Kinesis with PutRecords, batching, retrying and ordering them, and
@@ -368,13 +371,39 @@ impl Producer {
     /// [`ProducerError::Closed`] if it was already closed, [`ProducerError::Stopped`] if the
     /// background task is gone.
     pub async fn close(self, timeout: Duration) -> Result<CloseReport, ProducerError> {
+        let mut deadline = Instant::now() + timeout;
+        if let Some(drain) = self.inner.shared.drain_deadline() {
+            deadline = deadline.min(drain);
+        }
+        self.finish(GiveUp::At(deadline)).await
+    }
+
+    /// Stops accepting records and delivers everything buffered for as long as Kinesis keeps
+    /// taking it: it gives up only when no record was acknowledged (or dead-lettered for a
+    /// reason of its own) for `stall`, then dead-letters what is left (also into the tickets)
+    /// and reports it with [`CloseReport::stalled`] set. A throttled stream is slow, not
+    /// stalled, so keep `stall` well above the retry backoff cap (`retry_cap`, 5 s by
+    /// default), under which a record waits between two attempts. A deadline from
+    /// [`drain_by`](Self::drain_by), before or during the drain, still ends it. Affects every
+    /// clone of this handle.
+    ///
+    /// This is the end of a finite stream: the work is done when everything is delivered,
+    /// however long that takes, and a sink that stopped answering must not hold the caller
+    /// forever.
+    ///
+    /// # Errors
+    /// As [`close`](Self::close).
+    pub async fn drain_while_progressing(
+        self,
+        stall: Duration,
+    ) -> Result<CloseReport, ProducerError> {
+        self.finish(GiveUp::AfterStall(stall)).await
+    }
+
+    async fn finish(self, until: GiveUp) -> Result<CloseReport, ProducerError> {
         let inner = &*self.inner;
         if inner.shared.closed.swap(true, Ordering::AcqRel) {
             return Err(ProducerError::Closed);
-        }
-        let mut deadline = Instant::now() + timeout;
-        if let Some(drain) = inner.shared.drain_deadline() {
-            deadline = deadline.min(drain);
         }
         // A call waiting for space wakes up, sees the flag and dead-letters the rest; one
         // that is enqueueing finishes first, so nothing is enqueued after `Close`.
@@ -383,7 +412,7 @@ impl Producer {
         let (reply, report) = oneshot::channel();
         inner
             .tx
-            .send(Command::Close { deadline, reply })
+            .send(Command::Close { until, reply })
             .map_err(|_| ProducerError::Stopped)?;
         report.await.map_err(|_| ProducerError::Stopped)
     }

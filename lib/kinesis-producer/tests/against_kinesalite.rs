@@ -683,3 +683,67 @@ async fn drain_by_frees_a_submit_stuck_on_a_full_buffer_at_the_deadline() {
     assert_eq!(report.undelivered.len(), 16);
     assert!(read_stream(client, "draining").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_into_a_throttled_stream_waits_as_long_as_records_are_acknowledged() {
+    // 1500 records into a shard that takes 500 a second: three seconds of drain, twice the
+    // stall bound, which holds because records keep being acknowledged.
+    let kinesis = ProxiedStream::start("slowly", 1, ChaosConfig::throttled_at(500.0)).await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
+    let mut config = quick_config("slowly");
+    config.ordered = true;
+    let producer = producer_through(proxy, config).await;
+    let (sent, tickets) = submit_many(&producer, 50, 30, 10, 100, 1).await;
+    let start = Instant::now();
+    let report = producer
+        .drain_while_progressing(Duration::from_millis(1500))
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert!(report.undelivered.is_empty(), "{:?}", report.undelivered);
+    assert_eq!(report.stalled, None);
+    assert_eq!(report.records_acked, 1500);
+    let (acked, dead) = outcomes(tickets).await;
+    assert_eq!((acked, dead.len()), (1500, 0));
+    let throttled = Counters::get(&proxy.counters.throttled_records);
+    assert!(throttled > 0, "the stream was never throttled");
+    assert!(took > Duration::from_millis(1500), "drained in {took:?}");
+    let audit = audit(&read_stream(client, "slowly").await, &sent);
+    assert_eq!(
+        (audit.missing, audit.duplicates, audit.inversions),
+        (0, 0, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_that_stalls_dead_letters_what_is_left_once_and_says_so() {
+    let kinesis = ProxiedStream::start("silent", 1, ChaosConfig::default()).await;
+    let (client, proxy) = (&kinesis.client, &kinesis.proxy);
+    proxy.stop_answering();
+    let producer = producer_through(proxy, quick_config("silent")).await;
+    let records: Vec<ProducerRecord> = (0..20).map(|i| record("s", i, 10)).collect();
+    let ticket = producer.submit(records.clone()).await.unwrap();
+    let start = Instant::now();
+    let report = producer
+        .drain_while_progressing(Duration::from_millis(500))
+        .await
+        .unwrap();
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert_eq!(report.stalled, Some(Duration::from_millis(500)));
+    assert_eq!(report.undelivered.len(), 20);
+    assert!(
+        report.undelivered[0]
+            .reason
+            .starts_with("the drain stalled"),
+        "{}",
+        report.undelivered[0].reason
+    );
+    let outcome = ticket.await.unwrap();
+    assert_eq!((outcome.acked, outcome.dead_letters.len()), (0, 20));
+    assert!(Counters::get(&proxy.counters.unanswered) > 0);
+    assert!(read_stream(client, "silent").await.is_empty());
+}

@@ -122,6 +122,24 @@ fn a_value_out_of_range_points_at_its_key() {
 }
 
 #[test]
+fn the_drain_stall_timeout_is_a_key_like_its_flag() {
+    let text = "[defaults]\ndrain_stall_timeout_ms = 5000\n[[pipeline]]\nname = \"p\"\nurl = \"http://example.org/\"\n";
+    let config = parse(text).unwrap_or_else(|p| panic!("{p:?}"));
+    assert_eq!(
+        config.pipelines[0].drain_stall_timeout,
+        Duration::from_secs(5)
+    );
+    let text =
+        "[[pipeline]]\nname = \"p\"\nurl = \"http://example.org/\"\ndrain_stall_timeout_ms = 10\n";
+    let problems = parse(text).unwrap_err();
+    assert_eq!(problems[0].line, 4, "{problems:?}");
+    assert!(
+        problems[0].message.contains("drain-stall-timeout-ms"),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn a_bad_url_and_a_bad_sink_point_at_their_keys() {
     let text = "[[pipeline]]\nname = \"p\"\nurl = \"ftp://example.org/\"\n";
     let problems = parse(text).unwrap_err();

@@ -1,20 +1,23 @@
 //! A fault-injecting HTTP proxy for Kinesis JSON 1.1 traffic, between the producer and
 //! kinesalite (which enforces no per-shard throughput). For PutRecords it can:
 //!
-//! - throttle per shard at 1000 records/s and 1 MiB/s like provisioned Kinesis, answering
+//! - throttle per shard at 1000 records/s and 1 MiB/s like provisioned Kinesis (or at a
+//!   lower record rate, `throttle_records_per_second`), answering
 //!   ProvisionedThroughputExceededException per record inside a 200;
 //! - fail random records with InternalFailure;
 //! - fail whole requests with a 500 without forwarding them;
 //! - lose acknowledgements: forward, then answer 500 or drop the connection, so the client
 //!   retries records that were written (and the proxy counts them);
-//! - delay every request (a slow endpoint), or hang the first few.
+//! - delay every request (a slow endpoint), or hang the first few;
+//! - stop answering on the test's word ([`ChaosProxy::stop_answering`]): every later
+//!   PutRecords is read and never forwarded nor answered, an endpoint that went silent.
 //!
 //! Failed records are not forwarded, so kinesalite stores exactly what the responses say
 //! succeeded. Other calls pass through. Listens on 127.0.0.1 only.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +34,9 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct ChaosConfig {
     /// Per-shard token buckets: 1000 records/s and 1 MiB/s.
     pub throttle: bool,
+    /// Per-shard token buckets at this many records/s (and 1 MiB/s), a shard slower than
+    /// Kinesis's 1000; implies `throttle`.
+    pub throttle_records_per_second: Option<f64>,
     /// Every record is throttled (the stream is hopelessly over its limit).
     pub throttle_everything: bool,
     /// Probability of InternalFailure for each record.
@@ -60,6 +66,14 @@ impl ChaosConfig {
         }
     }
 
+    /// Every shard takes `records_per_second` and throttles the rest.
+    pub fn throttled_at(records_per_second: f64) -> Self {
+        Self {
+            throttle_records_per_second: Some(records_per_second),
+            ..Self::default()
+        }
+    }
+
     /// Every PutRecords waits `delay` before it is handled: a slow endpoint.
     pub fn slow(delay: Duration) -> Self {
         Self {
@@ -84,6 +98,8 @@ pub struct Counters {
     pub concurrent: AtomicU64,
     pub max_concurrent: AtomicU64,
     pub hung: AtomicUsize,
+    /// PutRecords requests left unanswered after [`ChaosProxy::stop_answering`].
+    pub unanswered: AtomicU64,
     /// Data of the records whose acknowledgement was lost.
     pub lost_ack_data: Mutex<HashSet<Bytes>>,
 }
@@ -111,6 +127,7 @@ struct State {
     /// stream -> [(start, end, shard id)] of open shards.
     shard_maps: tokio::sync::Mutex<HashMap<String, Vec<ShardRange>>>,
     buckets: Mutex<HashMap<String, Bucket>>,
+    silent: Arc<AtomicBool>,
 }
 
 /// A small deterministic generator, so that a seed gives the same faults.
@@ -129,6 +146,7 @@ impl Lcg {
 pub struct ChaosProxy {
     pub port: u16,
     pub counters: Arc<Counters>,
+    silent: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -143,7 +161,9 @@ impl ChaosProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let counters = Arc::new(Counters::default());
+        let silent = Arc::new(AtomicBool::new(false));
         let state = Arc::new(State {
+            silent: Arc::clone(&silent),
             upstream,
             rng: Mutex::new(Lcg(config.seed.wrapping_add(0x9e37_79b9_7f4a_7c15))),
             config,
@@ -172,12 +192,19 @@ impl ChaosProxy {
         Self {
             port,
             counters,
+            silent,
             task,
         }
     }
 
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// From now on every PutRecords is read and left without an answer (not forwarded):
+    /// the client sees its attempts time out. Requests already being handled finish.
+    pub fn stop_answering(&self) {
+        self.silent.store(true, Ordering::SeqCst);
     }
 }
 
@@ -231,6 +258,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
         .to_owned();
     if target.ends_with(".PutRecords") {
         let c = &state.counters;
+        if state.silent.load(Ordering::SeqCst) {
+            c.unanswered.fetch_add(1, Ordering::SeqCst);
+            // Held until the client gives up and closes the connection.
+            std::future::pending::<()>().await;
+        }
         let now = c.concurrent.fetch_add(1, Ordering::SeqCst) + 1;
         c.max_concurrent.fetch_max(now, Ordering::SeqCst);
         let result = put_records(&state, &headers, body).await;
@@ -338,9 +370,11 @@ async fn admit(
         c.throttled_records.fetch_add(1, Ordering::Relaxed);
         return Some("ProvisionedThroughputExceededException");
     }
-    if !state.config.throttle {
-        return None;
-    }
+    let rate = match state.config.throttle_records_per_second {
+        Some(rate) => rate,
+        None if state.config.throttle => 1000.0,
+        None => return None,
+    };
     let shard = shard_of(state, headers, stream, rec).await?;
     let size = decoded_len(rec["Data"].as_str().unwrap_or(""))
         + rec["PartitionKey"].as_str().unwrap_or("").len();
@@ -349,13 +383,13 @@ async fn admit(
     let b = buckets
         .entry(format!("{stream}/{shard}"))
         .or_insert(Bucket {
-            records: 1000.0,
+            records: rate,
             bytes: 1_048_576.0,
             at: now,
         });
     let dt = now.duration_since(b.at).as_secs_f64();
     b.at = now;
-    b.records = (b.records + dt * 1000.0).min(1000.0);
+    b.records = (b.records + dt * rate).min(rate);
     b.bytes = (b.bytes + dt * 1_048_576.0).min(1_048_576.0);
     if b.records >= 1.0 && b.bytes >= size as f64 {
         b.records -= 1.0;
