@@ -222,3 +222,37 @@ fn a_filter_memory_below_what_the_largest_batch_needs_is_refused_naming_both_fig
         "{stderr}"
     );
 }
+
+/// Event `n`: JSON over two `data:` lines for even `n`, three lines of text for odd `n`.
+fn multi_line_frame(n: u64) -> String {
+    if n % 2 == 0 {
+        format!("id: {n}\ndata: {{\"n\":{n},\ndata: \"part\":\"second of {n}\"}}\n\n")
+    } else {
+        format!("id: {n}\ndata: first of {n}\ndata: second of {n}\ndata: third of {n}\n\n")
+    }
+}
+
+#[test]
+fn a_thousand_events_of_several_data_lines_are_a_thousand_whole_lines_in_raw_format() {
+    let body: String = (0..1000).map(multi_line_frame).collect();
+    let server = SseServer::always(Response::text(&body));
+    let output = run_once(&server.url("/s"), &["--format", "raw"]);
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1000, "one line a record");
+    for (n, line) in (0u64..).zip(&lines) {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("line {n} is not one JSON value ({e}): {line}"));
+        if n % 2 == 0 {
+            assert_eq!(value["n"], n, "line {n}: {line}");
+            assert_eq!(value["part"], format!("second of {n}"), "line {n}: {line}");
+        } else {
+            assert_eq!(
+                value,
+                format!("first of {n}\nsecond of {n}\nthird of {n}"),
+                "line {n}: every part, in order"
+            );
+        }
+    }
+}
