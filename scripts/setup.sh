@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh           the wasm32-wasip2 Rust target (to build)
 #   scripts/setup.sh --tests   also kinesalite and dynalite, the local Kinesis and DynamoDB APIs
-#                              the tests start (npm)
+#                              the tests start (npm), and cargo-deny, which checks the dependency
+#                              tree against deny.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,5 +27,13 @@ if [ "${1:-}" = "--tests" ]; then
   if [ ! -d tests/dynalite/node_modules/dynalite ]; then
     echo "== installing dynalite (npm ci in tests/dynalite)"
     (cd tests/dynalite && npm ci --no-audit --no-fund --ignore-scripts)
+  fi
+  # cargo-deny checks the dependency tree's licences, sources and bans (deny.toml). Built
+  # from source at a pinned version (about 4 minutes on 2 cores, once per machine); the
+  # newest release that builds with the project's rustc.
+  cargo_deny_version=0.20.2
+  if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $cargo_deny_version" ]; then
+    echo "== installing cargo-deny $cargo_deny_version (cargo install, built from source)"
+    cargo install cargo-deny --version "$cargo_deny_version" --locked
   fi
 fi

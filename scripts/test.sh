@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs what is missing, then
-# checks formatting and lints, runs every test (unit, conformance, end to end
-# against real servers on 127.0.0.1), and validates the deployment artefacts.
+# checks the dependency tree (cargo deny), formatting and lints, runs every test
+# (unit, conformance, end to end against real servers on 127.0.0.1), and validates
+# the deployment artefacts.
 #
 #   scripts/test.sh            everything
 #   SKIP_LINT=1 scripts/test.sh  tests only
@@ -13,6 +14,13 @@ cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 scripts/setup.sh --tests
+
+echo "== cargo deny (bans, licences, sources; deny.toml)"
+# Offline (--frozen = --offline --locked): CI cannot fetch the advisory database, and these
+# three checks need none. cargo-deny reads `cargo metadata`, which needs every crate's
+# manifest: fetch them first (a no-op once anything has been built).
+cargo fetch --locked --quiet
+cargo deny --frozen check --hide-inclusion-graph bans licenses sources
 
 if [ "${SKIP_LINT:-0}" != 1 ]; then
   echo "== cargo fmt --check"
