@@ -28,6 +28,7 @@ use super::connect::{self, Io};
 use super::failure::{Failure, FailureClass, FailureSlot};
 use super::policy::{Origin, OutboundPolicy};
 use super::proxy::{Proxy, ProxyRoutes};
+use super::shown::shown_uri;
 
 /// Redirects followed for one request; one more is a failure (a loop, most likely).
 pub const MAX_REDIRECTS: usize = 10;
@@ -148,15 +149,17 @@ impl OutboundClient {
                 return Err(Failure::new(
                     FailureClass::Redirect,
                     format!(
-                        "more than {MAX_REDIRECTS} redirects starting at {first_uri} (last to {next}): a redirect loop?"
+                        "more than {MAX_REDIRECTS} redirects starting at {} (last to {}): a redirect loop?",
+                        shown_uri(&first_uri),
+                        shown_uri(&next)
                     ),
                 ));
             }
             tracing::info!(
                 pipeline = %self.pipeline,
                 status = response.status().as_u16(),
-                from = %parts.uri,
-                to = %next,
+                from = %shown_uri(&parts.uri),
+                to = %shown_uri(&next),
                 hop = hops,
                 "following a redirect"
             );
@@ -191,12 +194,16 @@ impl OutboundClient {
             Some(origin) if hops > 0 => Err(Failure::new(
                 FailureClass::Denied,
                 format!(
-                    "the server redirected to {uri}, but {origin} is not an origin this pipeline may reach (allow it with --allow-origin {origin})"
+                    "the server redirected to {}, but {origin} is not an origin this pipeline may reach (allow it with --allow-origin {origin})",
+                    shown_uri(uri)
                 ),
             )),
             _ => Err(Failure::new(
                 FailureClass::Denied,
-                format!("the request to {uri} is outside the origins this pipeline may reach"),
+                format!(
+                    "the request to {} is outside the origins this pipeline may reach",
+                    shown_uri(uri)
+                ),
             )),
         }
     }
@@ -248,7 +255,10 @@ fn outgoing_request(
                 .map_err(|error| {
                     Failure::new(
                         FailureClass::Protocol,
-                        format!("the request path of {} is not valid: {error}", parts.uri),
+                        format!(
+                            "the request path of {} is not valid: {error}",
+                            shown_uri(&parts.uri)
+                        ),
                     )
                 })?
         }
@@ -330,7 +340,8 @@ fn redirect_target(current: &Uri, response: &Response<Incoming>) -> Result<Optio
         Failure::new(
             FailureClass::Redirect,
             format!(
-                "{current} answered HTTP {} with an unusable Location: {reason}",
+                "{} answered HTTP {} with an unusable Location: {reason}",
+                shown_uri(current),
                 status.as_u16()
             ),
         )

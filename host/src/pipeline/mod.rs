@@ -159,7 +159,8 @@ impl Pipeline {
     pub fn filter_context(&self) -> FilterContext {
         FilterContext {
             pipeline: self.config.name.clone(),
-            source_url: self.config.url.to_string(),
+            // Filters see the URL as it is shown, never its credentials.
+            source_url: self.config.shown_url(),
             format: self.config.format,
             partition_key: self.config.partition_key.clone(),
         }
