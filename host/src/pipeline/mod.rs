@@ -181,16 +181,26 @@ impl Pipeline {
             .filter(|(_, value)| !config.secrets.is_secret(value))
             .cloned()
             .collect();
-        let stream = StreamIdentity::of(config.url.as_str(), &public_headers);
-        let store = open_store(
+        let mut store = open_store(
             &config.checkpoint_store,
             &config.state_dir,
             &config.name,
             &self.metrics,
         )
         .await?;
+        let stream_key = store.stream_key().await?;
+        let stream = StreamIdentity::of(
+            &config.url,
+            &config.shown_url(),
+            &public_headers,
+            &stream_key,
+        );
         let mut checkpoints = Checkpoints::new(store, stream.clone(), config.checkpoint_interval);
-        let resume_from = match Resume::decide(config.resume, checkpoints.claim().await?, &stream) {
+        let found = checkpoints.claim().await?.map(|mut found| {
+            found.stream = found.stream.map(|stream| stream.upgraded(&stream_key));
+            found
+        });
+        let resume_from = match Resume::decide(config.resume, found, &stream) {
             Resume::From(id) => {
                 tracing::info!(pipeline = %config.name, last_event_id = %id, "resuming from checkpoint");
                 Some(id)
