@@ -367,6 +367,7 @@ fn network_config(args: &RunArgs) -> Result<NetworkConfig, ConfigError> {
         proxy,
         allowed_origins,
         user_agent: args.user_agent.clone(),
+        keep_headers_on_redirect: args.keep_headers_on_redirect,
     })
 }
 

@@ -315,6 +315,8 @@ pub struct NetworkConfig {
     pub allowed_origins: Vec<Origin>,
     /// The User-Agent request header.
     pub user_agent: String,
+    /// Whether the `--header`s go on to another origin after a redirect.
+    pub keep_headers_on_redirect: bool,
 }
 
 impl PipelineConfig {
