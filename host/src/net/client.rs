@@ -454,13 +454,13 @@ mod tests {
         follow(
             &mut p,
             "https://a.example/two".parse().expect("uri"),
-            &[api_key.clone()],
+            std::slice::from_ref(&api_key),
         );
         assert!(p.headers.contains_key(&api_key), "same origin keeps it");
         follow(
             &mut p,
             "https://b.example/two".parse().expect("uri"),
-            &[api_key.clone()],
+            std::slice::from_ref(&api_key),
         );
         assert!(!p.headers.contains_key(&api_key), "another origin drops it");
     }
