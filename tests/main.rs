@@ -28,4 +28,5 @@ mod recovery;
 mod resilience;
 mod sandbox;
 mod scale_out;
+mod secrets;
 mod service;

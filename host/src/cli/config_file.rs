@@ -366,11 +366,16 @@ impl<'t> Reader<'t> {
                 pipelines.push(config);
             }
         }
+        // The process's redactor knows every pipeline's secrets too (those of its URL).
+        let mut redactor = self.redactor.clone();
+        for pipeline in &pipelines {
+            redactor.absorb(&pipeline.secrets);
+        }
         Some(ServiceConfig {
             pipelines,
             admin: admin?,
             report_interval,
-            redactor: self.redactor.clone(),
+            redactor,
         })
     }
 
@@ -477,7 +482,7 @@ impl<'t> Reader<'t> {
         keys
     }
 
-    /// A key's TOML value as flag values; headers have their secrets expanded.
+    /// A key's TOML value as flag values; headers and the URL have their secrets expanded.
     fn flag_value(
         &mut self,
         key: &str,
@@ -512,6 +517,20 @@ impl<'t> Reader<'t> {
                         Ok(header) => expanded.push(header),
                         Err(message) => {
                             self.problem(&span, format!("`header`: {message}"));
+                            return None;
+                        }
+                    }
+                }
+                FlagValue::Values(expanded)
+            }
+            // The URL may hold a token (`?access_token=${TOKEN}`) or be one whole (`@file`).
+            FlagValue::Values(values) if key == "url" => {
+                let mut expanded = Vec::new();
+                for url in values {
+                    match self.redactor.expand_url(&url) {
+                        Ok(url) => expanded.push(url),
+                        Err(message) => {
+                            self.problem(&span, format!("`url`: {message}"));
                             return None;
                         }
                     }
@@ -652,7 +671,7 @@ impl<'t> Reader<'t> {
         };
         match pipeline_config(&args) {
             Ok(mut config) => {
-                config.secrets = self.redactor.clone();
+                config.secrets.absorb(&self.redactor);
                 Some(config)
             }
             Err(error) => {

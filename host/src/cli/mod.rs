@@ -529,6 +529,10 @@ pub struct RunArgs {
     /// The configured URL's origin is always allowed, nothing else is.
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     pub allow_origins: Vec<String>,
+    /// Send the `--header`s on after a redirect to another (allowed) origin too; by default
+    /// they are dropped there, since they often carry a key meant for the first origin only.
+    #[arg(long)]
+    pub keep_headers_on_redirect: bool,
 }
 
 fn parse_resume(text: &str) -> Result<ResumePolicy, String> {

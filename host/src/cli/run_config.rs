@@ -10,18 +10,34 @@ use crate::config::{
     CheckpointStoreSpec, ConfigError, DynamoDbTable, FilterLimits, FilterSpec, Fingerprint,
     NetworkConfig, PipelineConfig, ReconnectPolicy, Redactor, SinkTarget, flag_names,
     parse_checkpoint_store, parse_header, parse_key_value, parse_origin, parse_sink, parse_url,
+    source_url,
 };
 use crate::net::{ProxySettings, TlsSettings};
 use crate::sink::{FileRoll, KinesisOptions, SinkSpec};
 
 /// The validated configuration of `sse-ingest run`'s flags.
 pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
-    let url = parse_url(&args.url)?;
-    let headers = args
+    let mut url = parse_url(&args.url)?;
+    let mut secrets = Redactor::default();
+    let mut headers = args
         .headers
         .iter()
         .map(|h| parse_header(h.expose()))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(basic) = source_url::take_credentials(&mut url, &mut secrets) {
+        if headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+        {
+            return Err(ConfigError::Url {
+                url: crate::net::shown_url(&url),
+                reason: "it carries a user and password, and --header gives an Authorization \
+                         too: give the credentials once"
+                    .to_string(),
+            });
+        }
+        headers.insert(0, ("Authorization".to_string(), basic));
+    }
     let filter_config = args
         .filter_config
         .iter()
@@ -113,7 +129,7 @@ pub fn pipeline_config(args: &RunArgs) -> Result<PipelineConfig, ConfigError> {
         network: network_config(args)?,
         resume: args.resume,
         allowed_streams: args.allow_streams.clone(),
-        secrets: Redactor::default(),
+        secrets,
         checkpoint_interval: Duration::from_millis(args.checkpoint_interval_ms),
         checkpoint_store: checkpoint_store(args)?,
         file_roll: FileRoll {
@@ -351,6 +367,7 @@ fn network_config(args: &RunArgs) -> Result<NetworkConfig, ConfigError> {
         proxy,
         allowed_origins,
         user_agent: args.user_agent.clone(),
+        keep_headers_on_redirect: args.keep_headers_on_redirect,
     })
 }
 

@@ -16,6 +16,7 @@ mod secrets;
 mod service;
 pub mod shard;
 pub mod sizing;
+pub mod source_url;
 
 pub use secrets::{Redactor, Secret};
 pub use service::{AdminSettings, AdminTls, SHORT_TOKEN_BYTES, ServiceConfig};
@@ -191,7 +192,8 @@ pub struct ReconnectPolicy {
 pub struct PipelineConfig {
     /// The pipeline's name: in logs, metric labels, file names and the state directory.
     pub name: String,
-    /// The SSE endpoint.
+    /// The SSE endpoint, as requested: without userinfo (which became an `Authorization`
+    /// header), with any credentials in its query. Shown only as [`PipelineConfig::shown_url`].
     pub url: Url,
     /// Extra request headers, in order.
     pub headers: Vec<(String, String)>,
@@ -313,9 +315,18 @@ pub struct NetworkConfig {
     pub allowed_origins: Vec<Origin>,
     /// The User-Agent request header.
     pub user_agent: String,
+    /// Whether the `--header`s go on to another origin after a redirect.
+    pub keep_headers_on_redirect: bool,
 }
 
 impl PipelineConfig {
+    /// The URL as logs, the admin API, the filter's context and records show it: credential
+    /// query values hidden (`net::shown`), and any secret this pipeline's configuration
+    /// expanded (`${ENV}`, `@file`) redacted wherever it sits.
+    pub fn shown_url(&self) -> String {
+        self.secrets.redact(&crate::net::shown_url(&self.url))
+    }
+
     /// Checks what no single flag can: how the settings fit together. Every front end
     /// (flags, properties) ends here.
     pub fn validate(self) -> Result<Self, ConfigError> {
@@ -426,7 +437,8 @@ pub fn parse_origin(text: &str) -> Result<Origin, ConfigError> {
 /// An absolute http(s) URL with a host.
 pub fn parse_url(text: &str) -> Result<Url, ConfigError> {
     let invalid = |reason: String| ConfigError::Url {
-        url: text.to_string(),
+        // The text may hold a password: quoted as it would be shown.
+        url: crate::net::shown::shown_url_text(text),
         reason,
     };
     let url = Url::parse(text).map_err(|e| invalid(e.to_string()))?;

@@ -19,6 +19,17 @@ impl std::fmt::Debug for Redactor {
     }
 }
 
+/// What an expanded reference makes a secret.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Whole {
+    /// A header value or token: the whole value, and each variable's value.
+    Secret,
+    /// Part of a URL: each variable's value, not the URL.
+    Part,
+    /// A whole URL: nothing (its credentials are found by where they sit).
+    Url,
+}
+
 /// What a redacted secret looks like.
 pub const REDACTED: &str = "[redacted]";
 
@@ -71,11 +82,28 @@ impl Redactor {
     /// `text` with `${NAME}` replaced by the environment variable `NAME`, or, when the whole
     /// text is `@PATH`, the contents of that file (without the final line break).
     pub fn expand(&mut self, text: &str) -> Result<String, String> {
+        self.expand_as(text, Whole::Secret)
+    }
+
+    /// A `--url` expanded like [`Redactor::expand`], but a reference that is the whole URL
+    /// (`${STREAM_URL}`, `@/run/secrets/url`) is not one secret: a URL shown as
+    /// `[redacted]` would say nothing, and its credentials are found by where they sit
+    /// (userinfo, credential query names; `config::source_url`). A reference inside a URL
+    /// (`?wiki=en&access=${TOKEN}`) is a secret whatever the parameter's name.
+    pub fn expand_url(&mut self, text: &str) -> Result<String, String> {
+        let whole = text.starts_with('@')
+            || (text.starts_with("${") && text.find('}') == Some(text.len() - 1));
+        self.expand_as(text, if whole { Whole::Url } else { Whole::Part })
+    }
+
+    fn expand_as(&mut self, text: &str, whole: Whole) -> Result<String, String> {
         if let Some(path) = text.strip_prefix('@') {
             let contents = std::fs::read_to_string(path)
                 .map_err(|error| format!("cannot read the secret file {path}: {error}"))?;
             let secret = contents.trim_end_matches(['\n', '\r']).to_string();
-            self.remember(&secret);
+            if whole == Whole::Secret {
+                self.remember(&secret);
+            }
             return Ok(secret);
         }
         let mut expanded = String::new();
@@ -90,12 +118,14 @@ impl Redactor {
                 .map_err(|_| format!("the environment variable `{name}` is not set"))?;
             expanded.push_str(&rest[..start]);
             expanded.push_str(&value);
-            self.remember(&value);
+            if whole != Whole::Url {
+                self.remember(&value);
+            }
             any = true;
             rest = &rest[start + 3 + length..];
         }
         expanded.push_str(rest);
-        if any {
+        if any && whole == Whole::Secret {
             // The whole value is a credential, whatever part of it came from the variable.
             self.remember(&expanded);
         }
@@ -126,6 +156,14 @@ impl Redactor {
         self.secrets
             .iter()
             .any(|secret| value.contains(secret.as_str()))
+    }
+
+    /// Treats every secret of `other` as a secret too (a pipeline's own, from its URL, and
+    /// those its configuration file expanded).
+    pub fn absorb(&mut self, other: &Redactor) {
+        for secret in other.secrets.iter() {
+            self.remember(secret);
+        }
     }
 
     /// Treats `secret` as a secret from now on.
@@ -196,6 +234,23 @@ mod tests {
         let shown = format!("{redactor:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("secrets: 1"), "{shown}");
+    }
+
+    #[test]
+    fn a_url_keeps_its_shape_and_only_a_reference_inside_it_is_a_secret() {
+        let mut redactor = Redactor::default();
+        let url = redactor
+            .expand_url("https://h.example/s?wiki=en&access=${CARGO_PKG_NAME}")
+            .unwrap();
+        assert_eq!(url, "https://h.example/s?wiki=en&access=sse-ingest");
+        assert_eq!(
+            redactor.redact(&url),
+            "https://h.example/s?wiki=en&access=[redacted]"
+        );
+        let mut whole = Redactor::default();
+        let url = whole.expand_url("${CARGO_PKG_NAME}").unwrap();
+        assert_eq!(url, "sse-ingest");
+        assert_eq!(whole.redact(&url), "sse-ingest", "found by where they sit");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, PROXY_AUTHORIZATION};
-use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
@@ -28,6 +28,7 @@ use super::connect::{self, Io};
 use super::failure::{Failure, FailureClass, FailureSlot};
 use super::policy::{Origin, OutboundPolicy};
 use super::proxy::{Proxy, ProxyRoutes};
+use super::shown::shown_uri;
 
 /// Redirects followed for one request; one more is a failure (a loop, most likely).
 pub const MAX_REDIRECTS: usize = 10;
@@ -55,6 +56,8 @@ pub struct OutboundClient {
     proxies: ProxyRoutes,
     failures: FailureSlot,
     statuses: Option<StatusObserver>,
+    /// Headers dropped on a redirect to another origin, besides the credentials.
+    cross_origin_drops: Arc<[HeaderName]>,
 }
 
 impl std::fmt::Debug for OutboundClient {
@@ -81,7 +84,15 @@ impl OutboundClient {
             proxies,
             failures: FailureSlot::default(),
             statuses: None,
+            cross_origin_drops: Arc::new([]),
         }
+    }
+
+    /// Drops `names` too (the user's `--header`s) when a redirect leads to another origin:
+    /// an API key sent with `--header` is meant for the origin it was configured for.
+    pub fn dropping_on_cross_origin(mut self, names: Vec<HeaderName>) -> Self {
+        self.cross_origin_drops = names.into();
+        self
     }
 
     /// Reports the status of every response to `observer`.
@@ -148,19 +159,21 @@ impl OutboundClient {
                 return Err(Failure::new(
                     FailureClass::Redirect,
                     format!(
-                        "more than {MAX_REDIRECTS} redirects starting at {first_uri} (last to {next}): a redirect loop?"
+                        "more than {MAX_REDIRECTS} redirects starting at {} (last to {}): a redirect loop?",
+                        shown_uri(&first_uri),
+                        shown_uri(&next)
                     ),
                 ));
             }
             tracing::info!(
                 pipeline = %self.pipeline,
                 status = response.status().as_u16(),
-                from = %parts.uri,
-                to = %next,
+                from = %shown_uri(&parts.uri),
+                to = %shown_uri(&next),
                 hop = hops,
                 "following a redirect"
             );
-            follow(&mut parts, next);
+            follow(&mut parts, next, &self.cross_origin_drops);
         }
     }
 
@@ -191,12 +204,16 @@ impl OutboundClient {
             Some(origin) if hops > 0 => Err(Failure::new(
                 FailureClass::Denied,
                 format!(
-                    "the server redirected to {uri}, but {origin} is not an origin this pipeline may reach (allow it with --allow-origin {origin})"
+                    "the server redirected to {}, but {origin} is not an origin this pipeline may reach (allow it with --allow-origin {origin})",
+                    shown_uri(uri)
                 ),
             )),
             _ => Err(Failure::new(
                 FailureClass::Denied,
-                format!("the request to {uri} is outside the origins this pipeline may reach"),
+                format!(
+                    "the request to {} is outside the origins this pipeline may reach",
+                    shown_uri(uri)
+                ),
             )),
         }
     }
@@ -248,7 +265,10 @@ fn outgoing_request(
                 .map_err(|error| {
                     Failure::new(
                         FailureClass::Protocol,
-                        format!("the request path of {} is not valid: {error}", parts.uri),
+                        format!(
+                            "the request path of {} is not valid: {error}",
+                            shown_uri(&parts.uri)
+                        ),
                     )
                 })?
         }
@@ -330,7 +350,8 @@ fn redirect_target(current: &Uri, response: &Response<Incoming>) -> Result<Optio
         Failure::new(
             FailureClass::Redirect,
             format!(
-                "{current} answered HTTP {} with an unusable Location: {reason}",
+                "{} answered HTTP {} with an unusable Location: {reason}",
+                shown_uri(current),
                 status.as_u16()
             ),
         )
@@ -351,11 +372,15 @@ fn redirect_target(current: &Uri, response: &Response<Incoming>) -> Result<Optio
         .map_err(|error| unusable(format!("`{location}`: {error}")))
 }
 
-/// Points the request at `next`: a new `Host`, and credentials kept only within the origin
-/// (as Fetch does on a cross-origin redirect).
-fn follow(parts: &mut http::request::Parts, next: Uri) {
+/// Points the request at `next`: a new `Host`, and credentials (and `drops`, the user's
+/// headers) kept only within the origin (as Fetch does with credentials on a cross-origin
+/// redirect).
+fn follow(parts: &mut http::request::Parts, next: Uri, drops: &[HeaderName]) {
     if Origin::of_uri(&parts.uri) != Origin::of_uri(&next) {
-        for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION] {
+        for name in [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION]
+            .iter()
+            .chain(drops)
+        {
             parts.headers.remove(name);
         }
     }
@@ -386,7 +411,7 @@ mod tests {
             "https://a.example/one",
             &[("authorization", "Bearer t"), ("host", "a.example")],
         );
-        follow(&mut p, "https://a.example/two".parse().expect("uri"));
+        follow(&mut p, "https://a.example/two".parse().expect("uri"), &[]);
         assert_eq!(
             p.headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
             Some(&b"Bearer t"[..])
@@ -405,7 +430,11 @@ mod tests {
                 ("last-event-id", "42"),
             ],
         );
-        follow(&mut p, "https://b.example:8443/two".parse().expect("uri"));
+        follow(
+            &mut p,
+            "https://b.example:8443/two".parse().expect("uri"),
+            &[],
+        );
         assert!(p.headers.get(AUTHORIZATION).is_none());
         assert!(p.headers.get(COOKIE).is_none());
         assert_eq!(
@@ -416,6 +445,24 @@ mod tests {
             p.headers.get("last-event-id").map(|v| v.as_bytes()),
             Some(&b"42"[..])
         );
+    }
+
+    #[test]
+    fn a_cross_origin_redirect_drops_the_given_headers_and_a_same_origin_one_keeps_them() {
+        let api_key = HeaderName::from_static("x-api-key");
+        let mut p = parts("https://a.example/one", &[("x-api-key", "k")]);
+        follow(
+            &mut p,
+            "https://a.example/two".parse().expect("uri"),
+            std::slice::from_ref(&api_key),
+        );
+        assert!(p.headers.contains_key(&api_key), "same origin keeps it");
+        follow(
+            &mut p,
+            "https://b.example/two".parse().expect("uri"),
+            std::slice::from_ref(&api_key),
+        );
+        assert!(!p.headers.contains_key(&api_key), "another origin drops it");
     }
 
     fn proxy_with_credentials() -> Proxy {

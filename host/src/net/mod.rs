@@ -12,10 +12,12 @@ mod connect;
 pub mod failure;
 pub mod policy;
 pub mod proxy;
+pub mod shown;
 pub mod tls;
 
 pub use client::OutboundClient;
 pub use failure::FailureClass;
 pub use policy::{Origin, OutboundPolicy};
 pub use proxy::{ProxyRoutes, ProxySettings};
+pub use shown::shown_url;
 pub use tls::{TlsSettings, install_crypto_provider};

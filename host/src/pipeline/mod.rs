@@ -159,7 +159,8 @@ impl Pipeline {
     pub fn filter_context(&self) -> FilterContext {
         FilterContext {
             pipeline: self.config.name.clone(),
-            source_url: self.config.url.to_string(),
+            // Filters see the URL as it is shown, never its credentials.
+            source_url: self.config.shown_url(),
             format: self.config.format,
             partition_key: self.config.partition_key.clone(),
         }
@@ -180,16 +181,26 @@ impl Pipeline {
             .filter(|(_, value)| !config.secrets.is_secret(value))
             .cloned()
             .collect();
-        let stream = StreamIdentity::of(config.url.as_str(), &public_headers);
-        let store = open_store(
+        let mut store = open_store(
             &config.checkpoint_store,
             &config.state_dir,
             &config.name,
             &self.metrics,
         )
         .await?;
+        let stream_key = store.stream_key().await?;
+        let stream = StreamIdentity::of(
+            &config.url,
+            &config.shown_url(),
+            &public_headers,
+            &stream_key,
+        );
         let mut checkpoints = Checkpoints::new(store, stream.clone(), config.checkpoint_interval);
-        let resume_from = match Resume::decide(config.resume, checkpoints.claim().await?, &stream) {
+        let found = checkpoints.claim().await?.map(|mut found| {
+            found.stream = found.stream.map(|stream| stream.upgraded(&stream_key));
+            found
+        });
+        let resume_from = match Resume::decide(config.resume, found, &stream) {
             Resume::From(id) => {
                 tracing::info!(pipeline = %config.name, last_event_id = %id, "resuming from checkpoint");
                 Some(id)

@@ -284,7 +284,7 @@ impl Service {
                 .or_insert_with(|| Metrics::register(self.pipelines.exposition(), name)),
         );
         self.pipelines
-            .starting(name, config.url.as_str(), &config.filter.label(), &metrics);
+            .starting(name, &config.shown_url(), &config.filter.label(), &metrics);
         metrics
     }
 
@@ -362,7 +362,7 @@ async fn run_one(
         _ => None,
     };
     let name = config.name.clone();
-    tracing::info!(pipeline = %name, url = %config.url, "starting");
+    tracing::info!(pipeline = %name, url = %config.shown_url(), "starting");
     let pipeline = Pipeline {
         config,
         filters: Arc::clone(components.filters()),

@@ -311,6 +311,7 @@ impl SourceComponent {
             std::sync::Arc::clone(&network.tls),
             ProxyRoutes::new(&network.proxy),
         )
+        .dropping_on_cross_origin(cross_origin_drops(config))
         .observe_statuses({
             let metrics = Arc::clone(&metrics);
             Arc::new(move |status| metrics.http_statuses.inc_label(&status.to_string()))
@@ -378,6 +379,20 @@ fn guest_config(config: &PipelineConfig, last_event_id: Option<String>) -> Sourc
         fatal_statuses: policy.fatal_statuses.clone(),
         fatal_content_type: policy.fatal_content_type,
     }
+}
+
+/// The user's headers that a redirect to another origin drops: all but `User-Agent` (which
+/// says who asks, and is no credential), none with `--keep-headers-on-redirect`.
+fn cross_origin_drops(config: &PipelineConfig) -> Vec<http::HeaderName> {
+    if config.network.keep_headers_on_redirect {
+        return Vec::new();
+    }
+    config
+        .headers
+        .iter()
+        .filter_map(|(name, _)| http::HeaderName::from_bytes(name.as_bytes()).ok())
+        .filter(|name| *name != http::header::USER_AGENT)
+        .collect()
 }
 
 /// The user's headers, with `User-Agent` first unless the user set one with `--header`.

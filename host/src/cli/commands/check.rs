@@ -78,7 +78,7 @@ async fn check_filters(
         };
         let context = FilterContext {
             pipeline: pipeline.name.clone(),
-            source_url: pipeline.url.to_string(),
+            source_url: pipeline.shown_url(),
             format: pipeline.format,
             partition_key: pipeline.partition_key.clone(),
         };

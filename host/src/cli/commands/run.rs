@@ -13,7 +13,7 @@ use crate::cli::config_file;
 use crate::cli::exit::{self, Failure};
 use crate::cli::{RunArgs, RunSources};
 use crate::config::shard::Shard;
-use crate::config::{AdminSettings, Redactor, Secret, ServiceConfig};
+use crate::config::{AdminSettings, Secret, ServiceConfig};
 use crate::pipeline::checkpoint::CheckpointError;
 use crate::pipeline::state_lock::LockError;
 use crate::pipeline::{PipelineEnd, PipelineError};
@@ -120,7 +120,7 @@ fn from_flags(args: &RunArgs) -> Result<ServiceConfig, Failure> {
         ..AdminSettings::default()
     };
     admin.check().map_err(Failure::usage)?;
-    let mut redactor = Redactor::default();
+    let mut redactor = pipeline.secrets.clone();
     if let Some(token) = &admin.token {
         redactor.remember(token.expose());
     }
@@ -413,7 +413,7 @@ mod tests {
                 ..AdminSettings::default()
             },
             report_interval: None,
-            redactor: Redactor::default(),
+            redactor: crate::config::Redactor::default(),
         }
     }
 

@@ -33,7 +33,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::heartbeat::{self, Fencing, Watch};
-use super::{Checkpoint, CheckpointError, CheckpointStore, StoreFuture, StreamIdentity};
+use super::{Checkpoint, CheckpointError, CheckpointStore, StoreFuture, StreamIdentity, StreamKey};
 use crate::config::DynamoDbTable;
 use crate::core::metrics::Metrics;
 
@@ -242,6 +242,59 @@ impl DynamoDbStore {
         request.send().await.map(|_| ())
     }
 
+    /// The table's key of URL digests (`super::stream_key`): the item `#stream-key` (after
+    /// `NAMESPACE/`; no pipeline name has a `#`), read strongly consistent, or created on
+    /// condition that it is absent, so replicas starting at once agree on one.
+    async fn table_stream_key(&self) -> Result<StreamKey, CheckpointError> {
+        let item_key = match self.spec.namespace.as_deref() {
+            Some(namespace) => format!("{namespace}/#stream-key"),
+            None => "#stream-key".to_string(),
+        };
+        let corrupt = || CheckpointError::Corrupt {
+            location: format!("item `{item_key}` of DynamoDB table `{}`", self.table),
+            reason: "no `stream_key` of 64 hex digits".to_string(),
+            remedy: "delete the item (every checkpoint then starts from the live edge once)",
+        };
+        for _ in 0..2 {
+            let output = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pipeline", AttributeValue::S(item_key.clone()))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|error| self.failed("read the stream key for", &error))?;
+            if let Some(item) = output.item {
+                return item
+                    .get("stream_key")
+                    .and_then(|value| value.as_s().ok())
+                    .and_then(|text| StreamKey::from_hex(text))
+                    .ok_or_else(corrupt);
+            }
+            let key = StreamKey::random();
+            let created = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pipeline", AttributeValue::S(item_key.clone()))
+                .item("stream_key", AttributeValue::S(key.to_hex()))
+                .condition_expression("attribute_not_exists(pipeline)")
+                .send()
+                .await;
+            match created {
+                Ok(_) => return Ok(key),
+                Err(error)
+                    if matches!(
+                        error.as_service_error(),
+                        Some(PutItemError::ConditionalCheckFailedException(_))
+                    ) => {} // another replica was first: read its key
+                Err(error) => return Err(self.failed("create the stream key for", &error)),
+            }
+        }
+        Err(corrupt())
+    }
+
     /// The error of a write that another owner's newer version refused, naming that owner.
     fn fenced(&self, stored: Option<Stored>) -> CheckpointError {
         let (owner, version) = match stored {
@@ -282,6 +335,10 @@ impl DynamoDbStore {
 }
 
 impl CheckpointStore for DynamoDbStore {
+    fn stream_key(&mut self) -> StoreFuture<'_, StreamKey> {
+        Box::pin(self.table_stream_key())
+    }
+
     fn claim(&mut self) -> StoreFuture<'_, Option<Checkpoint>> {
         Box::pin(async move {
             let mut attempt = 1;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::{Checkpoint, CheckpointError, CheckpointStore, StoreFuture, StreamIdentity};
+use super::{Checkpoint, CheckpointError, CheckpointStore, StoreFuture, StreamIdentity, StreamKey};
 use crate::core::blocking::offload;
 use crate::core::private_files;
 
@@ -62,6 +62,18 @@ impl CheckpointStore for FileStore {
         .unwrap_or_default();
         Box::pin(offload(move || replace(&path, &body, sync)))
     }
+
+    fn stream_key(&mut self) -> StoreFuture<'_, StreamKey> {
+        // `STATE_DIR/pipelines/NAME/checkpoint.json`: the key is the state directory's.
+        let state_dir = self
+            .path
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Box::pin(offload(move || super::stream_key::of_state_dir(&state_dir)))
+    }
 }
 
 fn read(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
@@ -106,7 +118,8 @@ mod tests {
     use crate::pipeline::checkpoint::{Checkpoints, Resume};
 
     fn stream(url: &str) -> StreamIdentity {
-        StreamIdentity::of(url, &[])
+        let parsed = url::Url::parse(url).expect("a URL");
+        StreamIdentity::of(&parsed, url, &[], &StreamKey::random())
     }
 
     fn checkpoints(

@@ -18,6 +18,7 @@ pub mod dynamodb;
 mod fake_dynamodb;
 pub mod file;
 pub mod heartbeat;
+pub mod stream_key;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -30,23 +31,39 @@ use serde::{Deserialize, Serialize};
 use crate::config::{CheckpointStoreSpec, ResumePolicy};
 use crate::core::metrics::Metrics;
 use heartbeat::Fencing;
+pub use stream_key::StreamKey;
 
 /// What identifies the stream a checkpoint belongs to: the URL and the request headers
 /// that select content. Credentials never go in (any header whose name mentions auth,
 /// token, secret, password, key, cookie or session), nor the User-Agent, which says who
-/// asks, not what.
+/// asks, not what. The URL is kept as it is shown (no userinfo, credential query values
+/// hidden) beside a keyed digest of the URL as requested ([`stream_key`]), which tells
+/// streams apart exactly without holding their credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamIdentity {
-    /// The configured URL.
+    /// The configured URL as shown; in checkpoints from before digests, the URL itself.
     pub url: String,
+    /// `hmac-sha256:HEX` of the requested URL; `None` in checkpoints from before digests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_digest: Option<String>,
     /// Content-selecting headers, names in lower case, sorted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<(String, String)>,
 }
 
 impl StreamIdentity {
-    /// The identity of the stream `url` with `headers`.
-    pub fn of(url: &str, headers: &[(String, String)]) -> Self {
+    /// The identity of the stream at `url` (as requested: no userinfo), shown as `shown`,
+    /// with `headers`; its digest made with `key`.
+    pub fn of(url: &url::Url, shown: &str, headers: &[(String, String)], key: &StreamKey) -> Self {
+        Self {
+            url: shown.to_string(),
+            url_digest: Some(key.digest(url.as_str())),
+            ..Self::without_digest(shown, headers)
+        }
+    }
+
+    /// An identity from before digests: `url` as it was stored.
+    fn without_digest(url: &str, headers: &[(String, String)]) -> Self {
         const PRIVATE: [&str; 7] = [
             "auth", "token", "secret", "password", "key", "cookie", "session",
         ];
@@ -60,8 +77,39 @@ impl StreamIdentity {
         selecting.sort();
         Self {
             url: url.to_string(),
+            url_digest: None,
             headers: selecting,
         }
+    }
+
+    /// A stored identity in today's form: one from before digests held the configured URL
+    /// itself (userinfo and tokens included). It gets its digest and its shown form here,
+    /// so it still resumes, and the next write stores no credential. A URL that does not
+    /// parse stays as it is (and matches no stream).
+    pub fn upgraded(self, key: &StreamKey) -> Self {
+        if self.url_digest.is_some() {
+            return self;
+        }
+        let Ok(mut url) = url::Url::parse(&self.url) else {
+            return self;
+        };
+        // As `--url` is requested: without userinfo, which is a header now.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        Self {
+            url: crate::net::shown_url(&url),
+            url_digest: Some(key.digest(url.as_str())),
+            headers: self.headers,
+        }
+    }
+
+    /// Whether `self` and `other` are one stream: by digest where both have one.
+    pub fn same_stream(&self, other: &Self) -> bool {
+        let urls = match (&self.url_digest, &other.url_digest) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.url == other.url,
+        };
+        urls && self.headers == other.headers
     }
 }
 
@@ -99,10 +147,16 @@ impl Resume {
             return Self::LiveEdge(Some("--resume never".to_string()));
         }
         match &found.stream {
-            Some(stream) if stream != current => {
-                let why = if stream.url == current.url {
+            Some(stream) if !stream.same_stream(current) => {
+                let why = if stream.url == current.url && stream.headers != current.headers {
                     format!(
                         "the checkpoint belongs to {} with other request headers",
+                        stream.url
+                    )
+                } else if stream.url == current.url {
+                    format!(
+                        "the checkpoint belongs to {} with other values where the URL shows \
+                         [redacted]",
                         stream.url
                     )
                 } else {
@@ -140,6 +194,10 @@ pub trait CheckpointStore: Send + std::fmt::Debug {
     fn fencing(&self) -> Option<Fencing> {
         None
     }
+
+    /// The key of URL digests for the checkpoints of this store ([`stream_key`]), created
+    /// when there is none.
+    fn stream_key(&mut self) -> StoreFuture<'_, StreamKey>;
 }
 
 /// What a [`CheckpointStore`] call returns: boxed, because a store is chosen at run time and
@@ -349,7 +407,59 @@ mod tests {
     use super::*;
 
     fn stream(url: &str) -> StreamIdentity {
-        StreamIdentity::of(url, &[])
+        identity(url, &[])
+    }
+
+    fn key() -> StreamKey {
+        StreamKey::from_hex(&"ab".repeat(32)).expect("a key")
+    }
+
+    fn identity(url: &str, headers: &[(String, String)]) -> StreamIdentity {
+        let url = url::Url::parse(url).expect("a URL");
+        StreamIdentity::of(&url, &crate::net::shown_url(&url), headers, &key())
+    }
+
+    #[test]
+    fn an_identity_holds_no_credential_yet_tells_query_values_apart() {
+        let secret = identity("https://a.example/s?access_token=TOPSECRET&wiki=en", &[]);
+        let json = serde_json::to_string(&secret).unwrap();
+        assert!(!json.contains("TOPSECRET"), "{json}");
+        assert!(json.contains("access_token=[redacted]"), "{json}");
+        let other_token = identity("https://a.example/s?access_token=OTHER&wiki=en", &[]);
+        assert!(!secret.same_stream(&other_token));
+        let en = stream("https://a.example/s?wiki=en");
+        let de = stream("https://a.example/s?wiki=de");
+        assert!(!en.same_stream(&de));
+        assert!(en.same_stream(&stream("https://a.example/s?wiki=en")));
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_digests_still_resumes_and_is_upgraded() {
+        let old = StreamIdentity::without_digest(
+            "https://alice:pa55w0rd@a.example/s?access_token=TOPSECRET",
+            &[],
+        );
+        let upgraded = old.upgraded(&key());
+        let json = serde_json::to_string(&upgraded).unwrap();
+        assert!(
+            !json.contains("TOPSECRET") && !json.contains("pa55w0rd"),
+            "{json}"
+        );
+        let current = identity("https://a.example/s?access_token=TOPSECRET", &[]);
+        let found = Some(Checkpoint {
+            last_event_id: "7".to_string(),
+            stream: Some(upgraded),
+        });
+        assert_eq!(
+            Resume::decide(ResumePolicy::Require, found, &current),
+            Resume::From("7".to_string())
+        );
+        let other = StreamIdentity::without_digest("https://a.example/s?wiki=de", &[]);
+        assert!(
+            !other
+                .upgraded(&key())
+                .same_stream(&stream("https://a.example/s?wiki=en"))
+        );
     }
 
     #[test]
@@ -382,15 +492,15 @@ mod tests {
             ("User-Agent".to_string(), "me".to_string()),
             ("Accept-Language".to_string(), "en".to_string()),
         ];
-        let identity = StreamIdentity::of("https://a.example/s", &headers);
+        let found = identity("https://a.example/s", &headers);
         assert_eq!(
-            identity.headers,
+            found.headers,
             vec![("accept-language".to_string(), "en".to_string())]
         );
         let other_token = [("Authorization".to_string(), "Bearer 2".to_string())];
         assert_eq!(
-            StreamIdentity::of("https://a.example/s", &other_token),
-            StreamIdentity::of("https://a.example/s", &[])
+            identity("https://a.example/s", &other_token),
+            identity("https://a.example/s", &[])
         );
     }
 }
