@@ -11,7 +11,8 @@
 # again whenever deploy/requirements.txt or the Python interpreter changes; later
 # runs need no network. Exits non-zero on any problem. deploy/tests/test_runs_as_deployed.py
 # runs the templates' commands against kinesalite and dynalite (scripts/setup.sh --tests
-# installs them; Node.js is needed) and names StatefulSet pods with `unshare --uts` (root).
+# installs them; Node.js is needed), names StatefulSet pods with `unshare --uts`, and runs each
+# container as its user on its read-only root (`unshare --mount`, setpriv; root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -522,18 +522,65 @@ fn two_shards_run_each_of_ten_pipelines_exactly_once() {
         let output = support::wait_with_limit(replica, LIMIT);
         let stderr = stderr_of(&output);
         assert!(output.status.success(), "{stderr}");
-        let ran: BTreeSet<String> = stderr
-            .lines()
-            .filter(|line| line.contains("starting"))
-            .filter_map(|line| {
-                line.split_whitespace()
-                    .find_map(|word| word.strip_prefix("pipeline="))
-                    .map(str::to_string)
-            })
-            .collect();
-        assert_eq!(ran, shards[index], "shard {index}: {stderr}");
+        assert_eq!(
+            started_pipelines(&stderr),
+            shards[index],
+            "shard {index}: {stderr}"
+        );
     }
     assert_eq!(shards[0].len() + shards[1].len(), 10);
+    for (n, server) in servers.iter().enumerate() {
+        assert_eq!(server.connections(), 1, "pipeline p{n}");
+        let delivered = numbers(&file_sink_lines(&out.join(format!("p{n}"))));
+        assert!(delivered.into_iter().eq(0..EVENTS), "pipeline p{n}");
+    }
+}
+
+/// The names of the pipelines a run's log says it started.
+fn started_pipelines(stderr: &str) -> BTreeSet<String> {
+    stderr
+        .lines()
+        .filter(|line| line.contains("starting"))
+        .filter_map(|line| {
+            line.split_whitespace()
+                .find_map(|word| word.strip_prefix("pipeline="))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The shard in the environment, as a container would set it: `run --config` once parsed
+/// every pipeline's flags with the process's `SSE_INGEST_SHARD` too and panicked (exit 101),
+/// which stopped every ECS task at start.
+#[test]
+fn a_shard_from_the_environment_runs_its_pipelines_and_never_panics() {
+    const EVENTS: u64 = 5;
+    let servers: Vec<SseServer> = (0..6)
+        .map(|_| SseServer::always(Response::text(&(0..EVENTS).map(frame).collect::<String>())))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let file = sharded_config(dir.path(), &servers, &out, false);
+    let shards = assignment(&file, 2);
+    for (index, expected) in shards.iter().enumerate() {
+        assert!(!expected.is_empty(), "shard {index} gets no pipeline");
+        let output = run_with_limit(
+            sse_ingest()
+                .arg("run")
+                .arg("--config")
+                .arg(&file)
+                .env("SSE_INGEST_SHARD", format!("{index}/2")),
+            LIMIT,
+        );
+        let stderr = stderr_of(&output);
+        assert!(output.status.success(), "shard {index}: {stderr}");
+        assert!(!stderr.contains("panicked"), "shard {index}: {stderr}");
+        assert_eq!(
+            &started_pipelines(&stderr),
+            expected,
+            "shard {index}: {stderr}"
+        );
+    }
     for (n, server) in servers.iter().enumerate() {
         assert_eq!(server.connections(), 1, "pipeline p{n}");
         let delivered = numbers(&file_sink_lines(&out.join(format!("p{n}"))));

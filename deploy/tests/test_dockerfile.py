@@ -2,10 +2,11 @@
 runs its command lines): both runtime stages run as a non-root user, write only to the
 state volume, have a health check, and the build stage cross-compiles on the build
 machine's platform; the base images are build arguments, so a release pins them by
-digest."""
+digest; the binary is the release profile's, which strips it."""
 
 import json
 import re
+import tomllib
 import unittest
 
 from support import DEPLOY, HEALTH_CHECK, STATE_DIR
@@ -88,6 +89,14 @@ class Dockerfile(unittest.TestCase):
         # Precompiling runs the built binary: only when it is the build machine's own.
         precompile = next(r for kw, r in build["body"] if kw == "RUN" and "sse-ingest precompile" in r)
         self.assertTrue(precompile.startswith('if [ "$TARGETARCH" != "$BUILDARCH" ]; then exit 0; fi;'), precompile)
+
+    def test_the_image_gets_the_stripped_release_binary(self):
+        cargo = next(r for kw, r in self.by_name["build"]["body"] if kw == "RUN" and "cargo build" in r)
+        self.assertIn("cargo build --release", cargo)
+        # No symbols or debug info in the image (strip = true is "symbols": both).
+        with open(DEPLOY.parent / "Cargo.toml", "rb") as f:
+            release = tomllib.load(f)["profile"]["release"]
+        self.assertIn(release.get("strip"), (True, "symbols"))
 
     def test_runtimes_run_as_the_non_root_user(self):
         for stage in self.runtimes:

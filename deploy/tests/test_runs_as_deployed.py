@@ -16,14 +16,21 @@ would override to run them elsewhere is changed, through the same means an opera
 - the pipelines' URLs (the ConfigMap's point at public servers; the ECS PipelinesConfig
   parameter is ours to give), which point at the local SSE server, one path per pipeline.
 
+The container's confinement is kept: the process runs as the artefact's (or the image's)
+user and group without capabilities, and where the artefact makes the root filesystem
+read-only, every mount but /proc, /sys and /dev is read-only in the process's own mount
+namespace and only the writable volumes are not, so a write outside them fails here as it
+would in the task or the pod.
+
 Each shard (task or pod) then has to start, answer /health and /ready (every pipeline
 connected to its stream, its sink and its checkpoint table), run exactly the pipelines
 `sse-ingest shards` assigns it (per /pipelines, and per the connections the SSE server saw
 from that process), write every event to the stream and its checkpoint to the table, pass
 the artefact's own health check, and exit 0 on SIGTERM within the artefact's stop timeout.
 
-Needs Node.js with kinesalite and dynalite (scripts/setup.sh --tests), unshare(1) with the
-right to make a UTS namespace (root), and the binary (SSE_INGEST_BIN). On its own:
+Needs Node.js with kinesalite and dynalite (scripts/setup.sh --tests), unshare(1) and
+setpriv(1) (util-linux) with the right to make UTS and mount namespaces and to change user
+(root), and the binary (SSE_INGEST_BIN). On its own:
 
     target/deploy-venv/bin/python -m unittest discover -s deploy/tests -p test_runs_as_deployed.py -v
 """
@@ -33,6 +40,7 @@ import http.server
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -160,6 +168,8 @@ def precompiled_components(test, image):
     if "dir" not in _PRECOMPILED:
         command = [str(binary(test)), "precompile"]
         directory = Path(tempfile.mkdtemp(prefix="sse-ingest-precompiled-"))
+        # The image's /usr/local/lib: readable by its runtime user, owned by root.
+        directory.chmod(0o755)
         _PRECOMPILED["dir"] = directory
         _PRECOMPILED["result"] = subprocess.run(
             command + [str(directory)], capture_output=True, text=True, timeout=PRECOMPILE_LIMIT
@@ -458,13 +468,78 @@ class SseServer:
 # ---------------------------------------------------------------------- the process
 
 
+class Confinement:
+    """What the orchestrator confines a container to, as its artefact (or the image) says:
+    a user and group, no capabilities, and perhaps a read-only root filesystem with its
+    writable volumes. Applied by `wrap` with a mount namespace and setpriv(1)."""
+
+    def __init__(self, user, read_only_root, writable):
+        uid, _, gid = str(user).partition(":")
+        # A user without a group runs with the user's own group (the image's 65532:65532).
+        self.uid, self.gid = int(uid), int(gid or uid)
+        self.read_only_root = bool(read_only_root)
+        self.writable = [Path(p) for p in writable]
+        for path in self.writable:
+            # The runtime gives a volume to the container's user (the image's directory
+            # owner on ECS, fsGroup on Kubernetes).
+            os.chown(path, self.uid, self.gid)
+
+    def wrap(self, argv, hostname=None):
+        """`argv` run as the container would run it (the process id stays the same)."""
+        script, namespaces = ["set -eu"], []
+        if hostname is not None:
+            namespaces.append("--uts")
+            script.append(f"hostname {shlex.quote(hostname)}")
+        if self.read_only_root:
+            namespaces.append("--mount")
+            volumes = [shlex.quote(str(path)) for path in self.writable]
+            script += [f"mount --bind {v} {v}" for v in volumes]
+            # Every other mount read-only (in this namespace only); the kernel's own
+            # filesystems stay as a container runtime leaves them.
+            script.append(
+                "awk '{print $5}' /proc/self/mountinfo | sort -u | while read -r point; do\n"
+                f"  case $point in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*{''.join('|' + v for v in volumes)}) continue ;; esac\n"
+                '  mount -o remount,bind,ro "$point"\n'
+                "done"
+            )
+        script.append(
+            f"exec setpriv --reuid={self.uid} --regid={self.gid} --clear-groups --no-new-privs"
+            ' --inh-caps=-all --bounding-set=-all -- "$@"'
+        )
+        for tool in ("unshare", "setpriv"):
+            if shutil.which(tool) is None:
+                raise AssertionError(f"{tool}(1) (util-linux) is needed to confine the container")
+        prefix = [shutil.which("unshare"), *namespaces] if namespaces else []
+        return [*prefix, "sh", "-c", "\n".join(script), "sh", *argv]
+
+    def check(self, test, pid, name):
+        """The running process `pid` is confined so (a wrapper that did nothing fails here)."""
+        status = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines()
+        )
+        test.assertNotEqual(self.uid, 0, f"{name} runs as root")
+        test.assertEqual(status["Uid"].split(), [str(self.uid)] * 4, f"{name}'s user")
+        test.assertEqual(status["Gid"].split(), [str(self.gid)] * 4, f"{name}'s group")
+        test.assertEqual(int(status["CapEff"], 16), 0, f"{name}'s capabilities")
+        test.assertEqual(int(status["CapBnd"], 16), 0, f"{name}'s capability bounding set")
+        mounts = {}
+        for line in Path(f"/proc/{pid}/mountinfo").read_text(encoding="utf-8").splitlines():
+            fields = line.split()
+            # The last mount at a point is the one the process sees.
+            mounts[fields[4]] = fields[5].split(",")
+        test.assertEqual("ro" in mounts["/"], self.read_only_root, f"{name}'s root filesystem: {mounts['/']}")
+        if self.read_only_root:
+            for path in self.writable:
+                test.assertIn("rw", mounts.get(str(path), []), f"{name}'s volume {path}")
+
+
 class Container:
     """One container as the artefact describes it, mapped to this machine, then run."""
 
-    def __init__(self, test, label, argv, env, workdir, paths, hostname=None, token=None):
+    def __init__(self, test, label, argv, env, workdir, paths, confinement, hostname=None, token=None):
         self.test, self.label = test, label
         self.argv, self.env, self.workdir, self.paths = argv, env, workdir, paths
-        self.hostname, self.token = hostname, token
+        self.confinement, self.hostname, self.token = confinement, hostname, token
         # What the orchestrator runs to see the container is healthy: set by the artefact.
         self.health_check = None
         self.log_path = Path(workdir).parent / "container.log"
@@ -479,12 +554,9 @@ class Container:
         return Path(source).read_text(encoding="utf-8")
 
     def start(self):
-        argv = self.argv
-        if self.hostname is not None:
-            unshare = shutil.which("unshare")
-            self.test.assertIsNotNone(unshare, "unshare(1) (util-linux) is needed to give the pod its hostname")
-            # A UTS namespace of its own, named as the pod; `exec` keeps the process id.
-            argv = [unshare, "--uts", "sh", "-c", 'hostname "$1" && shift && exec "$@"', "sh", self.hostname, *argv]
+        # Its user, its read-only root, and for a pod a UTS namespace of its own named as
+        # the pod; `exec` keeps the process id.
+        argv = self.confinement.wrap(self.argv, hostname=self.hostname)
         log = open(self.log_path, "wb")
         self.test.addCleanup(log.close)
         self.process = subprocess.Popen(
@@ -495,6 +567,7 @@ class Container:
     def wait_for_admin(self):
         """The admin API's address, from the log (its port was the system's choice)."""
         self.admin = wait_until(f"{self.name()}: `admin API listening` in the log", self.admin_address)
+        self.confinement.check(self.test, self.process.pid, self.name())
 
     def name(self):
         return self.label
@@ -757,11 +830,17 @@ class EcsShards(RunsAsDeployed):
         paths = Paths()
         paths.add(self.image.entrypoint[0], binary(self))
         paths.add(self.image.env["SSE_INGEST_PRECOMPILED_DIR"], precompiled)
+        writable = []
         for mount in definition.get("MountPoints", []):
             # Task storage (a volume without a host path): an empty directory per task.
             local = root / f"mount-{mount['SourceVolume']}"
             local.mkdir(exist_ok=True)
             paths.add(mount["ContainerPath"], local)
+            if not mount.get("ReadOnly", False):
+                writable.append(local)
+        confinement = Confinement(
+            definition.get("User", self.image.user), definition.get("ReadonlyRootFilesystem", False), writable
+        )
         workdir = Path(paths.map(definition.get("WorkingDirectory", self.image.workdir)))
         self.assertTrue(workdir.is_dir(), f"the working directory {workdir} is not a volume")
 
@@ -782,7 +861,7 @@ class EcsShards(RunsAsDeployed):
             env[name] = paths.map_in_config(env[name])
         env.update(aws.environment())
         env["SSE_INGEST_ADMIN"] = "127.0.0.1:0"
-        container = Container(self, label, argv, env, str(workdir), paths)
+        container = Container(self, label, argv, env, str(workdir), paths, confinement)
         container.health_check = self.ecs_health_check(definition)
         return container
 
@@ -794,7 +873,10 @@ class EcsShards(RunsAsDeployed):
                 container.admin if re.fullmatch(r"127\.0\.0\.1:\d+", a) else container.paths.map(a)
                 for a in command[1:]
             ]
-            result = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=container.env)
+            # Inside the container: as its user, on its read-only root.
+            result = subprocess.run(
+                container.confinement.wrap(argv), capture_output=True, text=True, timeout=60, env=container.env
+            )
             self.assertEqual(result.returncode, 0, f"the task's health check {argv}:\n{result.stderr}")
 
         return check
@@ -806,6 +888,7 @@ class EcsShards(RunsAsDeployed):
         self.addCleanup(server.close)
         pipelines_config = self.pipelines_config(server)
         root = Path(tempfile.mkdtemp(prefix="sse-ingest-ecs-"))
+        root.chmod(0o755)
         self.addCleanup(shutil.rmtree, root, ignore_errors=True)
 
         containers, definitions = {}, {}
@@ -850,19 +933,28 @@ class StatefulSetPods(RunsAsDeployed):
         paths = Paths()
         paths.add(self.image.entrypoint[0], binary(self))
         paths.add(self.image.env["SSE_INGEST_PRECOMPILED_DIR"], precompiled)
-        config_files = []
+        config_files, writable = [], []
         for mount in self.container.get("volumeMounts", []):
             self.assertNotIn("subPath", mount, "subPath mounts are not mapped here")
             volume = volumes[mount["name"]]
             local = root / f"volume-{mount['name']}"
             local.mkdir(parents=True)
             if "configMap" in volume:
+                # A ConfigMap volume is read-only whatever the mount says.
                 for key, text in self.configmaps[volume["configMap"]["name"]]["data"].items():
                     (local / key).write_text(text, encoding="utf-8")
                     config_files.append(local / key)
             else:
                 self.assertIn("emptyDir", volume, f"volume {mount['name']}: only configMap and emptyDir are mapped")
+                if not mount.get("readOnly", False):
+                    writable.append(local)
             paths.add(mount["mountPath"], local)
+        # The container's securityContext over the pod's, over the image's USER.
+        pod_context = self.pod.get("securityContext", {})
+        context = {**pod_context, **self.container.get("securityContext", {})}
+        image_uid, _, image_gid = self.image.user.partition(":")
+        user = f"{context.get('runAsUser', image_uid)}:{context.get('runAsGroup', image_gid or image_uid)}"
+        confinement = Confinement(user, context.get("readOnlyRootFilesystem", False), writable)
         workdir = Path(paths.map(self.container.get("workingDir", self.image.workdir)))
         self.assertTrue(workdir.is_dir(), f"the working directory {workdir} is not a volume")
 
@@ -894,7 +986,7 @@ class StatefulSetPods(RunsAsDeployed):
         env.update(aws.environment())
         env["SSE_INGEST_ADMIN"] = "127.0.0.1:0"
         container = Container(
-            self, f"pod {hostname}", argv, env, str(workdir), paths, hostname=hostname, token=ADMIN_TOKEN
+            self, f"pod {hostname}", argv, env, str(workdir), paths, confinement, hostname=hostname, token=ADMIN_TOKEN
         )
         container.health_check = self.probes
         return container
@@ -923,6 +1015,7 @@ class StatefulSetPods(RunsAsDeployed):
         urls = {p["url"]: server.url(p["name"]) for p in config["pipeline"]}
         self.assertEqual(len(urls), len(config["pipeline"]), "two pipelines read the same URL")
         root = Path(tempfile.mkdtemp(prefix="sse-ingest-pods-"))
+        root.chmod(0o755)
         self.addCleanup(shutil.rmtree, root, ignore_errors=True)
 
         replicas = self.sts["spec"]["replicas"]
