@@ -225,7 +225,7 @@ fn a_filter_memory_below_what_the_largest_batch_needs_is_refused_naming_both_fig
 
 /// Event `n`: JSON over two `data:` lines for even `n`, three lines of text for odd `n`.
 fn multi_line_frame(n: u64) -> String {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         format!("id: {n}\ndata: {{\"n\":{n},\ndata: \"part\":\"second of {n}\"}}\n\n")
     } else {
         format!("id: {n}\ndata: first of {n}\ndata: second of {n}\ndata: third of {n}\n\n")
@@ -244,7 +244,7 @@ fn a_thousand_events_of_several_data_lines_are_a_thousand_whole_lines_in_raw_for
     for (n, line) in (0u64..).zip(&lines) {
         let value: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("line {n} is not one JSON value ({e}): {line}"));
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             assert_eq!(value["n"], n, "line {n}: {line}");
             assert_eq!(value["part"], format!("second of {n}"), "line {n}: {line}");
         } else {
