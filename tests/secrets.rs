@@ -151,3 +151,85 @@ fn a_redirect_to_another_origin_drops_the_given_headers_unless_told_to_keep_them
         assert_eq!(moved.header("X-Api-Key"), expected, "keep: {keep}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_in_the_url_never_reach_the_dynamodb_checkpoint() {
+    const TABLE: &str = "secret-checkpoints";
+    let dynalite = support::dynalite::Dynalite::start();
+    dynalite.create_checkpoint_table(TABLE).await;
+    let server = SseServer::always(Response::text(
+        &(0..10)
+            .map(|n| format!("id: {n}\ndata: {{\"n\":{n}}}\n\n"))
+            .collect::<String>(),
+    ));
+    let url = format!(
+        "http://alice:{PASSWORD}@{}/s?access_token={TOKEN}&wiki=en",
+        server.address()
+    );
+    let (state, out) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut command = run_command(&url, state.path());
+    command.args(["--once", "--sink", &file_sink(out.path())]);
+    command.args(["--checkpoint-store", &format!("dynamodb:{TABLE}")]);
+    command.args(["--checkpoint-endpoint-url", &dynalite.endpoint()]);
+    command.args(["--region", "us-east-1"]);
+    command
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env_remove("AWS_PROFILE");
+    let output = tokio::task::spawn_blocking(move || run_with_limit(&mut command, LIMIT))
+        .await
+        .unwrap();
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_no_secret("the log", &stderr);
+    let item = dynalite
+        .item(TABLE, "default")
+        .await
+        .expect("the checkpoint item");
+    assert_eq!(
+        support::dynalite::field(&item, "last_event_id"),
+        Some("9"),
+        "{item:?}"
+    );
+    let text = format!("{item:?}");
+    assert!(text.contains("access_token=[redacted]"), "{text}");
+    assert!(text.contains("hmac-sha256:"), "{text}");
+    assert_no_secret("the DynamoDB item", &text);
+}
+
+#[test]
+fn a_url_from_the_environment_in_a_config_file_is_a_secret_too() {
+    let server = SseServer::always(Response::text("id: 1\ndata: one\n\n"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
+    let file = dir.path().join("sse-ingest.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "state_dir = {:?}\ncache_dir = {:?}\n\n[[pipeline]]\nname = \"env-url\"\n\
+             url = \"${{SSE_INGEST_TEST_URL}}\"\nsink = \"file:{}\"\nonce = true\n",
+            dir.path().join("state").display().to_string(),
+            cache.display().to_string(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let mut command = support::sse_ingest();
+    command.args(["run", "--config"]).arg(&file).env(
+        "SSE_INGEST_TEST_URL",
+        format!(
+            "http://alice:{PASSWORD}@{}/s?access_token={TOKEN}",
+            server.address()
+        ),
+    );
+    let output = run_with_limit(&mut command, LIMIT);
+    let stderr = stderr_of(&output);
+    assert!(output.status.success(), "{stderr}");
+    assert_no_secret("the log", &stderr);
+    assert_eq!(
+        server.requests()[0].header("Authorization"),
+        Some(format!("Basic {BASIC}").as_str())
+    );
+    assert_eq!(support::file_sink_lines(&out), vec!["one".to_string()]);
+}
