@@ -381,3 +381,78 @@ fn a_rotated_secret_file_restarts_the_pipeline_that_sends_it() {
     );
     assert!(!stderr.contains("secret-value"), "{stderr}");
 }
+
+/// `GET path` over TLS to 127.0.0.1:`port`, trusting `ca`, naming the server `localhost`.
+fn https_get(port: u16, ca: &support::tls::TestCa, path: &str) -> std::io::Result<String> {
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(ca.client_config(), name).unwrap();
+    let socket = TcpStream::connect(("127.0.0.1", port))?;
+    socket.set_read_timeout(Some(LIMIT))?;
+    let mut stream = rustls::StreamOwned::new(connection, socket);
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    match stream.read_to_string(&mut answer) {
+        Ok(_) => Ok(answer),
+        // A server that closes without close_notify after a whole answer.
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => {
+            Ok(answer)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+#[test]
+fn with_tls_configured_the_api_answers_over_https_with_a_certificate_of_the_test_ca_only() {
+    let ca = support::tls::TestCa::new("sse-ingest admin test CA");
+    let identity = ca.issue(
+        &["localhost", "127.0.0.1"],
+        support::tls::Validity::Current,
+        false,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("admin.crt"), dir.path().join("admin.key"));
+    std::fs::write(&cert, &identity.certificate_pem).unwrap();
+    std::fs::write(&key, &identity.key_pem).unwrap();
+    let hold = Gate::default();
+    let server = one_event_then_hold(&hold);
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache");
+    let file = dir.path().join("sse-ingest.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "state_dir = {:?}\ncache_dir = {:?}\n\n[admin]\naddress = \"127.0.0.1:0\"\n\
+             tls_cert = {:?}\ntls_key = {:?}\n\n[[pipeline]]\nname = \"p\"\nurl = \"{}\"\n\
+             sink = \"file:{}\"\n",
+            dir.path().join("state").display().to_string(),
+            cache.display().to_string(),
+            cert.display().to_string(),
+            key.display().to_string(),
+            server.url("/"),
+            dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let mut command = support::sse_ingest();
+    command.args(["run", "--config"]).arg(&file);
+    let running = WithAdmin::spawn(&mut command);
+    running.wait_for_log("tls=true", LIMIT);
+
+    let answer = https_get(running.port, &ca, "/health").unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let answer = https_get(running.port, &ca, "/pipelines").unwrap();
+    assert!(answer.contains("\"p\""), "{answer}");
+    // Plain HTTP on the same port gets no answer of the API.
+    let plain = http_request(running.port, "GET", "/health", b"");
+    assert!(
+        !matches!(plain, Ok((200, _))),
+        "plain HTTP was answered: {plain:?}"
+    );
+    // A client that trusts another CA refuses the API's certificate.
+    let other = support::tls::TestCa::new("another CA");
+    assert!(https_get(running.port, &other, "/health").is_err());
+    hold.open();
+    let _ = running.kill();
+}

@@ -62,6 +62,19 @@ impl TestCa {
         }
     }
 
+    /// A client configuration that trusts this CA only.
+    pub fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.certificate.clone()).unwrap();
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
     /// Writes the CA certificate as PEM into `dir`; the path is what `--ca-file` takes.
     pub fn write_pem(&self, dir: &Path) -> PathBuf {
         let path = dir.join("test-ca.pem");
