@@ -337,11 +337,14 @@ class LocalAws:
         return out
 
     def checkpoints(self):
-        """Every item of the checkpoint table, as {attribute: plain value}."""
+        """Every checkpoint item of the table, as {attribute: plain value}: all items but the
+        deployment's stream key (`#stream-key`, or `NS/#stream-key`), which keys the hashes of
+        the stream URLs and is no pipeline's."""
         items = aws_call(
             self.dynamodb, "dynamodb", "DynamoDB_20120810.Scan", {"TableName": self.table, "ConsistentRead": True}
         )["Items"]
-        return [{name: next(iter(value.values())) for name, value in item.items()} for item in items]
+        plain = [{name: next(iter(value.values())) for name, value in item.items()} for item in items]
+        return [item for item in plain if not item["pipeline"].split("/")[-1].startswith("#")]
 
 
 def event_of(record):
