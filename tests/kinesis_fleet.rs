@@ -62,10 +62,7 @@ async fn two_hundred_pipelines_on_three_streams_describe_each_stream_once() {
     );
     let mut command = sse_ingest();
     command.args(["run", "--config"]).arg(&file);
-    command
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env_remove("AWS_PROFILE");
+    support::local_aws_credentials(&mut command);
     let output = tokio::task::spawn_blocking(move || run_with_limit(&mut command, LIMIT))
         .await
         .unwrap();

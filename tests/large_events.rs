@@ -60,16 +60,6 @@ fn json_payload(n: usize, size: usize) -> String {
     data
 }
 
-/// The peak resident memory of process `pid` so far, in KiB.
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
-}
-
 /// What one run left behind.
 struct Ran {
     peak_rss_kib: u64,
@@ -91,7 +81,7 @@ fn run_until_written(frames: Vec<String>, records: usize, state: &Path, extra: &
         LIMIT,
     );
     let elapsed = started.elapsed();
-    let peak_rss_kib = peak_rss_kib(running.child.id());
+    let peak_rss_kib = support::peak_rss_bytes(running.child.id()) / 1024;
     let written = running
         .metric("sse_ingest_records_written_total{pipeline=\"default\"}")
         .unwrap();

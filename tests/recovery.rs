@@ -38,14 +38,6 @@ fn address_of(endpoint: &str) -> SocketAddr {
     endpoint.trim_start_matches("http://").parse().unwrap()
 }
 
-/// The dummy credentials kinesalite and dynalite accept; no profile of the machine's.
-fn local_credentials(command: &mut Command) {
-    command
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env_remove("AWS_PROFILE");
-}
-
 /// The `n` of every record of `stream`, sorted.
 async fn stream_numbers(kinesalite: &Kinesalite, stream: &str) -> Vec<u64> {
     let mut found: Vec<u64> = read_stream(&kinesalite.client(), stream)
@@ -79,7 +71,7 @@ async fn a_kinesis_endpoint_refusing_connections_for_ten_seconds_gets_every_even
         "us-east-1",
     ]);
     command.args(["--endpoint-url", &gateway.endpoint()]);
-    local_credentials(&mut command);
+    support::local_aws_credentials(&mut command);
     let output = tokio::task::spawn_blocking(move || run_with_limit(&mut command, LIMIT))
         .await
         .unwrap();
@@ -120,7 +112,7 @@ async fn a_checkpoint_table_answering_500_for_ten_seconds_only_delays_the_start(
     command.args(["--checkpoint-store", &format!("dynamodb:{TABLE}")]);
     command.args(["--checkpoint-endpoint-url", &gateway.endpoint()]);
     command.args(["--region", "us-east-1"]);
-    local_credentials(&mut command);
+    support::local_aws_credentials(&mut command);
     let output = tokio::task::spawn_blocking(move || run_with_limit(&mut command, LIMIT))
         .await
         .unwrap();
@@ -213,7 +205,7 @@ async fn one_pipelines_kinesis_outage_leaves_the_other_two_writing_on_their_one_
     );
     let mut command = sse_ingest();
     command.args(["run", "--config"]).arg(&file);
-    local_credentials(&mut command);
+    support::local_aws_credentials(&mut command);
     let running = tokio::task::spawn_blocking(move || WithAdmin::spawn(&mut command))
         .await
         .unwrap();

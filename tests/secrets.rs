@@ -172,10 +172,7 @@ async fn credentials_in_the_url_never_reach_the_dynamodb_checkpoint() {
     command.args(["--checkpoint-store", &format!("dynamodb:{TABLE}")]);
     command.args(["--checkpoint-endpoint-url", &dynalite.endpoint()]);
     command.args(["--region", "us-east-1"]);
-    command
-        .env("AWS_ACCESS_KEY_ID", "local")
-        .env("AWS_SECRET_ACCESS_KEY", "local")
-        .env_remove("AWS_PROFILE");
+    support::local_aws_credentials(&mut command);
     let output = tokio::task::spawn_blocking(move || run_with_limit(&mut command, LIMIT))
         .await
         .unwrap();

@@ -85,6 +85,32 @@ pub fn isolated(command: &mut Command, state_dir: &Path) {
         .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache"));
 }
 
+/// The dummy credentials kinesalite and dynalite accept, and no profile of the machine's, for
+/// a command that reaches them.
+pub fn local_aws_credentials(command: &mut Command) {
+    command
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env_remove("AWS_PROFILE");
+}
+
+/// The peak resident memory (`VmHWM`) of process `pid` so far, in bytes.
+pub fn peak_rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"))
+        * 1024
+}
+
 /// `sse-ingest run --url URL` with a private state dir; callers add `--once`, the sink and
 /// whatever else the test needs.
 pub fn run_command(url: &str, state_dir: &Path) -> Command {

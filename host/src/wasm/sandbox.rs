@@ -54,6 +54,17 @@ impl SandboxLimiter {
     }
 }
 
+/// Moves `total` (over every memory, or every table) by one of them growing from `current`
+/// to `desired`, unless the new total would pass `cap`: then the total it would have been.
+fn grow_total(total: &mut usize, current: usize, desired: usize, cap: usize) -> Result<(), usize> {
+    let grown = total.saturating_sub(current).saturating_add(desired);
+    if grown > cap {
+        return Err(grown);
+    }
+    *total = grown;
+    Ok(())
+}
+
 impl ResourceLimiter for SandboxLimiter {
     fn memory_growing(
         &mut self,
@@ -61,16 +72,11 @@ impl ResourceLimiter for SandboxLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .memory_total
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if total > self.memory_limit {
+        let grown = grow_total(&mut self.memory_total, current, desired, self.memory_limit);
+        if let Err(total) = grown {
             self.refused_memory = Some(total);
-            return Ok(false);
         }
-        self.memory_total = total;
-        Ok(true)
+        Ok(grown.is_ok())
     }
 
     fn table_growing(
@@ -79,15 +85,13 @@ impl ResourceLimiter for SandboxLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = self
-            .table_elements
-            .saturating_sub(current)
-            .saturating_add(desired);
-        if total > MAX_TABLE_ELEMENTS {
-            return Ok(false);
-        }
-        self.table_elements = total;
-        Ok(true)
+        Ok(grow_total(
+            &mut self.table_elements,
+            current,
+            desired,
+            MAX_TABLE_ELEMENTS,
+        )
+        .is_ok())
     }
 
     fn instances(&self) -> usize {
