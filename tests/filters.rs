@@ -662,7 +662,8 @@ fn the_rust_harness_runs_a_filter_component_in_cargo_test() {
             event("message", &wiki_event(7)),
             event("message", "not json"),
         ])
-        .unwrap();
+        .unwrap()
+        .records;
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].partition_key.as_deref(), Some("enwiki"));
     let projected: Value = serde_json::from_slice(&records[0].data).unwrap();
@@ -689,7 +690,7 @@ fn records_a_filter_pushed_before_failing_never_reach_the_next_batch() {
         outcomes[0]
     );
     let next = outcomes[1].as_ref().unwrap();
-    let data: Vec<&[u8]> = next.iter().map(|r| &r.data[..]).collect();
+    let data: Vec<&[u8]> = next.records.iter().map(|r| &r.data[..]).collect();
     assert_eq!(
         data,
         vec![&b"next"[..]],

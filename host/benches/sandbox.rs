@@ -4,16 +4,33 @@
 //!
 //! Run: `cargo bench -p sse-ingest --bench sandbox` (add `--profile dev` to
 //! skip the release build; dependencies are optimised in dev too).
+//!
+//! It calls the component directly, below the host's filter layer, so it runs the
+//! committed `sse-ingest:pipeline@0.1.0` build of `json-match`
+//! (`tests/fixtures/filters-0.1`), whose world it binds itself.
 
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
-use sse_ingest::wasm::filter::bindings::Filter;
-use sse_ingest::wasm::filter::bindings::sse_ingest::pipeline::filter_types::{
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "filter",
+        imports: { default: async | trappable },
+        exports: { default: async },
+        with: {
+            "sse-ingest:pipeline/types": ::sse_ingest::wasm::source::bindings::sse_ingest::pipeline::types,
+            "sse-ingest:pipeline/log": ::sse_ingest::wasm::source::bindings::sse_ingest::pipeline::log,
+        },
+    });
+}
+
+use bindings::Filter;
+use bindings::sse_ingest::pipeline::filter_types::{
     self, KeyStrategy, OutputFormat, PipelineContext,
 };
-use sse_ingest::wasm::filter::bindings::sse_ingest::pipeline::kinesis::{self, OutputRecord};
+use bindings::sse_ingest::pipeline::kinesis::{self, OutputRecord};
 use sse_ingest::wasm::source::bindings::sse_ingest::pipeline::{log, types};
 use sse_ingest::wasm::source::{Event, Level};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -57,7 +74,11 @@ enum Meter {
 }
 
 fn main() {
-    let wasm = sse_ingest::wasm::components::builtin_filter("json-match").unwrap();
+    let wasm = &std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/fixtures/filters-0.1/json_match_filter.wasm"
+    ))
+    .unwrap()[..];
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/fixtures/wikimedia-recentchange-sample.ndjson"

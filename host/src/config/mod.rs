@@ -327,6 +327,20 @@ impl PipelineConfig {
         self.secrets.redact(&crate::net::shown_url(&self.url))
     }
 
+    /// The streams a routing filter may send to: the Kinesis sink's own and
+    /// `--allow-stream`; none when no other stream is allowed, so that a filter importing
+    /// the `routing` interface is refused there.
+    pub fn routable_streams(&self) -> Vec<String> {
+        match &self.sink {
+            SinkSpec::Kinesis(options) if !self.allowed_streams.is_empty() => {
+                std::iter::once(options.producer.stream.clone())
+                    .chain(self.allowed_streams.iter().cloned())
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Checks what no single flag can: how the settings fit together. Every front end
     /// (flags, properties) ends here.
     pub fn validate(self) -> Result<Self, ConfigError> {

@@ -204,7 +204,7 @@ pipeline_metrics! {
     /// Events handed to the filter (after replays were dropped).
     events_delivered: Counter = "events_delivered", "Events handed to the filter, after replays were dropped";
     /// Events a filter made no record of: per batch, events minus records when fewer.
-    events_filtered_out: Counter = "events_filtered_out", "Events the filter made no record of (per batch: events minus records, when fewer)";
+    events_filtered_out: Counter = "events_filtered_out", "Events the filter made no record of (exact for sse-ingest:filter@0.2.0 filters; for 0.1 filters, per batch: events minus records, when fewer)";
     /// Bytes of event data received (the `data` fields, after parsing).
     bytes_received: Counter = "bytes_received", "Bytes of event data received";
     /// Records written and acknowledged by the sink.
@@ -221,6 +221,7 @@ pipeline_metrics! {
     http_statuses: LabeledCounter("status") = "http_statuses", "HTTP responses by status, redirect hops included";
     /// Batches a filter failed on.
     filter_errors: Counter = "filter_errors", "Batches a filter failed on";
+    filter_event_failures: Counter = "filter_event_failures", "Events a filter failed one by one (dead-lettered with its reason while the rest of the batch went on)";
     /// Events or records written to the dead-letter output.
     dead_letters: Counter = "dead_letters", "Events or records written to the dead-letter output";
     /// Batches on which the filter trapped (a panic, its CPU budget, its memory limit).

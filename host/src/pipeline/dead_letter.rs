@@ -3,8 +3,9 @@
 //!
 //! `DIR/PIPELINE/YYYY/MM/DD/HH/….ndjson` (the file sink's layout), one JSON
 //! object per line: `{"reason", "pipeline", "at", "kind", ...}` where `kind`
-//! is `event` (a batch a filter failed on: the events, so nothing is lost)
-//! or `record` (a record the sink refused: its bytes in base64).
+//! is `event` (a batch a filter failed on, or one event it failed alone: the events, so
+//! nothing is lost) or `record` (a record the stream rule or the sink refused: its bytes
+//! in base64, and its `event` when the filter's contract names it).
 //!
 //! They are bounded (`--dead-letter-max-bytes`, all files of the pipeline's directory,
 //! measured at start): a write past the bound fails with [`SinkError::Full`], and the
@@ -70,12 +71,7 @@ impl DeadLetters {
                     "reason": reason,
                     "pipeline": self.pipeline,
                     "at": at,
-                    "event": {
-                        "event": event.event_type,
-                        "id": event.id,
-                        "data": event.data,
-                        "received_at_ms": event.received_at_ms,
-                    },
+                    "event": event_json(event),
                 }))
             })
             .collect();
@@ -84,17 +80,18 @@ impl DeadLetters {
         Ok(())
     }
 
-    /// Writes records the sink refused for good, each with its reason.
+    /// Writes records that cannot be written, each with its reason and, when known, the
+    /// event it was made from (so the event itself is never lost).
     pub fn write_records(
         &mut self,
-        letters: &[(Record, String)],
+        letters: &[(Record, String, Option<Event>)],
         metrics: &Metrics,
     ) -> Result<(), SinkError> {
         let at = now_rfc3339();
         let lines: Vec<Record> = letters
             .iter()
-            .map(|(record, reason)| {
-                line(json!({
+            .map(|(record, reason, event)| {
+                let mut letter = json!({
                     "kind": "record",
                     "reason": reason,
                     "pipeline": self.pipeline,
@@ -102,7 +99,11 @@ impl DeadLetters {
                     "partition_key": record.partition_key,
                     "stream": record.stream,
                     "data_base64": base64::engine::general_purpose::STANDARD.encode(&record.data),
-                }))
+                });
+                if let Some(event) = event {
+                    letter["event"] = event_json(event);
+                }
+                line(letter)
             })
             .collect();
         self.sink.write(&lines)?;
@@ -132,6 +133,16 @@ fn line(value: serde_json::Value) -> Record {
         partition_key: None,
         stream: None,
     }
+}
+
+/// An event as dead letters hold it.
+fn event_json(event: &Event) -> serde_json::Value {
+    json!({
+        "event": event.event_type,
+        "id": event.id,
+        "data": event.data,
+        "received_at_ms": event.received_at_ms,
+    })
 }
 
 fn now_rfc3339() -> String {

@@ -19,9 +19,10 @@ use tokio::sync::watch;
 
 use crate::config::FilterLimits;
 use crate::core::metrics::Metrics;
-use crate::core::record::Record;
 use crate::wasm::compiled_filters::CompiledFilters;
-use crate::wasm::filter::{FilterComponent, FilterContext, FilterError, FilterInstance};
+use crate::wasm::filter::{
+    FilterComponent, FilterContext, FilterError, FilterInstance, FilterOutput,
+};
 use crate::wasm::source::Event;
 
 use crate::config::OnFilterError;
@@ -175,9 +176,10 @@ struct Previous {
 /// What a batch became.
 #[derive(Debug, Default)]
 pub struct Handled {
-    /// Records for the sink, in order.
-    pub records: Vec<Record>,
-    /// Set when the batch goes to the dead-letter output instead: the reason.
+    /// What the filter made of it: records for the sink (each with its event, when the
+    /// filter's contract names it) and the events it failed one by one.
+    pub output: FilterOutput,
+    /// Set when the whole batch goes to the dead-letter output instead: the reason.
     pub dead_letter_reason: Option<String>,
 }
 
@@ -324,10 +326,10 @@ impl FilterStage {
             self.last_probe_refresh = Some(Instant::now());
         }
         match self.current.instance.handle(events).await {
-            Ok(records) => {
+            Ok(output) => {
                 self.after_success();
                 Ok(Handled {
-                    records,
+                    output,
                     dead_letter_reason: None,
                 })
             }
@@ -442,8 +444,8 @@ impl FilterStage {
                 "rolled back to the previous filter; re-running the batch on it"
             );
             return match self.current.instance.handle(events).await {
-                Ok(records) => Ok(Handled {
-                    records,
+                Ok(output) => Ok(Handled {
+                    output,
                     dead_letter_reason: None,
                 }),
                 Err(again) => self.apply_policy(again).await,
@@ -463,7 +465,7 @@ impl FilterStage {
             .instantiate(&self.context, &self.current.config, self.limits)
             .await?;
         Ok(Handled {
-            records: Vec::new(),
+            output: FilterOutput::default(),
             dead_letter_reason: Some(format!(
                 "filter version {} ({}) failed: {error}",
                 self.current.number, self.current.label
@@ -490,6 +492,7 @@ mod tests {
             source_url: "http://127.0.0.1/test".into(),
             format: crate::core::format::Format::Raw,
             partition_key: crate::core::partition::KeyStrategy::EventId,
+            routable_streams: Vec::new(),
         }
     }
 
@@ -545,7 +548,7 @@ mod tests {
             requested_at: Instant::now(),
         });
         let handled = stage.handle(&[event("fine")]).await.unwrap();
-        assert_eq!(handled.records.len(), 1);
+        assert_eq!(handled.output.records.len(), 1);
         number
     }
 
@@ -572,7 +575,7 @@ mod tests {
             let handled = again.handle(&[event("trap")]).await.unwrap();
             if rolls_back {
                 assert_eq!(handled.dead_letter_reason, None);
-                assert_eq!(handled.records.len(), 1, "re-run on version 1");
+                assert_eq!(handled.output.records.len(), 1, "re-run on version 1");
                 assert_eq!(*versions.borrow(), 1);
                 assert_eq!(live.recall().map(|r| r.live.number), Some(1));
             } else {

@@ -163,6 +163,7 @@ impl Pipeline {
             source_url: self.config.shown_url(),
             format: self.config.format,
             partition_key: self.config.partition_key.clone(),
+            routable_streams: self.config.routable_streams(),
         }
     }
 
@@ -450,15 +451,33 @@ impl Pipeline {
         let handled = stage.handle(&batch.events).await?;
         let given = batch.events.len() as u64;
         self.metrics.events_delivered.add(given);
-        if handled.dead_letter_reason.is_none() {
-            self.metrics
-                .events_filtered_out
-                .add(given.saturating_sub(handled.records.len() as u64));
+        let output = handled.output;
+        let mut failed_events = Vec::new();
+        if let Some(reason) = handled.dead_letter_reason {
+            failed_events.push((std::mem::take(&mut batch.events), reason));
+        } else {
+            self.metrics.events_filtered_out.add(output.filtered_out);
+            for (index, reason) in output.failed {
+                if let Some(event) = batch.events.get(index as usize) {
+                    self.metrics.filter_event_failures.inc();
+                    tracing::warn!(pipeline = %self.config.name, event_id = %event.id, %reason, "the filter failed an event: dead-lettered, the rest of the batch goes on");
+                    failed_events.push((vec![event.clone()], reason));
+                }
+            }
         }
-        let failed_events = handled
-            .dead_letter_reason
-            .map(|reason| (std::mem::take(&mut batch.events), reason));
-        let (records, refused_records) = streams.split(handled.records);
+        let with_origins = output
+            .records
+            .into_iter()
+            .zip(output.origins.into_iter().chain(std::iter::repeat(None)))
+            .collect();
+        let (records, refused) = streams.split(with_origins);
+        let refused_records = refused
+            .into_iter()
+            .map(|(record, origin, reason)| {
+                let event = origin.and_then(|i| batch.events.get(i as usize).cloned());
+                (record, reason, event)
+            })
+            .collect();
         let mut wait = room.wait("records");
         let mut records = records;
         let ack = loop {
@@ -512,9 +531,12 @@ async fn start_shutdown_clock_on_stop(
 #[derive(Debug)]
 struct Settle {
     ack: Ack,
-    failed_events: Option<(Vec<crate::wasm::source::Event>, String)>,
-    /// Records the stream rule kept from the sink, with the reason.
-    refused_records: Vec<(Record, String)>,
+    /// Events to dead-letter, in groups that share a reason: the whole batch when the
+    /// filter failed it, one event when the filter failed just that one.
+    failed_events: Vec<(Vec<crate::wasm::source::Event>, String)>,
+    /// Records the stream rule kept from the sink, with the reason and their event (when
+    /// the filter's contract names it).
+    refused_records: Vec<(Record, String, Option<crate::wasm::source::Event>)>,
     last_event_id: String,
 }
 
@@ -561,14 +583,14 @@ async fn settle_in_order(
                 continue;
             }
         };
-        if let Some((events, reason)) = settle.failed_events {
+        for (events, reason) in settle.failed_events {
             dead_roll_at = dead
                 .write((events, reason), |letters, (events, reason), metrics| {
                     letters.write_events(events, reason, metrics)
                 })
                 .await?;
         }
-        if let Some((_, reason)) = settle.refused_records.first() {
+        if let Some((_, reason, _)) = settle.refused_records.first() {
             tracing::warn!(records = settle.refused_records.len(), %reason, "records dead-lettered");
             dead_roll_at = dead
                 .write(settle.refused_records, |letters, refused, metrics| {
@@ -578,7 +600,7 @@ async fn settle_in_order(
         }
         let outcome = settle.ack.settled().await?;
         if !outcome.dead_letters.is_empty() {
-            let letters: Vec<(Record, String)> = outcome
+            let letters: Vec<(Record, String, Option<crate::wasm::source::Event>)> = outcome
                 .dead_letters
                 .into_iter()
                 .map(|letter| {
@@ -590,6 +612,7 @@ async fn settle_in_order(
                             stream: letter.record.stream,
                         },
                         letter.reason,
+                        None,
                     )
                 })
                 .collect();

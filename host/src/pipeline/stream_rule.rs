@@ -39,16 +39,15 @@ impl StreamRule {
     }
 
     /// Splits records into those the sink takes (in order) and dead letters with reasons.
-    pub fn split(&self, records: Vec<Record>) -> (Vec<Record>, Vec<(Record, String)>) {
-        if records.iter().all(|record| record.stream.is_none()) {
-            return (records, Vec::new());
-        }
+    /// Each record travels with `T` (the index of its event, where known), which a dead
+    /// letter keeps.
+    pub fn split<T>(&self, records: Vec<(Record, T)>) -> (Vec<Record>, Vec<(Record, T, String)>) {
         let mut kept = Vec::with_capacity(records.len());
         let mut refused = Vec::new();
-        for record in records {
+        for (record, origin) in records {
             match self.refusal(record.stream.as_deref()) {
                 None => kept.push(record),
-                Some(reason) => refused.push((record, reason)),
+                Some(reason) => refused.push((record, origin, reason)),
             }
         }
         (kept, refused)
@@ -101,17 +100,18 @@ mod tests {
     fn kinesis_takes_its_own_and_allowed_streams_and_dead_letters_the_rest() {
         let rule = StreamRule::new(&kinesis("main"), &["side".to_string()]);
         let (kept, refused) = rule.split(vec![
-            record(None),
-            record(Some("main")),
-            record(Some("side")),
-            record(Some("elsewhere")),
+            (record(None), 0),
+            (record(Some("main")), 1),
+            (record(Some("side")), 2),
+            (record(Some("elsewhere")), 3),
         ]);
         assert_eq!(kept.len(), 3);
         assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].1, 3, "the refused record keeps its event");
         assert!(
-            refused[0].1.contains("--allow-stream elsewhere"),
+            refused[0].2.contains("--allow-stream elsewhere"),
             "{}",
-            refused[0].1
+            refused[0].2
         );
     }
 
@@ -119,9 +119,9 @@ mod tests {
     fn file_and_stdout_sinks_dead_letter_any_named_stream() {
         for sink in [SinkSpec::File("out".into()), SinkSpec::Stdout] {
             let rule = StreamRule::new(&sink, &[]);
-            let (kept, refused) = rule.split(vec![record(None), record(Some("side"))]);
+            let (kept, refused) = rule.split(vec![(record(None), ()), (record(Some("side")), ())]);
             assert_eq!(kept, vec![record(None)]);
-            assert!(refused[0].1.contains("has no streams"), "{}", refused[0].1);
+            assert!(refused[0].2.contains("has no streams"), "{}", refused[0].2);
         }
     }
 }

@@ -6,16 +6,15 @@
 //!
 //! let wasm = std::fs::read("target/wasm32-wasip2/release/my_filter.wasm").unwrap();
 //! let harness = FilterHarness::new(&wasm, &[("where", "/wiki=enwiki")]).unwrap();
-//! let records = harness.run(vec![event("message", r#"{"wiki":"enwiki"}"#)]).unwrap();
-//! assert_eq!(records.len(), 1);
+//! let output = harness.run(vec![event("message", r#"{"wiki":"enwiki"}"#)]).unwrap();
+//! assert_eq!(output.records.len(), 1);
 //! ```
 
 use wasmtime::Engine;
 
 use crate::config::FilterLimits;
 use crate::core::format::Format;
-use crate::core::record::Record;
-use crate::wasm::filter::{FilterComponent, FilterContext, FilterError};
+use crate::wasm::filter::{FilterComponent, FilterContext, FilterError, FilterOutput};
 use crate::wasm::source::Event;
 
 /// A compiled filter with its configuration, ready to run on events.
@@ -58,13 +57,14 @@ impl FilterHarness {
                 source_url: "http://127.0.0.1/test".into(),
                 format,
                 partition_key: crate::core::partition::KeyStrategy::EventId,
+                routable_streams: Vec::new(),
             },
             runtime,
         })
     }
 
     /// Runs the filter (a fresh instance) over the events as one batch.
-    pub fn run(&self, events: Vec<Event>) -> Result<Vec<Record>, FilterError> {
+    pub fn run(&self, events: Vec<Event>) -> Result<FilterOutput, FilterError> {
         self.runtime.block_on(async {
             let mut instance = self
                 .component
@@ -76,7 +76,7 @@ impl FilterHarness {
 
     /// Runs the batches in order on one instance (as a pipeline does between failures),
     /// returning each batch's outcome.
-    pub fn run_batches(&self, batches: Vec<Vec<Event>>) -> Vec<Result<Vec<Record>, FilterError>> {
+    pub fn run_batches(&self, batches: Vec<Vec<Event>>) -> Vec<Result<FilterOutput, FilterError>> {
         self.runtime.block_on(async {
             let mut instance = match self
                 .component

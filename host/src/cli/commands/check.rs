@@ -81,6 +81,7 @@ async fn check_filters(
             source_url: pipeline.shown_url(),
             format: pipeline.format,
             partition_key: pipeline.partition_key.clone(),
+            routable_streams: pipeline.routable_streams(),
         };
         if let Err(error) = component
             .instantiate(&context, &pipeline.filter_config, pipeline.filter_limits)

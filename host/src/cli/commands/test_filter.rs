@@ -35,8 +35,20 @@ pub fn execute(args: TestFilterArgs) -> Result<u8, Failure> {
     let events = read_events(&args.input)?;
     let harness =
         FilterHarness::with_format(&wasm, &config, args.format.into()).map_err(Failure::usage)?;
-    let records = harness.run(events).map_err(Failure::failed)?;
-    let produced: Vec<Value> = records.iter().map(record_json).collect();
+    let output = harness.run(events).map_err(Failure::failed)?;
+    // Records in order, then the events the filter failed one by one (0.2 `event` errors),
+    // which a pipeline would dead-letter: an expectation can name both.
+    let produced: Vec<Value> = output
+        .records
+        .iter()
+        .map(record_json)
+        .chain(
+            output
+                .failed
+                .iter()
+                .map(|(event, reason)| json!({ "failed_event": event, "reason": reason })),
+        )
+        .collect();
     let Some(expect) = &args.expect else {
         for record in &produced {
             println!("{record}");
