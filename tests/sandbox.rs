@@ -1,6 +1,7 @@
-//! Hostile filters against the sandbox, through the binary: one that makes the host copy
-//! far more than its memory limit through `put-records`, and two that spin on every batch
-//! while the admin API must keep answering.
+//! Hostile filters against the sandbox, through the binary: ones that make the host copy
+//! far more than their memory limit (through the 0.1 contract's `put-records`, the 0.2
+//! contract's `routing.send` and a 0.2 answer that names one buffer many times), and two
+//! that spin on every batch while the admin API must keep answering.
 
 use crate::support;
 
@@ -40,19 +41,28 @@ fn terminate(running: WithAdmin) -> String {
     stderr
 }
 
-/// Runs `memory-hog` with `when=flood records=PER_CALL` (each `put-records` call names one
-/// 8 MiB buffer PER_CALL times) over 20 events, with the default limits; checks the peak
-/// RSS stays under twice the limit plus the normal RSS; returns the dead letters' reasons
-/// and stderr.
-fn flood(per_call: u32) -> (Vec<String>, String) {
+/// The `memory-hog` test filter as built against `sse-ingest:pipeline@0.1.0` (committed):
+/// its `when=flood records=N` calls `put-records` without end, each call naming one 8 MiB
+/// buffer N times.
+fn memory_hog_0_1() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/filters-0.1/memory_hog_filter.wasm")
+        .display()
+        .to_string()
+}
+
+/// Runs the memory-hog `filter` with `config` over 20 events, with the default limits;
+/// checks the peak RSS stays under twice the limit plus the normal RSS; returns the dead
+/// letters' reasons and stderr.
+fn flood(filter: &str, config: &[&str]) -> (Vec<String>, String) {
     const EVENTS: u64 = 20;
     let server = open_stream(EVENTS);
     let state = tempfile::tempdir().unwrap();
-    let filter = sse_ingest::wasm::components::testing_filter_path("memory-hog").unwrap();
     let mut command = run_command(&server.url("/s"), state.path());
     command.args(["--sink", "discard", "--filter", filter]);
-    command.args(["--filter-config", "when=flood"]);
-    command.args(["--filter-config", &format!("records={per_call}")]);
+    for pair in config {
+        command.args(["--filter-config", pair]);
+    }
     command.args(["--batch-max-events", "5"]);
     let running = WithAdmin::start(&mut command);
     running.wait_for_metric(
@@ -70,10 +80,7 @@ fn flood(per_call: u32) -> (Vec<String>, String) {
         .iter()
         .map(|letter| letter["reason"].as_str().unwrap_or_default().to_string())
         .collect();
-    eprintln!(
-        "flood of {per_call} × 8 MiB per call: peak RSS {} MiB",
-        peak / MIB
-    );
+    eprintln!("flood {config:?}: peak RSS {} MiB", peak / MIB);
     assert!(
         peak < 2 * FILTER_MEMORY + NORMAL_RSS,
         "peak RSS {} MiB: {stderr}",
@@ -84,7 +91,7 @@ fn flood(per_call: u32) -> (Vec<String>, String) {
 
 #[test]
 fn one_put_records_call_naming_an_8_mib_buffer_15_times_is_stopped_by_the_hostcall_fuel() {
-    let (reasons, stderr) = flood(15);
+    let (reasons, stderr) = flood(&memory_hog_0_1(), &["when=flood", "records=15"]);
     assert!(
         reasons
             .iter()
@@ -96,7 +103,35 @@ fn one_put_records_call_naming_an_8_mib_buffer_15_times_is_stopped_by_the_hostca
 #[test]
 fn put_records_calls_past_the_memory_limit_in_one_batch_are_stopped_by_the_output_budget() {
     // 40 MiB a call: each call is within the hostcall fuel, the second passes the budget.
-    let (reasons, stderr) = flood(5);
+    let (reasons, stderr) = flood(&memory_hog_0_1(), &["when=flood", "records=5"]);
+    assert!(
+        reasons
+            .iter()
+            .all(|reason| reason.contains("exceeded its output budget")),
+        "{reasons:?}: {stderr}"
+    );
+}
+
+/// The memory-hog test filter built against `sse-ingest:filter@0.2.0`.
+fn memory_hog() -> &'static str {
+    sse_ingest::wasm::components::testing_filter_path("memory-hog").unwrap()
+}
+
+#[test]
+fn an_answer_naming_an_8_mib_buffer_15_times_is_stopped_by_the_hostcall_fuel() {
+    let (reasons, stderr) = flood(memory_hog(), &["when=flood-return", "records=15"]);
+    assert!(
+        reasons
+            .iter()
+            .all(|reason| reason.contains("too much data is being copied")),
+        "{reasons:?}: {stderr}"
+    );
+}
+
+#[test]
+fn routing_sends_past_the_memory_limit_in_one_batch_are_stopped_by_the_output_budget() {
+    // 8 MiB a call, without end: the ninth call of a batch passes the 64 MiB budget.
+    let (reasons, stderr) = flood(memory_hog(), &["when=flood"]);
     assert!(
         reasons
             .iter()

@@ -1,22 +1,28 @@
-//! Write sse-ingest filter components in Rust.
+//! Write sse-ingest filter components in Rust, against the public contract
+//! `sse-ingest:filter@0.2.0` (`wit/filter/filter.wit`).
 //!
 //! A filter is one type implementing [`Filter`]: it is built once from the
-//! pipeline's context and its `key=value` configuration, then handles batches of
-//! events and pushes output records. [`export_filter!`] turns it into a
-//! component of the `filter` world (`wit/pipeline.wit`).
+//! pipeline's information and its configuration, then handles batches of events and
+//! says, through [`Output`], which events to keep and which records of its own to
+//! write. The host writes a kept event in the pipeline's `--format` and keys it by
+//! `--partition-key`: the filter never builds those itself. [`export_filter!`] turns
+//! the type into a component.
 //!
 //! ```text
-//! use filter_sdk::{Context, Config, Event, Filter, Output};
+//! use filter_sdk::{Config, ConfigError, Event, Filter, FilterError, Output, Pipeline};
 //!
 //! struct OnlyEdits;
 //!
 //! impl Filter for OnlyEdits {
-//!     fn new(_context: &Context, _config: &Config) -> Result<Self, String> {
+//!     fn new(_pipeline: &Pipeline, config: &Config) -> Result<Self, ConfigError> {
+//!         config.reject_unknown(&[])?;
 //!         Ok(OnlyEdits)
 //!     }
-//!     fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
-//!         for event in events.iter().filter(|e| e.data.contains("\"type\":\"edit\"")) {
-//!             out.push(out.format(event));
+//!     fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), FilterError> {
+//!         for (index, event) in events.iter().enumerate() {
+//!             if event.data.contains("\"type\":\"edit\"") {
+//!                 out.keep(index);
+//!             }
 //!         }
 //!         Ok(())
 //!     }
@@ -28,200 +34,147 @@
 //! Build it with `cargo build --target wasm32-wasip2 --release` and pass the
 //! `.wasm` to `sse-ingest run --filter FILE.wasm`.
 
+mod config;
 mod drops;
-mod envelope;
 #[doc(hidden)]
 pub mod runtime;
 
+pub use config::{Config, describe as describe_config_error, invalid};
 pub use drops::DropCounter;
-pub use envelope::{envelope, rfc3339_millis};
 
-/// Generated bindings of the `filter` world; most filters never touch them.
+/// Generated bindings of the `routing-filter` world; most filters never touch them. A
+/// filter that never calls [`Output::send`] does not import `routing`.
 // Generated code: the canonical ABI glue is `unsafe` by nature.
 #[allow(unsafe_code, clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "filter",
-        path: "../../wit",
+        world: "routing-filter",
+        path: "../../wit/filter",
         default_bindings_module: "filter_sdk::bindings",
         pub_export_macro: true,
         export_macro_name: "export_bindings",
     });
 }
 
-pub use bindings::sse_ingest::pipeline::filter_types::{
-    KeyStrategy, OutputFormat, PipelineContext as Context,
+pub use bindings::sse_ingest::filter::log::log;
+pub use bindings::sse_ingest::filter::types::{
+    ConfigError, ConfigValue, Event, EventFailure, FilterError, InvalidValue, Level,
+    Output as WitOutput, OwnRecord, PipelineInfo as Pipeline,
 };
-pub use bindings::sse_ingest::pipeline::kinesis::OutputRecord;
-pub use bindings::sse_ingest::pipeline::log::log;
-pub use bindings::sse_ingest::pipeline::types::{Event, Level};
 
 /// A filter: built from its configuration, then called once per batch.
 pub trait Filter: 'static {
-    /// Builds the filter. An error refuses it with that message (at start, or
-    /// for a live swap, where the running filter then stays).
-    fn new(context: &Context, config: &Config) -> Result<Self, String>
+    /// Builds the filter. An error refuses it (at start, or for a live swap, where the
+    /// running filter then stays).
+    fn new(pipeline: &Pipeline, config: &Config) -> Result<Self, ConfigError>
     where
         Self: Sized;
 
-    /// Handles one batch, pushing records to `out`. An error fails the whole
-    /// batch; the pipeline's failure policy decides what happens to it.
-    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String>;
+    /// Handles one batch, telling `out` what to write. An error fails the batch as
+    /// [`FilterError`] says: [`FilterError::Event`] dead-letters one event and the host
+    /// hands the rest to `handle` again; [`FilterError::Batch`] leaves the whole batch to
+    /// the pipeline's `--on-filter-error` policy.
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), FilterError>;
 }
 
-/// The filter's `key=value` configuration, in the order given.
-#[derive(Debug, Clone, Default)]
-pub struct Config {
-    pairs: Vec<(String, String)>,
-}
-
-impl Config {
-    /// Wraps configuration pairs.
-    pub fn new(pairs: Vec<(String, String)>) -> Self {
-        Self { pairs }
-    }
-
-    /// The last value given for `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Every pair, in order (a key may repeat).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// The value of `key`, which must be one of `choices`; the first choice is the default
-    /// when `key` is absent. Anything else is refused with the choices in the message.
-    pub fn one_of<'c>(&self, key: &str, choices: &[&'c str]) -> Result<&'c str, String> {
-        let Some(value) = self.get(key) else {
-            return choices
-                .first()
-                .copied()
-                .ok_or_else(|| format!("`{key}` has no choices"));
-        };
-        choices
-            .iter()
-            .copied()
-            .find(|choice| *choice == value)
-            .ok_or_else(|| format!("`{key}={value}`: use one of {}", choices.join(", ")))
-    }
-
-    /// Fails with a clear message on any key not in `known`.
-    pub fn reject_unknown(&self, known: &[&str]) -> Result<(), String> {
-        match self
-            .pairs
-            .iter()
-            .find(|(k, _)| !known.contains(&k.as_str()))
-        {
-            Some((k, _)) => Err(format!(
-                "unknown filter configuration key `{k}` (known: {})",
-                known.join(", ")
-            )),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Where a filter puts its records during [`Filter::handle`]. They reach the
-/// host in one call after the batch, in push order.
-#[derive(Debug)]
+/// What a filter writes for the batch it is handling, in the order it says it.
+#[derive(Debug, Default)]
 pub struct Output {
-    context: Context,
-    records: Vec<OutputRecord>,
+    outputs: Vec<WitOutput>,
 }
 
 impl Output {
-    pub(crate) fn new(context: Context) -> Self {
-        Self {
-            context,
-            records: Vec::new(),
-        }
+    /// Keeps the event at `index` of the batch as it is: the host writes it in the
+    /// pipeline's format and keys it by the pipeline's partition-key strategy.
+    pub fn keep(&mut self, index: usize) {
+        self.outputs.push(WitOutput::Keep(index_u32(index)));
     }
 
-    /// Pushes the event in the pipeline's format, keyed by the pipeline's
-    /// `--partition-key` strategy: what most filters do with an event they keep.
-    pub fn emit(&mut self, event: &Event) {
-        let data = self.format(event);
-        self.push_for(event, data);
+    /// Keeps the event at `index` as it is, under a partition key of the filter's choice.
+    pub fn keep_keyed(&mut self, index: usize, partition_key: String) {
+        self.outputs.push(WitOutput::KeepKeyed(
+            bindings::sse_ingest::filter::types::KeyedEvent {
+                event: index_u32(index),
+                partition_key,
+            },
+        ));
     }
 
-    /// Pushes `data` derived from `event`, keyed by the pipeline's strategy applied to `event`.
-    pub fn push_for(&mut self, event: &Event, data: Vec<u8>) {
-        let partition_key = self.key_for(event);
-        self.push_record(OutputRecord {
-            data,
-            partition_key,
-            stream: None,
-        });
-    }
-
-    /// The pipeline's partition key for `event`; `None` lets the host choose
-    /// (a random key, or the constant).
-    pub fn key_for(&self, event: &Event) -> Option<String> {
-        let key = match &self.context.partition_key {
-            KeyStrategy::Constant(key) => key.clone(),
-            KeyStrategy::EventType => event.event_type.clone(),
-            KeyStrategy::EventId => event.id.clone(),
-            KeyStrategy::JsonPointer(pointer) => {
-                let data: serde_json::Value = serde_json::from_str(&event.data).ok()?;
-                match data.pointer(pointer)? {
-                    serde_json::Value::String(text) => text.clone(),
-                    serde_json::Value::Null
-                    | serde_json::Value::Array(_)
-                    | serde_json::Value::Object(_) => return None,
-                    other => other.to_string(),
-                }
-            }
-            KeyStrategy::Random => return None,
-        };
-        (!key.is_empty()).then_some(key)
-    }
-
-    /// Pushes a record for the pipeline's stream. Without an event to derive
-    /// a key from, the host keys it (constant strategy: the constant; any
-    /// other: a random key). Prefer [`Output::emit`] or [`Output::push_for`].
-    pub fn push(&mut self, data: Vec<u8>) {
-        self.push_record(OutputRecord {
+    /// Writes `data`, made from the event at `index`, keyed by the pipeline's strategy
+    /// applied to that event.
+    pub fn record(&mut self, index: usize, data: Vec<u8>) {
+        self.outputs.push(WitOutput::Record(OwnRecord {
+            event: index_u32(index),
             data,
             partition_key: None,
-            stream: None,
-        });
+        }));
     }
 
-    /// Pushes a record with its own partition key.
-    pub fn push_keyed(&mut self, data: Vec<u8>, partition_key: String) {
-        self.push_record(OutputRecord {
+    /// Writes `data`, made from the event at `index`, under its own partition key.
+    pub fn record_keyed(&mut self, index: usize, data: Vec<u8>, partition_key: String) {
+        self.outputs.push(WitOutput::Record(OwnRecord {
+            event: index_u32(index),
             data,
             partition_key: Some(partition_key),
-            stream: None,
-        });
+        }));
     }
 
-    /// Pushes a fully specified record.
-    pub fn push_record(&mut self, record: OutputRecord) {
-        self.records.push(record);
+    /// Writes `data`, made from the event at `index`, to another Kinesis stream. The
+    /// operator must allow it (`--allow-stream STREAM`); otherwise the host answers with
+    /// an error and the record goes to the dead letters with its event. Routed records
+    /// are written after the batch's other outputs.
+    pub fn send(
+        &mut self,
+        stream: &str,
+        index: usize,
+        data: Vec<u8>,
+        partition_key: Option<String>,
+    ) -> Result<(), bindings::sse_ingest::filter::routing::RouteError> {
+        bindings::sse_ingest::filter::routing::send(
+            stream,
+            &OwnRecord {
+                event: index_u32(index),
+                data,
+                partition_key,
+            },
+        )
     }
 
-    /// The event in the pipeline's configured format (`raw` or `envelope`).
-    pub fn format(&self, event: &Event) -> Vec<u8> {
-        match self.context.format {
-            OutputFormat::Raw => event.data.as_bytes().to_vec(),
-            OutputFormat::Envelope => envelope(event, &self.context.source_url),
-        }
+    /// Writes the event at `index`, kept as it is (in the pipeline's format), to another
+    /// Kinesis stream, keyed by `partition_key` or else by the pipeline's strategy. The
+    /// operator must allow the stream, as for [`Output::send`].
+    pub fn forward(
+        &mut self,
+        stream: &str,
+        index: usize,
+        partition_key: Option<String>,
+    ) -> Result<(), bindings::sse_ingest::filter::routing::RouteError> {
+        bindings::sse_ingest::filter::routing::forward(
+            stream,
+            index_u32(index),
+            partition_key.as_deref(),
+        )
     }
 
-    /// The pipeline this filter runs in.
-    pub fn context(&self) -> &Context {
-        &self.context
+    /// Adds an output as the contract spells it (for filters that build them themselves).
+    pub fn push(&mut self, output: WitOutput) {
+        self.outputs.push(output);
     }
 
-    pub(crate) fn take(&mut self) -> Vec<OutputRecord> {
-        std::mem::take(&mut self.records)
+    pub(crate) fn take(&mut self) -> Vec<WitOutput> {
+        std::mem::take(&mut self.outputs)
+    }
+}
+
+/// An index of a batch as the contract carries it (a batch never holds 2³² events).
+fn index_u32(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
+}
+
+/// A batch failure from a message: `handle(...)?` on a `Result<_, String>`.
+impl From<String> for FilterError {
+    fn from(reason: String) -> Self {
+        FilterError::Batch(reason)
     }
 }
 
@@ -234,16 +187,19 @@ macro_rules! export_filter {
         pub struct __SseIngestFilterExport;
 
         impl $crate::bindings::Guest for __SseIngestFilterExport {
-            fn init(
-                context: $crate::Context,
-                config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
-            ) -> ::std::result::Result<(), ::std::string::String> {
-                $crate::runtime::init::<$filter>(context, config)
+            fn configure(
+                pipeline: $crate::Pipeline,
+                config: ::std::vec::Vec<$crate::bindings::sse_ingest::filter::types::ConfigEntry>,
+            ) -> ::std::result::Result<(), $crate::ConfigError> {
+                $crate::runtime::configure::<$filter>(pipeline, config)
             }
 
             fn handle(
                 events: ::std::vec::Vec<$crate::Event>,
-            ) -> ::std::result::Result<(), ::std::string::String> {
+            ) -> ::std::result::Result<
+                ::std::vec::Vec<$crate::WitOutput>,
+                $crate::FilterError,
+            > {
                 $crate::runtime::handle(&events)
             }
         }
@@ -254,47 +210,4 @@ macro_rules! export_filter {
             $crate::bindings::export_bindings!(__SseIngestFilterExport with_types_in $crate::bindings);
         }
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Config;
-
-    fn config(pairs: &[(&str, &str)]) -> Config {
-        Config::new(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
-    }
-
-    #[test]
-    fn one_of_defaults_to_the_first_choice() {
-        assert_eq!(config(&[]).one_of("when", &["data", "always"]), Ok("data"));
-    }
-
-    #[test]
-    fn one_of_takes_the_last_value_given() {
-        let config = config(&[("when", "data"), ("when", "always")]);
-        assert_eq!(config.one_of("when", &["data", "always"]), Ok("always"));
-    }
-
-    #[test]
-    fn one_of_refuses_anything_else_and_names_the_choices() {
-        let refused = config(&[("when", "sometimes")]).one_of("when", &["data", "always"]);
-        assert_eq!(
-            refused,
-            Err("`when=sometimes`: use one of data, always".to_owned())
-        );
-    }
-
-    #[test]
-    fn reject_unknown_names_the_stray_key_and_the_known_ones() {
-        let refused = config(&[("when", "data"), ("colour", "red")]).reject_unknown(&["when"]);
-        assert_eq!(
-            refused,
-            Err("unknown filter configuration key `colour` (known: when)".to_owned())
-        );
-    }
 }

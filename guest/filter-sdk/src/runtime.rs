@@ -5,46 +5,33 @@
 
 use std::cell::RefCell;
 
-use crate::bindings::sse_ingest::pipeline::kinesis::put_records;
-use crate::{Config, Context, Event, Filter, Output};
-
-struct Running {
-    filter: Box<dyn Filter>,
-    output: Output,
-}
+use crate::bindings::sse_ingest::filter::types::ConfigEntry;
+use crate::{Config, ConfigError, Event, Filter, FilterError, Output, Pipeline, WitOutput};
 
 thread_local! {
-    static RUNNING: RefCell<Option<Running>> = const { RefCell::new(None) };
+    static RUNNING: RefCell<Option<Box<dyn Filter>>> = const { RefCell::new(None) };
 }
 
 /// Builds the filter from its configuration and keeps it for `handle`.
-pub fn init<F: Filter>(context: Context, config: Vec<(String, String)>) -> Result<(), String> {
-    let filter = F::new(&context, &Config::new(config))?;
-    RUNNING.with(|cell| {
-        *cell.borrow_mut() = Some(Running {
-            filter: Box::new(filter),
-            output: Output::new(context),
-        });
-    });
+pub fn configure<F: Filter>(
+    pipeline: Pipeline,
+    config: Vec<ConfigEntry>,
+) -> Result<(), ConfigError> {
+    let filter = F::new(&pipeline, &Config::new(config))?;
+    RUNNING.with(|cell| *cell.borrow_mut() = Some(Box::new(filter)));
     Ok(())
 }
 
-/// Runs the filter over one batch and hands its records to the host in one call. A batch
-/// the filter fails on hands over nothing: what it pushed before failing is discarded
-/// here, so it can never leak into the next batch, whatever the host does with the
-/// instance.
-pub fn handle(events: &[Event]) -> Result<(), String> {
+/// Runs the filter over one batch and returns its outputs. A batch the filter fails on
+/// returns none of them, so nothing of it reaches the host.
+pub fn handle(events: &[Event]) -> Result<Vec<WitOutput>, FilterError> {
     RUNNING.with(|cell| {
         let mut guard = cell.borrow_mut();
-        let running = guard
+        let filter = guard
             .as_mut()
-            .ok_or_else(|| "filter called before init".to_string())?;
-        let handled = running.filter.handle(events, &mut running.output);
-        let records = running.output.take();
-        handled?;
-        if !records.is_empty() {
-            put_records(&records);
-        }
-        Ok(())
+            .ok_or_else(|| FilterError::Batch("filter called before configure".to_string()))?;
+        let mut out = Output::default();
+        filter.handle(events, &mut out)?;
+        Ok(out.take())
     })
 }

@@ -51,7 +51,7 @@ mod lookup;
 use std::cmp::Ordering;
 use std::str::FromStr;
 
-use filter_sdk::{Config, Context, DropCounter, Event, Filter, Output, OutputRecord};
+use filter_sdk::{Config, ConfigError, DropCounter, Event, Filter, FilterError, Output, Pipeline};
 use serde_json::{Number, Value};
 
 use lookup::Pointers;
@@ -82,7 +82,14 @@ pub enum Decision {
 impl JsonMatch {
     /// Parses the configuration (see the crate documentation).
     pub fn from_config(config: &Config) -> Result<Self, String> {
-        config.reject_unknown(&["where", "key", "stream"])?;
+        config
+            .reject_unknown(&["where", "key", "stream"])
+            .map_err(|e| {
+                format!(
+                    "json-match filter: {}",
+                    filter_sdk::describe_config_error(&e)
+                )
+            })?;
         let stream = match config.get("stream") {
             None => None,
             Some(name) if is_stream_name(name) => Some(name.to_string()),
@@ -161,23 +168,22 @@ fn not_json_counter() -> DropCounter {
 }
 
 impl Filter for JsonMatch {
-    fn new(_context: &Context, config: &Config) -> Result<Self, String> {
-        Self::from_config(config)
+    fn new(_pipeline: &Pipeline, config: &Config) -> Result<Self, ConfigError> {
+        Ok(Self::from_config(config)?)
     }
 
-    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), FilterError> {
         let mut not_json = 0u64;
-        for event in events {
+        for (index, event) in events.iter().enumerate() {
             match self.decide(&event.data) {
-                Decision::Keep { partition_key } => {
-                    let data = out.format(event);
-                    let partition_key = partition_key.or_else(|| out.key_for(event));
-                    out.push_record(OutputRecord {
-                        data,
-                        partition_key,
-                        stream: self.stream.clone(),
-                    });
-                }
+                Decision::Keep { partition_key } => match (&self.stream, partition_key) {
+                    // A refused stream is dead-lettered by the host with its event.
+                    (Some(stream), key) => {
+                        let _refused = out.forward(stream, index, key);
+                    }
+                    (None, Some(key)) => out.keep_keyed(index, key),
+                    (None, None) => out.keep(index),
+                },
                 Decision::Drop => {}
                 Decision::NotJson => not_json += 1,
             }
@@ -398,12 +404,7 @@ mod tests {
     }
 
     fn config(pairs: &[(&str, &str)]) -> Config {
-        Config::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Config::from_text(pairs)
     }
 
     fn kept(filter: &JsonMatch, data: &[String]) -> usize {

@@ -1,20 +1,20 @@
 //! The default filter: keeps every event it receives and writes it in the
 //! pipeline's format (`raw` or `envelope`), with the pipeline's partition key.
 
-use filter_sdk::{Config, Context, Event, Filter, Output};
+use filter_sdk::{Config, ConfigError, Event, Filter, FilterError, Output, Pipeline};
 
 /// Keeps everything.
 struct Passthrough;
 
 impl Filter for Passthrough {
-    fn new(_context: &Context, config: &Config) -> Result<Self, String> {
+    fn new(_pipeline: &Pipeline, config: &Config) -> Result<Self, ConfigError> {
         config.reject_unknown(&[])?;
         Ok(Passthrough)
     }
 
-    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
-        for event in events {
-            out.emit(event);
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), FilterError> {
+        for index in 0..events.len() {
+            out.keep(index);
         }
         Ok(())
     }

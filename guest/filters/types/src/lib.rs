@@ -17,7 +17,7 @@
 //! sse-ingest run --filter types --filter-config types=edit,log
 //! ```
 
-use filter_sdk::{Config, Context, Event, Filter, Output};
+use filter_sdk::{Config, ConfigError, Event, Filter, FilterError, Output, Pipeline};
 
 /// Keeps events of the configured types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub struct Types {
 
 impl Types {
     /// Parses the configuration (see the crate documentation).
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    pub fn from_config(config: &Config) -> Result<Self, ConfigError> {
         config.reject_unknown(&["types", "type"])?;
         let mut types: Vec<String> = Vec::new();
         for (key, value) in config.iter() {
@@ -39,7 +39,10 @@ impl Types {
             for name in names {
                 let name = name.trim();
                 if name.is_empty() {
-                    return Err(format!("types filter: empty event type in `{key}={value}`"));
+                    return Err(filter_sdk::invalid(
+                        key,
+                        &format!("types filter: empty event type in `{key}={value}`"),
+                    ));
                 }
                 if !types.iter().any(|t| t == name) {
                     types.push(name.to_string());
@@ -47,10 +50,7 @@ impl Types {
             }
         }
         if types.is_empty() {
-            return Err(
-                "types filter: no event type given; configure `types=a,b` (or `type=a`, repeated)"
-                    .to_string(),
-            );
+            return Err(ConfigError::MissingKey("types".to_string()));
         }
         Ok(Self { types })
     }
@@ -67,13 +67,15 @@ impl Types {
 }
 
 impl Filter for Types {
-    fn new(_context: &Context, config: &Config) -> Result<Self, String> {
+    fn new(_pipeline: &Pipeline, config: &Config) -> Result<Self, ConfigError> {
         Self::from_config(config)
     }
 
-    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
-        for event in events.iter().filter(|event| self.keeps(event)) {
-            out.emit(event);
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), FilterError> {
+        for (index, event) in events.iter().enumerate() {
+            if self.keeps(event) {
+                out.keep(index);
+            }
         }
         Ok(())
     }
@@ -104,12 +106,7 @@ mod tests {
     }
 
     fn config(pairs: &[(&str, &str)]) -> Config {
-        Config::new(
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        Config::from_text(pairs)
     }
 
     fn typed(event_type: &str, event: &Event) -> Event {
@@ -171,19 +168,25 @@ mod tests {
     #[test]
     fn a_configuration_without_types_is_refused() {
         let err = Types::from_config(&config(&[])).expect_err("refused");
-        assert!(err.contains("types=a,b"), "{err}");
+        assert!(
+            matches!(&err, ConfigError::MissingKey(key) if key == "types"),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn an_empty_type_name_is_refused() {
         let err = Types::from_config(&config(&[("types", "edit,,log")])).expect_err("refused");
-        assert!(err.contains("`types=edit,,log`"), "{err}");
+        assert!(format!("{err:?}").contains("`types=edit,,log`"), "{err:?}");
     }
 
     #[test]
     fn an_unknown_configuration_key_is_refused() {
         let err =
             Types::from_config(&config(&[("types", "edit"), ("typ", "log")])).expect_err("refused");
-        assert!(err.contains("`typ`"), "{err}");
+        assert!(
+            matches!(&err, ConfigError::UnknownKey(key) if key == "typ"),
+            "{err:?}"
+        );
     }
 }

@@ -20,7 +20,7 @@
 //!
 //! The filter takes no configuration; any key is an error.
 
-use filter_sdk::{Config, Context, DropCounter, Event, Filter, Output};
+use filter_sdk::{Config, ConfigError, DropCounter, Event, Filter, FilterError, Output, Pipeline};
 use serde_json::{Map, Value};
 
 /// The fields copied from the event, in output order (`delta` follows).
@@ -91,23 +91,23 @@ impl Default for Wikimedia {
 }
 
 impl Filter for Wikimedia {
-    fn new(_context: &Context, config: &Config) -> Result<Self, String> {
+    fn new(_pipeline: &Pipeline, config: &Config) -> Result<Self, ConfigError> {
         config.reject_unknown(&[])?;
         Ok(Self::default())
     }
 
-    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), FilterError> {
         let mut not_json = 0u64;
-        for event in events {
+        for (index, event) in events.iter().enumerate() {
             match project(&event.data) {
                 Some(Projection {
                     data,
                     partition_key: Some(key),
-                }) => out.push_keyed(data, key),
+                }) => out.record_keyed(index, data, key),
                 Some(Projection {
                     data,
                     partition_key: None,
-                }) => out.push_for(event, data),
+                }) => out.record(index, data),
                 None => not_json += 1,
             }
         }
@@ -254,14 +254,15 @@ mod tests {
 
     #[test]
     fn any_configuration_key_is_refused() {
-        let context = Context {
+        let pipeline = Pipeline {
             name: "test".to_string(),
             source_url: "http://127.0.0.1/".to_string(),
-            format: filter_sdk::OutputFormat::Raw,
-            partition_key: filter_sdk::KeyStrategy::EventId,
         };
-        let config = Config::new(vec![("wiki".to_string(), "enwiki".to_string())]);
-        let err = Wikimedia::new(&context, &config).expect_err("refused");
-        assert!(err.contains("`wiki`"), "{err}");
+        let config = Config::from_text(&[("wiki", "enwiki")]);
+        let err = Wikimedia::new(&pipeline, &config).expect_err("refused");
+        assert!(
+            matches!(&err, ConfigError::UnknownKey(key) if key == "wiki"),
+            "{err}"
+        );
     }
 }

@@ -197,7 +197,8 @@ pub struct FilterContext {
     /// The pipeline's partition-key strategy.
     pub partition_key: crate::core::partition::KeyStrategy,
     /// Streams a routing filter may send to: the pipeline's own and `--allow-stream`.
-    /// Empty where the pipeline allows no other stream: a routing filter is then refused.
+    /// Empty where the pipeline allows no other stream: every `routing.send` is then
+    /// answered `stream-not-allowed` and its record dead-lettered.
     pub routable_streams: Vec<String>,
 }
 

@@ -17,6 +17,10 @@ pub(super) struct FilterState {
     /// Records put during the current call (0.1 `put-records`, 0.2 `routing.send`), with the
     /// index of their event when the contract names it.
     pub(super) records: Vec<(Record, Option<u32>)>,
+    /// Events a 0.2 filter forwarded to another stream during the current call
+    /// (`routing.forward`): how many routed records came before it (its place among
+    /// `records`), stream, event index, partition key. Shaped after the call.
+    pub(super) forwarded: Vec<(usize, String, u32, Option<String>)>,
     pub(super) output: OutputBudget,
     /// Set when the filter went past `output`, for [`trap_cause`].
     pub(super) over_budget: Option<OverBudget>,
@@ -33,6 +37,7 @@ impl FilterState {
             table: ResourceTable::new(),
             limits: SandboxLimiter::new(memory_bytes),
             records: Vec::new(),
+            forwarded: Vec::new(),
             output: OutputBudget::new(memory_bytes),
             over_budget: None,
             cpu: CpuBudget::new(cpu_ticks),
@@ -43,6 +48,7 @@ impl FilterState {
     /// A new call: nothing put yet, the whole output and CPU budget.
     pub(super) fn renew(&mut self) {
         self.records.clear();
+        self.forwarded.clear();
         self.output.renew();
         self.cpu.renew();
     }
@@ -53,6 +59,7 @@ impl FilterState {
         if let Err(over) = self.output.spend(records, bytes) {
             self.over_budget = Some(over);
             self.records = Vec::new();
+            self.forwarded = Vec::new();
             return Err(wasmtime::Error::new(over));
         }
         Ok(())

@@ -43,9 +43,6 @@ use bindings::{RoutingFilter, RoutingFilterPre};
 /// fails as a whole and the failure policy takes it.
 pub const MAX_EVENT_FAILURES_PER_BATCH: usize = 16;
 
-/// The import that makes a filter a routing one.
-pub(super) const ROUTING_IMPORT: &str = "sse-ingest:filter/routing@0.2.0";
-
 /// `handle`, called with the source's own event type (the two records are the same shape,
 /// and the component model checks shapes, not names), so a batch is never copied to be
 /// handed over. Typed at each call, since the parameter borrows the batch.
@@ -56,7 +53,6 @@ type HandleResults = (Result<Vec<Output>, WitFilterError>,);
 #[derive(Clone)]
 pub(super) struct V02Component {
     pre: RoutingFilterPre<FilterState>,
-    routes: bool,
 }
 
 impl V02Component {
@@ -64,10 +60,6 @@ impl V02Component {
         engine: &wasmtime::Engine,
         component: &Component,
     ) -> Result<Self, FilterError> {
-        let routes = component
-            .component_type()
-            .imports(engine)
-            .any(|(name, _)| name == ROUTING_IMPORT);
         let mut linker: Linker<FilterState> = Linker::new(engine);
         // Rust's std for wasm32-wasip2 imports a few wasi interfaces; they are
         // linked against an empty context: no files, no sockets, no env.
@@ -81,7 +73,7 @@ impl V02Component {
             .instantiate_pre(component)
             .map_err(|e| FilterError::Load(e.into()))?;
         let pre = RoutingFilterPre::new(pre).map_err(|e| FilterError::Load(e.into()))?;
-        Ok(Self { pre, routes })
+        Ok(Self { pre })
     }
 
     pub(super) fn engine(&self) -> &wasmtime::Engine {
@@ -94,12 +86,6 @@ impl V02Component {
         context: &FilterContext,
         config: &[(String, String)],
     ) -> Result<V02Instance, FilterError> {
-        if self.routes && context.routable_streams.is_empty() {
-            return Err(FilterError::Load(anyhow::anyhow!(
-                "it imports `{ROUTING_IMPORT}`, which only a pipeline that allows other \
-                 streams (--allow-stream, on the kinesis sink) gives"
-            )));
-        }
         store.data_mut().routable = context.routable_streams.clone();
         let instance = self
             .pre
@@ -172,6 +158,7 @@ impl V02Instance {
             // The record and byte budget is per call; the CPU budget is the batch's.
             let state = self.store.data_mut();
             state.records.clear();
+            state.forwarded.clear();
             state.output.renew();
             let call = match self
                 .handle
@@ -240,6 +227,7 @@ impl V02Instance {
             .iter()
             .map(|output| match output {
                 Output::Keep(_) => 0,
+                Output::KeepKeyed(keyed) => keyed.partition_key.len(),
                 Output::Record(own) => {
                     own.data.len() + own.partition_key.as_ref().map_or(0, String::len)
                 }
@@ -250,6 +238,7 @@ impl V02Instance {
             return Err(FilterError::OutputBudget(over));
         }
         let routed = std::mem::take(&mut state.records);
+        let forwarded = std::mem::take(&mut state.forwarded);
         let mut named = vec![false; events.len()];
         let mut records = Vec::with_capacity(outputs.len() + routed.len());
         let mut origins = Vec::with_capacity(outputs.len() + routed.len());
@@ -258,11 +247,20 @@ impl V02Instance {
                 "an output names event {index} of a batch of {handed}: no such event"
             ))
         };
+        let outputs_len = outputs.len();
         for output in outputs {
             let (index, record) = match output {
                 Output::Keep(index) => {
                     let at = original(index).ok_or_else(|| no_such_event(index))?;
                     (at, self.shaper.event_record(&events[at]))
+                }
+                Output::KeepKeyed(keyed) => {
+                    let at = original(keyed.event).ok_or_else(|| no_such_event(keyed.event))?;
+                    let mut record = self.shaper.event_record(&events[at]);
+                    if !keyed.partition_key.is_empty() {
+                        record.partition_key = Some(keyed.partition_key);
+                    }
+                    (at, record)
                 }
                 Output::Record(own) => {
                     let at = original(own.event).ok_or_else(|| no_such_event(own.event))?;
@@ -277,12 +275,35 @@ impl V02Instance {
             records.push(record);
             origins.push(Some(index as u32));
         }
-        for (mut record, event) in routed {
-            let index = event.unwrap_or(u32::MAX);
-            let at = original(index).ok_or_else(|| no_such_event(index))?;
-            if record.partition_key.is_none() {
-                record.partition_key = self.shaper.key_for(&events[at]);
-            }
+        // Routed records in the order of the calls: sent ones (in `routed`) and forwarded
+        // events (each knows its place among them).
+        let mut forwarded = forwarded.into_iter().peekable();
+        let mut routed = routed.into_iter();
+        loop {
+            let next_is_forwarded = forwarded
+                .peek()
+                .is_some_and(|(place, ..)| *place == records.len() - outputs_len);
+            let (record, at) = if next_is_forwarded {
+                let Some((_, stream, index, key)) = forwarded.next() else {
+                    break;
+                };
+                let at = original(index).ok_or_else(|| no_such_event(index))?;
+                let mut record = self.shaper.event_record(&events[at]);
+                if let Some(key) = key.filter(|k| !k.is_empty()) {
+                    record.partition_key = Some(key);
+                }
+                record.stream = Some(stream);
+                (record, at)
+            } else if let Some((mut record, event)) = routed.next() {
+                let index = event.unwrap_or(u32::MAX);
+                let at = original(index).ok_or_else(|| no_such_event(index))?;
+                if record.partition_key.is_none() {
+                    record.partition_key = self.shaper.key_for(&events[at]);
+                }
+                (record, at)
+            } else {
+                break;
+            };
             named[at] = true;
             records.push(record);
             origins.push(Some(at as u32));
@@ -309,6 +330,7 @@ fn describe_config_error(error: &ConfigError) -> String {
     match error {
         ConfigError::UnknownKey(key) => format!("unknown configuration key `{key}`"),
         ConfigError::MissingKey(key) => format!("missing configuration key `{key}`"),
+        ConfigError::InvalidValue(invalid) if invalid.key.is_empty() => invalid.reason.clone(),
         ConfigError::InvalidValue(invalid) => {
             format!("`{}`: {}", invalid.key, invalid.reason)
         }
@@ -339,22 +361,46 @@ impl bindings::sse_ingest::filter::routing::Host for FilterState {
         let bytes =
             stream.len() + record.data.len() + record.partition_key.as_ref().map_or(0, String::len);
         self.spend(1, bytes)?;
-        let allowed = self.routable.contains(&stream);
+        let answer = self.route_answer(&stream);
         // A refused stream is still collected: the stream rule dead-letters the record with
         // its event, so nothing a filter sends is lost without a trace.
         self.records.push((
             Record {
                 data: Bytes::from(record.data),
                 partition_key: record.partition_key,
-                stream: Some(stream.clone()),
+                stream: Some(stream),
             },
             Some(record.event),
         ));
-        Ok(if allowed {
+        Ok(answer)
+    }
+
+    async fn forward(
+        &mut self,
+        stream: String,
+        event: u32,
+        partition_key: Option<String>,
+    ) -> wasmtime::Result<Result<(), RouteError>> {
+        self.spend(
+            1,
+            stream.len() + partition_key.as_ref().map_or(0, String::len),
+        )?;
+        let answer = self.route_answer(&stream);
+        let place = self.records.len() + self.forwarded.len();
+        self.forwarded.push((place, stream, event, partition_key));
+        Ok(answer)
+    }
+}
+
+impl FilterState {
+    /// The answer to a routed record: refused where the operator allowed no such stream
+    /// (the record is kept all the same, for the stream rule to dead-letter with its event).
+    fn route_answer(&self, stream: &str) -> Result<(), RouteError> {
+        if self.routable.iter().any(|s| s == stream) {
             Ok(())
         } else {
-            Err(RouteError::StreamNotAllowed(stream))
-        })
+            Err(RouteError::StreamNotAllowed(stream.to_string()))
+        }
     }
 }
 

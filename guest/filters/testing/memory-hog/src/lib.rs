@@ -7,19 +7,22 @@
 //! `passthrough`. Every page allocated is written to, so the memory is really
 //! used. When `memory.grow` is refused the allocator aborts, which is a trap.
 //!
-//! `when=flood` makes the host allocate instead: in every `handle` call it calls
-//! `put-records` in a loop, each call naming one 8 MiB buffer `records` times (default 15),
-//! so each call asks the host to copy `records` × 8 MiB while the filter itself holds 8 MiB.
-//! The host must stop it: one call past the hostcall fuel, or the calls of one batch past
-//! the output budget.
+//! Two modes make the host allocate instead, each over an 8 MiB buffer the filter holds once:
+//!
+//! - `when=flood` calls `routing.send` without end, each call naming the buffer: the calls
+//!   of one batch must be stopped by the output budget.
+//! - `when=flood-return records=N` (default 15) returns N records that all name the buffer,
+//!   so lifting the answer asks the host for N × 8 MiB: the hostcall fuel must stop it.
 
-// The flood mode calls the raw import with aliased pointers, which no safe binding can do:
-// it is the attack the host must withstand.
+// Both modes pass aliased pointers, which no safe binding can do: it is the attack the host
+// must withstand.
 #![allow(unsafe_code)]
 
 use std::hint::black_box;
 
-use filter_sdk::{Config, Context, Event, Filter, Output};
+use filter_sdk::{
+    Config, ConfigError, Event, Filter, FilterError, Output, OwnRecord, Pipeline, WitOutput,
+};
 
 /// Bytes allocated per step: one WebAssembly page.
 const STEP: usize = 64 * 1024;
@@ -28,76 +31,120 @@ const STEP: usize = 64 * 1024;
 #[derive(Debug)]
 struct MemoryHog {
     always: bool,
-    /// Records per `put-records` call in `when=flood` mode.
-    flood: Option<usize>,
+    mode: Flood,
 }
 
-/// `output-record` as the canonical ABI lays it out in memory on wasm32: `data` as pointer
-/// and length, then the two `option<string>`s as a tag and, when the tag is 1, pointer and
-/// length.
-#[repr(C)]
-struct RawRecord {
-    data: *const u8,
-    data_len: usize,
-    key_tag: u8,
-    key: *const u8,
-    key_len: usize,
-    stream_tag: u8,
-    stream: *const u8,
-    stream_len: usize,
+/// How the filter floods the host, if it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flood {
+    None,
+    Send,
+    Return(usize),
 }
+
+/// The buffer the floods name.
+const BUFFER: usize = 8 << 20;
 
 #[cfg(target_arch = "wasm32")]
-#[link(wasm_import_module = "sse-ingest:pipeline/kinesis@0.1.0")]
+#[link(wasm_import_module = "sse-ingest:filter/routing@0.2.0")]
 unsafe extern "C" {
-    /// `put-records: func(records: list<output-record>)`, called with records that all
-    /// point at one buffer (which the generated bindings cannot express).
-    #[link_name = "put-records"]
-    fn raw_put_records(records: *const RawRecord, len: usize);
+    /// `send: func(stream: string, record: own-record) -> result<_, route-error>` in the
+    /// canonical ABI's flat form: the string, the record's fields, then a return area.
+    #[link_name = "send"]
+    fn raw_send(
+        stream: *const u8,
+        stream_len: usize,
+        event: u32,
+        data: *const u8,
+        data_len: usize,
+        key_tag: u32,
+        key: *const u8,
+        key_len: usize,
+        ret: *mut u8,
+    );
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-unsafe fn raw_put_records(_records: *const RawRecord, _len: usize) {}
+#[allow(clippy::too_many_arguments)]
+unsafe fn raw_send(
+    _stream: *const u8,
+    _stream_len: usize,
+    _event: u32,
+    _data: *const u8,
+    _data_len: usize,
+    _key_tag: u32,
+    _key: *const u8,
+    _key_len: usize,
+    _ret: *mut u8,
+) {
+}
 
-/// Calls `put-records` without end, each call naming one 8 MiB buffer `per_call` times.
-fn flood(per_call: usize) -> ! {
-    let buffer = vec![b'x'; 8 << 20];
-    let records: Vec<RawRecord> = (0..per_call)
-        .map(|_| RawRecord {
-            data: buffer.as_ptr(),
-            data_len: buffer.len(),
-            key_tag: 0,
-            key: std::ptr::null(),
-            key_len: 0,
-            stream_tag: 0,
-            stream: std::ptr::null(),
-            stream_len: 0,
-        })
-        .collect();
+/// Sends the buffer to a stream without end (the host must trap the call).
+fn flood_by_send() -> ! {
+    let buffer = vec![b'x'; BUFFER];
+    let stream = b"side";
+    let mut ret = [0u8; 16];
     loop {
-        // SAFETY: `records` and `buffer` outlive the call and match the ABI's layout.
-        unsafe { raw_put_records(records.as_ptr(), records.len()) };
+        // SAFETY: every pointer outlives the call and the return area is large enough.
+        unsafe {
+            raw_send(
+                stream.as_ptr(),
+                stream.len(),
+                0,
+                buffer.as_ptr(),
+                buffer.len(),
+                0,
+                std::ptr::null(),
+                0,
+                ret.as_mut_ptr(),
+            );
+        }
     }
 }
 
+/// `records` outputs that all name one buffer: the answer is `records` × 8 MiB to lift.
+fn flood_by_return(records: usize) -> Vec<WitOutput> {
+    let mut buffer = std::mem::ManuallyDrop::new(vec![b'x'; BUFFER]);
+    let (pointer, length) = (buffer.as_mut_ptr(), buffer.len());
+    (0..records)
+        .map(|_| {
+            // SAFETY: none, on purpose: the vectors alias one allocation. The host must stop
+            // the lift before the guest frees them (after a trap the instance is discarded).
+            let data = unsafe { Vec::from_raw_parts(pointer, length, length) };
+            WitOutput::Record(OwnRecord {
+                event: 0,
+                data,
+                partition_key: None,
+            })
+        })
+        .collect()
+}
+
 impl Filter for MemoryHog {
-    fn new(_context: &Context, config: &Config) -> Result<Self, String> {
+    fn new(_pipeline: &Pipeline, config: &Config) -> Result<Self, ConfigError> {
         config.reject_unknown(&["when", "records"])?;
-        let when = config
-            .one_of("when", &["data", "always", "flood"])
-            .map_err(|e| format!("memory-hog filter: {e}"))?;
+        let when = config.one_of("when", &["data", "always", "flood", "flood-return"])?;
+        let records = config.integer("records")?.unwrap_or(15);
         Ok(Self {
             always: when == "always",
-            flood: (when == "flood")
-                .then(|| config.get("records").map_or(Ok(15), str::parse))
-                .transpose()
-                .map_err(|e| format!("memory-hog filter: `records`: {e}"))?,
+            mode: match when {
+                "flood" => Flood::Send,
+                "flood-return" => Flood::Return(usize::try_from(records).unwrap_or(15)),
+                _ => Flood::None,
+            },
         })
     }
 
-    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
-        if let Some(per_call) = self.flood {
-            flood(per_call);
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), FilterError> {
+        match self.mode {
+            Flood::Send => flood_by_send(),
+            Flood::Return(records) => {
+                for output in flood_by_return(records) {
+                    out.push(output);
+                }
+                return Ok(());
+            }
+            Flood::None => {}
         }
         if self.always || events.iter().any(|event| event.data == "memory-hog") {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
@@ -111,8 +158,8 @@ impl Filter for MemoryHog {
                 black_box(&hoard);
             }
         }
-        for event in events {
-            out.emit(event);
+        for index in 0..events.len() {
+            out.keep(index);
         }
         Ok(())
     }

@@ -8,7 +8,7 @@
 
 use std::hint::black_box;
 
-use filter_sdk::{Config, Context, Event, Filter, Output};
+use filter_sdk::{Config, ConfigError, Event, Filter, FilterError, Output, Pipeline};
 
 /// Passes events through until told to spin.
 #[derive(Debug)]
@@ -17,17 +17,15 @@ struct Spin {
 }
 
 impl Filter for Spin {
-    fn new(_context: &Context, config: &Config) -> Result<Self, String> {
+    fn new(_pipeline: &Pipeline, config: &Config) -> Result<Self, ConfigError> {
         config.reject_unknown(&["when"])?;
-        let when = config
-            .one_of("when", &["data", "always"])
-            .map_err(|e| format!("spin filter: {e}"))?;
+        let when = config.one_of("when", &["data", "always"])?;
         Ok(Self {
             always: when == "always",
         })
     }
 
-    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), FilterError> {
         if self.always || events.iter().any(|event| event.data == "spin") {
             // `black_box` keeps the optimiser from proving anything about the
             // counter, so the loop stays a real busy loop.
@@ -36,8 +34,8 @@ impl Filter for Spin {
                 turns = black_box(turns.wrapping_add(1));
             }
         }
-        for event in events {
-            out.emit(event);
+        for index in 0..events.len() {
+            out.keep(index);
         }
         Ok(())
     }

@@ -10,42 +10,56 @@
 //! batch, then returns an error, so that a test can check that a failed batch's
 //! records go nowhere.
 
-use filter_sdk::{Config, Context, Event, Filter, Output};
+use filter_sdk::{Config, ConfigError, Event, EventFailure, Filter, FilterError, Output, Pipeline};
 
 /// Passes events through until told to trap.
 #[derive(Debug)]
 struct Trap {
     always: bool,
     error_after_push: bool,
+    fail_events: bool,
 }
 
 impl Filter for Trap {
-    fn new(_context: &Context, config: &Config) -> Result<Self, String> {
+    fn new(_pipeline: &Pipeline, config: &Config) -> Result<Self, ConfigError> {
         config.reject_unknown(&["when"])?;
-        let when = config
-            .one_of("when", &["data", "always", "error"])
-            .map_err(|e| format!("trap filter: {e}"))?;
+        let when = config.one_of("when", &["data", "always", "error", "event"])?;
         Ok(Self {
             always: when == "always",
             error_after_push: when == "error",
+            fail_events: when == "event",
         })
     }
 
-    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), String> {
+    fn handle(&mut self, events: &[Event], out: &mut Output) -> Result<(), FilterError> {
+        if self.fail_events {
+            for (index, event) in events.iter().enumerate() {
+                if event.data == "fail" {
+                    return Err(FilterError::Event(EventFailure {
+                        event: index as u32,
+                        reason: format!("trap filter: failing event {:?}, as configured", event.id),
+                    }));
+                }
+                out.keep(index);
+            }
+            return Ok(());
+        }
         if self.error_after_push {
-            for event in events {
-                out.emit(event);
+            for index in 0..events.len() {
+                out.keep(index);
             }
             if events.iter().any(|event| event.data == "fail") {
-                return Err("trap filter: failing after pushing, as configured".to_string());
+                return Err(FilterError::Batch(
+                    "trap filter: failing after pushing, as configured".to_string(),
+                ));
             }
             return Ok(());
         }
         if self.always || events.iter().any(|event| event.data == "trap") {
             panic!("trap filter: trapping as configured");
         }
-        for event in events {
-            out.emit(event);
+        for index in 0..events.len() {
+            out.keep(index);
         }
         Ok(())
     }
