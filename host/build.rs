@@ -47,6 +47,12 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "memory_hog_filter",
         "SSE_INGEST_TESTING_MEMORY_HOG_WASM",
     ),
+    // The Rust filter example (examples/filters/rust), for the polyglot-filter tests.
+    (
+        "wiki-edits-filter",
+        "wiki_edits_filter",
+        "SSE_INGEST_EXAMPLE_RUST_WASM",
+    ),
     // The parser's throughput inside the sandbox (`--bench guest_parser`): a WASI command.
     (
         "parser-bench",
@@ -62,7 +68,14 @@ fn main() {
         .parent()
         .expect("host/ lives inside the workspace")
         .to_path_buf();
-    for watched in ["guest", "wit", "lib/sse-parser", "Cargo.lock", "Cargo.toml"] {
+    for watched in [
+        "guest",
+        "wit",
+        "lib/sse-parser",
+        "examples/filters/rust",
+        "Cargo.lock",
+        "Cargo.toml",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     let target_dir = env::var_os("CARGO_TARGET_DIR")

@@ -4,8 +4,9 @@
 #
 #   scripts/setup.sh           the wasm32-wasip2 Rust target (to build)
 #   scripts/setup.sh --tests   also kinesalite and dynalite, the local Kinesis and DynamoDB APIs
-#                              the tests start (npm), and cargo-deny, which checks the dependency
-#                              tree against deny.toml
+#                              the tests start (npm), cargo-deny, which checks the dependency
+#                              tree against deny.toml, and the tools that build the Python and
+#                              JavaScript filter examples (componentize-py, ComponentizeJS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +28,22 @@ if [ "${1:-}" = "--tests" ]; then
   if [ ! -d tests/dynalite/node_modules/dynalite ]; then
     echo "== installing dynalite (npm ci in tests/dynalite)"
     (cd tests/dynalite && npm ci --no-audit --no-fund --ignore-scripts)
+  fi
+  # The Python filter example is built by componentize-py, pinned in its requirements file
+  # and installed in a venv of its own under target/ (a wheel with its own runtime: no
+  # native build).
+  componentize_py_version="$(sed -n 's/^componentize-py==//p' examples/filters/python/requirements.txt)"
+  tools=target/tools/componentize-py
+  if [ "$("$tools/bin/componentize-py" --version 2>/dev/null)" != "componentize-py $componentize_py_version" ]; then
+    echo "== installing componentize-py $componentize_py_version (venv in $tools)"
+    python3 -m venv "$tools"
+    "$tools/bin/pip" install --quiet --disable-pip-version-check -r examples/filters/python/requirements.txt
+  fi
+  # The JavaScript filter example is built by ComponentizeJS (with jco), pinned with its
+  # lock file in examples/filters/js.
+  if [ ! -d examples/filters/js/node_modules/@bytecodealliance/componentize-js ]; then
+    echo "== installing ComponentizeJS (npm ci in examples/filters/js)"
+    (cd examples/filters/js && npm ci --no-audit --no-fund --ignore-scripts)
   fi
   # cargo-deny checks the dependency tree's licences, sources and bans (deny.toml). Built
   # from source at a pinned version (about 4 minutes on 2 cores, once per machine); the

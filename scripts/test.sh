@@ -31,6 +31,7 @@ if [ "${SKIP_LINT:-0}" != 1 ]; then
   cargo clippy --locked --target wasm32-wasip2 --target-dir target/guests \
     -p source-component -p filter-sdk -p passthrough-filter -p types-filter -p json-match-filter \
     -p wikimedia-filter -p trap-filter -p spin-filter -p memory-hog-filter -p parser-bench \
+    -p wiki-edits-filter \
     -- -D warnings
 fi
 

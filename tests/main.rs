@@ -24,6 +24,7 @@ mod kinesis_end_to_end;
 mod kinesis_fleet;
 mod large_events;
 mod network;
+mod polyglot;
 mod recovery;
 mod resilience;
 mod sandbox;

@@ -393,6 +393,7 @@ async fn run_one(
         pipeline = %name,
         events_received = metrics.events_received.get(),
         records_written = metrics.records_written.get(),
+        events_filtered_out = metrics.events_filtered_out.get(),
         oversized_events = metrics.oversized_events.get(),
         oversized_ids = metrics.oversized_ids.get(),
         connections = metrics.connections.get(),

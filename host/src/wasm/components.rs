@@ -30,6 +30,8 @@ const TESTING_FILTERS: &[(&str, &str)] = &[
     ("trap", env!("SSE_INGEST_TESTING_TRAP_WASM")),
     ("spin", env!("SSE_INGEST_TESTING_SPIN_WASM")),
     ("memory-hog", env!("SSE_INGEST_TESTING_MEMORY_HOG_WASM")),
+    // The Rust filter example, beside whose build the Python and JavaScript ones are tested.
+    ("example-rust", env!("SSE_INGEST_EXAMPLE_RUST_WASM")),
 ];
 
 /// For tests only: the path on disk of a misbehaving test filter (`trap`,
