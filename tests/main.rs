@@ -23,6 +23,7 @@ mod filters;
 mod kinesis_end_to_end;
 mod kinesis_fleet;
 mod large_events;
+mod layering;
 mod logging;
 mod network;
 mod recovery;
