@@ -17,6 +17,7 @@ mod admin;
 mod bad_input;
 mod conformance_end_to_end;
 mod container;
+mod docs;
 mod end_to_end;
 mod files;
 mod filters;
