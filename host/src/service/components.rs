@@ -71,10 +71,9 @@ impl Components {
 
     /// Compiles every built-in filter on a blocking thread, once per process, so that a swap
     /// to one over the admin API (a rollback to `passthrough`, an A/B flip between built-ins)
-    /// waits for no compiling: measured, the first swap to a built-in took 4-7 ms from
-    /// request to first batch when it loaded the component, 2-3 ms once compiled
-    /// (BENCHMARKS.md). Called once a pipeline runs, after start-up's own compiling, so it
-    /// does not hold up the first event. Costs about 3 MiB resident.
+    /// waits for no compiling (the swap latencies, and the resident memory this costs:
+    /// BENCHMARKS.md, "Filter swap latency"). Called once a pipeline runs, after start-up's
+    /// own compiling, so it does not hold up the first event.
     pub fn compile_builtin_filters_ahead(&self) {
         self.builtins_ahead.call_once(|| {
             let filters = Arc::clone(&self.filters);
