@@ -281,9 +281,9 @@ impl<'t> Reader<'t> {
         if let (Some(level), Some(value)) = (
             self.string(document, "log_level"),
             document.get("log_level"),
-        ) && let Err(message) = crate::cli::logging::filter(&level)
+        ) && let Err(error) = crate::cli::logging::filter(&level)
         {
-            self.problem(&value.span(), message);
+            self.problem(&value.span(), error.to_string());
         }
         let report_interval = self
             .integer(document, "report_interval_ms")

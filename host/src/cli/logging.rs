@@ -20,6 +20,7 @@ use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::ParseError;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
 
@@ -91,10 +92,20 @@ pub fn directives(log_level: &str) -> String {
     out.join(",")
 }
 
+/// A `--log-level` (or config `log_level`) that is no filter.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid log level `{given}`: {reason}")]
+pub struct InvalidLogLevel {
+    given: String,
+    reason: ParseError,
+}
+
 /// The filter for `log_level`, or why it is not one.
-pub fn filter(log_level: &str) -> Result<EnvFilter, String> {
-    EnvFilter::try_new(directives(log_level))
-        .map_err(|e| format!("invalid log level `{log_level}`: {e}"))
+pub fn filter(log_level: &str) -> Result<EnvFilter, InvalidLogLevel> {
+    EnvFilter::try_new(directives(log_level)).map_err(|reason| InvalidLogLevel {
+        given: log_level.to_string(),
+        reason,
+    })
 }
 
 /// Installs the global subscriber. Safe to call once per process.
@@ -270,7 +281,7 @@ mod tests {
 
     #[test]
     fn a_malformed_filter_is_refused_with_its_text() {
-        let message = filter("sse_ingest=loud").unwrap_err();
+        let message = filter("sse_ingest=loud").unwrap_err().to_string();
         assert!(message.contains("`sse_ingest=loud`"), "{message}");
         assert!(filter("debug").is_ok());
     }
