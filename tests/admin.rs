@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use support::sse_server::{Gate, Response, SseServer, Step};
 use support::{
-    WASM, WithAdmin, builtin_filter, file_sink, http_request, http_request_with, run_command,
-    wait_for_admin, wait_until,
+    WASM, WithAdmin, assert_exit_saying, builtin_filter, file_sink, http_request,
+    http_request_with, run_command, run_with_limit, stderr_of, wait_for_admin, wait_until,
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -265,6 +265,46 @@ fn a_rebinding_swap_is_refused_and_the_version_stays_one_while_a_local_swap_succ
         !stderr.lines().any(|line| line.starts_with("forged")),
         "a label's line break stays escaped: {stderr}"
     );
+}
+
+#[test]
+fn the_swap_command_sends_the_token_and_prints_the_new_version() {
+    let hold = Gate::default();
+    let server = one_event_then_hold(&hold);
+    let dir = tempfile::tempdir().unwrap();
+    let running = running(&server, dir.path(), Some(TOKEN));
+    wait_until(
+        "the pipeline running",
+        LIMIT,
+        || {
+            running
+                .get("/pipelines/default")
+                .is_ok_and(|(status, _)| status == 200)
+        },
+        || running.stderr(),
+    );
+    let address = format!("127.0.0.1:{}", running.port);
+    let swap = || {
+        let mut command = support::sse_ingest();
+        command.args(["swap", "--admin", &address, "--filter", "passthrough"]);
+        command.env_remove("SSE_INGEST_ADMIN_TOKEN");
+        command
+    };
+
+    let refused = run_with_limit(&mut swap(), LIMIT);
+    assert_exit_saying(&refused, 1, "Authorization: Bearer");
+    assert_eq!(filter_version(&running), 1);
+
+    let swapped = run_with_limit(swap().env("SSE_INGEST_ADMIN_TOKEN", TOKEN), LIMIT);
+    assert!(swapped.status.success(), "{}", stderr_of(&swapped));
+    let printed = String::from_utf8_lossy(&swapped.stdout);
+    assert!(
+        printed.contains("pipeline `default` now runs filter version 2"),
+        "{printed}"
+    );
+    assert_eq!(filter_version(&running), 2);
+    let _ = running.kill();
+    hold.open();
 }
 
 #[test]

@@ -7,9 +7,9 @@ use sse_ingest::cli::exit::Failure;
 
 /// No transparent huge pages for this process. Where the kernel backs every aligned
 /// anonymous region with 2 MiB pages (`transparent_hugepage=always`, common on servers),
-/// mimalloc's eagerly committed arenas become resident in 2 MiB steps, nearly empty: a
-/// stream at full speed peaked at 80 MiB with them and 36 MiB without, at the same CPU
-/// (`bench/e2e.py`, BENCHMARKS.md). mimalloc's own switch (`MIMALLOC_ALLOW_THP=0`) is read
+/// mimalloc's eagerly committed arenas become resident in 2 MiB steps, nearly empty: the
+/// peak resident set of a stream at full speed more than doubled, at the same CPU (the
+/// figures, from `bench/e2e.py`: BENCHMARKS.md, "Memory"). mimalloc's own switch (`MIMALLOC_ALLOW_THP=0`) is read
 /// from the environment before `main`, so the process sets the same flag itself; it
 /// applies to every page faulted in from here on.
 fn keep_arenas_small() {
@@ -24,17 +24,18 @@ fn keep_arenas_small() {
 
 /// mimalloc keeps freed memory for reuse across threads. The Kinesis path allocates a
 /// request body of up to 5 MiB per PutRecords on one thread and frees it on another, and
-/// glibc's malloc maps and faults those in again and again; the producer benchmark
-/// measured about 15% less CPU per record with mimalloc.
+/// glibc's malloc maps and faults those in again and again, which costs CPU per record
+/// (the figure: BENCHMARKS.md, "Other figures").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc returns memory to the system a second after it fell free (its default
 /// `purge_delay`). A stream at a steady rate frees its event buffers as fast as it
-/// allocates them, so a second's worth of them stayed resident: 5 MiB at 5,000 events/s of
-/// 1 KiB. Purged at once, the resident set is what is in use, at no CPU cost we could
-/// measure (`bench/e2e.py --soak`, BENCHMARKS.md). Like `MIMALLOC_PURGE_DELAY=0`, which is
-/// read before `main`, so the process sets the option itself.
+/// allocates them, so a second's worth of them stayed resident. Purged at once, the
+/// resident set is what is in use, for a little system CPU (the trade, measured with
+/// `bench/e2e.py --soak`: BENCHMARKS.md, "Resident memory over time"). Like
+/// `MIMALLOC_PURGE_DELAY=0`, which is read before `main`, so the process sets the option
+/// itself.
 fn purge_freed_memory_at_once() {
     /// `mi_option_purge_delay` in mimalloc v3's `mimalloc.h` (the sys crate names no
     /// constant for it).

@@ -8,6 +8,7 @@ use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{ErrorCode, IncomingResponse};
 use crate::bindings::wasi::io::poll::{Pollable, poll};
 use crate::bindings::wasi::io::streams::StreamError;
+use crate::outcome::{Outcome, describe};
 use crate::request::{self, Target};
 use crate::response::{self, Rules, Verdict};
 use crate::stream;
@@ -17,22 +18,6 @@ use sse_parser::Parser;
 const BODY_START_BYTES: usize = 256;
 /// How long to wait for that body before giving up on it.
 const BODY_START_WAIT_NS: u64 = 2_000_000_000;
-
-/// How a connection attempt ended.
-#[derive(Debug)]
-pub enum Outcome {
-    /// The host asked the source to stop.
-    Stopped,
-    /// HTTP 204: the server says to stop reconnecting.
-    NoContent,
-    /// Reconnecting cannot help; the message is for an operator.
-    Fatal(String),
-    /// Try again later.
-    Retry {
-        cause: DisconnectCause,
-        retry_after_ms: Option<u64>,
-    },
-}
 
 /// Connects once and streams until the connection ends.
 pub fn connect_and_stream(
@@ -84,22 +69,6 @@ fn transport_failure(config: &SourceConfig, code: &ErrorCode) -> Outcome {
     Outcome::Retry {
         cause: DisconnectCause::Network(describe(code)),
         retry_after_ms: None,
-    }
-}
-
-/// A transport error in words. The host's client puts a sentence naming `host:port` and
-/// the cause into `internal-error`; other codes (from another host) are named by variant.
-pub fn describe(code: &ErrorCode) -> String {
-    match code {
-        ErrorCode::InternalError(Some(sentence)) => sentence.clone(),
-        ErrorCode::DnsError(_) => "the host name could not be resolved".to_string(),
-        ErrorCode::ConnectionRefused => "the connection was refused".to_string(),
-        ErrorCode::ConnectionTerminated | ErrorCode::ConnectionReadTimeout => {
-            "the connection ended or went silent".to_string()
-        }
-        ErrorCode::ConnectionTimeout => "connecting timed out".to_string(),
-        ErrorCode::TlsCertificateError => "the server's TLS certificate was refused".to_string(),
-        other => format!("{other:?}"),
     }
 }
 

@@ -17,6 +17,7 @@ mod bindings {
 }
 
 mod connection;
+mod outcome;
 mod reconnect;
 mod request;
 mod response;
@@ -28,7 +29,8 @@ use bindings::sse_ingest::pipeline::source_host::{
 };
 use bindings::sse_ingest::pipeline::source_types::Finish;
 use bindings::sse_ingest::pipeline::types::Level;
-use connection::{Outcome, connect_and_stream};
+use connection::connect_and_stream;
+use outcome::Outcome;
 use reconnect::Backoff;
 use sse_parser::{Parser, ParserConfig};
 

@@ -13,7 +13,7 @@ use crate::bindings::wasi::clocks::wall_clock;
 use crate::bindings::wasi::http::types::{IncomingResponse, http_error_code};
 use crate::bindings::wasi::io::poll::{Pollable, poll};
 use crate::bindings::wasi::io::streams::StreamError;
-use crate::connection::Outcome;
+use crate::outcome::{Outcome, describe};
 use sse_parser::{Item, Parser};
 
 /// Bytes asked for per read: large reads keep host calls and copies few.
@@ -133,7 +133,7 @@ pub fn pump(
                 // `http-error-code` does not recognise; its text for `internal-error` (the
                 // host client's sentence) starts with this prefix.
                 let reason = match http_error_code(&error) {
-                    Some(code) => crate::connection::describe(&code),
+                    Some(code) => describe(&code),
                     None => {
                         let text = error.to_debug_string();
                         match text.strip_prefix("internal error: ") {

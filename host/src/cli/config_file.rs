@@ -27,6 +27,7 @@ const GLOBAL_KEYS: &[&str] = &[
     "state_dir",
     "cache_dir",
     "log_format",
+    "log_level",
     "report_interval_ms",
     "region",
     "endpoint_url",
@@ -159,11 +160,12 @@ pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
     }
 }
 
-/// Reads only `log_format` (logging starts before the rest of the file is read).
-pub(crate) fn peek_log_format(path: &Path) -> Option<String> {
+/// Reads only the top-level string `key` (`log_format`, `log_level`: logging starts before
+/// the rest of the file is read, so a problem in it is reported by [`parse`] instead).
+pub(crate) fn peek_string(path: &Path, key: &str) -> Option<String> {
     let text = read_text(path).ok()?;
     let document = DeTable::parse(&text).ok()?;
-    match document.get_ref().get("log_format")?.get_ref() {
+    match document.get_ref().get(key)?.get_ref() {
         DeValue::String(format) => Some(format.to_string()),
         _ => None,
     }
@@ -275,6 +277,13 @@ impl<'t> Reader<'t> {
                 &value.span(),
                 format!("`log_format` is `{format}`: expected `text` or `json`"),
             );
+        }
+        if let (Some(level), Some(value)) = (
+            self.string(document, "log_level"),
+            document.get("log_level"),
+        ) && let Err(error) = crate::cli::logging::filter(&level)
+        {
+            self.problem(&value.span(), error.to_string());
         }
         let report_interval = self
             .integer(document, "report_interval_ms")

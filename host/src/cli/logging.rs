@@ -1,5 +1,12 @@
 //! Logs go to stderr, so that `--sink stdout` carries records and nothing else.
 //!
+//! `--log-level debug` is for debugging sse-ingest, not its dependencies: a bare level
+//! applies to the product's own crates ([`OWN_TARGETS`], guest logs included: they are
+//! written from `sse_ingest`), while every other crate stays at `info` at most. At `debug`,
+//! Cranelift and wasmtime alone write tens of thousands of lines while compiling one
+//! component, burying the lines asked for. `RUST_LOG`, and any directive naming a target,
+//! reach dependencies as written.
+//!
 //! One event is one line: in text logs, control characters in field values (a line break
 //! in a swap's `label`, an escape sequence in a server's error) are written escaped
 //! ([`EscapedFields`]), so no value can forge a log line or drive the terminal. JSON logs
@@ -10,17 +17,21 @@ use std::io::IsTerminal as _;
 
 use clap::Args;
 use tracing::field::{Field, Visit};
+use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::filter::ParseError;
 use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::fmt::format::Writer;
 
 /// Logging flags shared by every command.
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
-    /// Log filter (tracing's EnvFilter syntax); `RUST_LOG` overrides it.
-    #[arg(long, global = true, default_value = "info")]
-    pub log_level: String,
+    /// Log level of sse-ingest's own crates (dependencies stay at `info` at most), or
+    /// tracing's EnvFilter syntax (`debug,hyper=trace`); `RUST_LOG` overrides it. Default:
+    /// `info`, or the config file's `log_level`.
+    #[arg(long, global = true)]
+    pub log_level: Option<String>,
     /// Log format: `text` or `json` (JSON lines). Default: text, or the config file's
     /// `log_format`.
     #[arg(long, global = true, value_parser = parse_format)]
@@ -55,11 +66,54 @@ fn parse_format(text: &str) -> Result<LogFormat, String> {
     text.parse()
 }
 
+/// The crates of this workspace that log: a bare `--log-level` applies to these.
+pub const OWN_TARGETS: &[&str] = &["sse_ingest", "kinesis_producer", "sse_parser"];
+
+/// The level when neither `--log-level`, the config file nor `RUST_LOG` gives one.
+const DEFAULT_LEVEL: &str = "info";
+
+/// `--log-level` as EnvFilter directives: each bare level (`debug`) becomes that level for
+/// [`OWN_TARGETS`] and the less verbose of it and `info` for everything else; directives that
+/// name a target are kept as written (more specific, so they win).
+pub fn directives(log_level: &str) -> String {
+    let mut out = Vec::new();
+    for directive in log_level.split(',').map(str::trim) {
+        match directive.parse::<LevelFilter>() {
+            Ok(level) if !directive.is_empty() => {
+                out.push(level.min(LevelFilter::INFO).to_string().to_lowercase());
+                for target in OWN_TARGETS {
+                    out.push(format!("{target}={}", level.to_string().to_lowercase()));
+                }
+            }
+            _ if directive.is_empty() => {}
+            _ => out.push(directive.to_string()),
+        }
+    }
+    out.join(",")
+}
+
+/// A `--log-level` (or config `log_level`) that is no filter.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid log level `{given}`: {reason}")]
+pub struct InvalidLogLevel {
+    given: String,
+    reason: ParseError,
+}
+
+/// The filter for `log_level`, or why it is not one.
+pub fn filter(log_level: &str) -> Result<EnvFilter, InvalidLogLevel> {
+    EnvFilter::try_new(directives(log_level)).map_err(|reason| InvalidLogLevel {
+        given: log_level.to_string(),
+        reason,
+    })
+}
+
 /// Installs the global subscriber. Safe to call once per process.
 pub fn init(args: &LogArgs) {
+    let level = args.log_level.as_deref().unwrap_or(DEFAULT_LEVEL);
     let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&args.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .or_else(|_| filter(level))
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LEVEL));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| crate::cli::live_line::Stderr)
@@ -202,5 +256,33 @@ mod tests {
         assert!(text.contains(r"red \u{1b}[31m\ndone"), "{text}");
         assert!(text.contains(r#"reason="a\rb""#), "{text}");
         assert!(!text.contains('\u{1b}'), "{text}");
+    }
+
+    #[test]
+    fn a_bare_level_is_for_our_crates_and_dependencies_stay_at_info_at_most() {
+        assert_eq!(
+            directives("debug"),
+            "info,sse_ingest=debug,kinesis_producer=debug,sse_parser=debug"
+        );
+        assert_eq!(
+            directives("warn"),
+            "warn,sse_ingest=warn,kinesis_producer=warn,sse_parser=warn"
+        );
+    }
+
+    #[test]
+    fn directives_naming_a_target_are_kept_as_written() {
+        assert_eq!(
+            directives("trace, hyper=debug"),
+            "info,sse_ingest=trace,kinesis_producer=trace,sse_parser=trace,hyper=debug"
+        );
+        assert_eq!(directives("cranelift=trace"), "cranelift=trace");
+    }
+
+    #[test]
+    fn a_malformed_filter_is_refused_with_its_text() {
+        let message = filter("sse_ingest=loud").unwrap_err().to_string();
+        assert!(message.contains("`sse_ingest=loud`"), "{message}");
+        assert!(filter("debug").is_ok());
     }
 }

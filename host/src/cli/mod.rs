@@ -47,10 +47,15 @@ pub fn main() -> Result<u8, exit::Failure> {
     let mut log = cli.log.clone();
     if let Command::Run(args) = &cli.command
         && let Some(path) = &args.config
-        && log.log_format.is_none()
-        && let Some(format) = config_file::peek_log_format(path)
     {
-        log.log_format = format.parse().ok();
+        if log.log_format.is_none()
+            && let Some(format) = config_file::peek_string(path, "log_format")
+        {
+            log.log_format = format.parse().ok();
+        }
+        if log.log_level.is_none() {
+            log.log_level = config_file::peek_string(path, "log_level");
+        }
     }
     logging::init(&log);
     match cli.command {

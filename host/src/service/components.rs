@@ -9,11 +9,28 @@ use crate::config::FilterSpec;
 use crate::wasm::compiled_filters::CompiledFilters;
 use crate::wasm::components;
 use crate::wasm::engine;
-use crate::wasm::filter::FilterComponent;
+use crate::wasm::filter::{FilterComponent, FilterError};
 use crate::wasm::source::SourceComponent;
 
 /// The environment variable naming the directory of precompiled components.
 pub const PRECOMPILED_DIR_VARIABLE: &str = "SSE_INGEST_PRECOMPILED_DIR";
+
+/// Why the shared components could not be set up, or a pipeline's filter not loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentsError {
+    /// The wasmtime engine could not be made (its compiled-code cache, above all).
+    #[error("{0:#}")]
+    Engine(anyhow::Error),
+    /// The built-in source component did not compile or link.
+    #[error("{0:#}")]
+    Source(anyhow::Error),
+    /// The filter's bytes could not be had: no such built-in, an unreadable file.
+    #[error("{0}")]
+    FilterFile(String),
+    /// The filter's bytes are no usable filter component.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+}
 
 /// See the module docs.
 pub struct Components {
@@ -26,8 +43,8 @@ pub struct Components {
 
 impl Components {
     /// The engine (caching compiled code in `cache_dir`) and the built-in source.
-    pub fn new(cache_dir: Option<&Path>) -> Result<Self, String> {
-        let engine = engine::new_engine(cache_dir).map_err(|e| format!("{e:#}"))?;
+    pub fn new(cache_dir: Option<&Path>) -> Result<Self, ComponentsError> {
+        let engine = engine::new_engine(cache_dir).map_err(ComponentsError::Engine)?;
         let precompiled = std::env::var_os(PRECOMPILED_DIR_VARIABLE).map(PathBuf::from);
         let source = engine::load_or_compile(
             &engine,
@@ -36,7 +53,7 @@ impl Components {
             "the built-in source",
         )
         .and_then(|c| SourceComponent::new(&engine, &c))
-        .map_err(|e| format!("{e:#}"))?;
+        .map_err(ComponentsError::Source)?;
         // Components compiled ahead of time (`SSE_INGEST_PRECOMPILED_DIR`, set by the
         // container image to what `sse-ingest precompile` wrote).
         let filters = Arc::new(CompiledFilters::new(engine.clone(), precompiled));
@@ -54,13 +71,10 @@ impl Components {
 
     /// The filter `spec` names with its label; each distinct component is compiled once.
     /// A file is read again at each start, so a reload picks up a changed file.
-    pub fn filter(&self, spec: &FilterSpec) -> Result<(String, FilterComponent), String> {
+    pub fn filter(&self, spec: &FilterSpec) -> Result<(String, FilterComponent), ComponentsError> {
         let label = spec.label();
-        let bytes = components::load_filter(spec)?;
-        let component = self
-            .filters
-            .get(&bytes, &label)
-            .map_err(|e| e.to_string())?;
+        let bytes = components::load_filter(spec).map_err(ComponentsError::FilterFile)?;
+        let component = self.filters.get(&bytes, &label)?;
         Ok((label, component))
     }
 
@@ -71,10 +85,9 @@ impl Components {
 
     /// Compiles every built-in filter on a blocking thread, once per process, so that a swap
     /// to one over the admin API (a rollback to `passthrough`, an A/B flip between built-ins)
-    /// waits for no compiling: measured, the first swap to a built-in took 4-7 ms from
-    /// request to first batch when it loaded the component, 2-3 ms once compiled
-    /// (BENCHMARKS.md). Called once a pipeline runs, after start-up's own compiling, so it
-    /// does not hold up the first event. Costs about 3 MiB resident.
+    /// waits for no compiling (the swap latencies, and the resident memory this costs:
+    /// BENCHMARKS.md, "Filter swap latency"). Called once a pipeline runs, after start-up's
+    /// own compiling, so it does not hold up the first event.
     pub fn compile_builtin_filters_ahead(&self) {
         self.builtins_ahead.call_once(|| {
             let filters = Arc::clone(&self.filters);

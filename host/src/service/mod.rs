@@ -29,7 +29,7 @@ use crate::pipeline::state_lock::{LockError, StateLock};
 use crate::pipeline::{InitialFilter, Pipeline, PipelineEnd, PipelineError};
 use crate::sink::SinkSpec;
 
-pub use components::{Components, PRECOMPILED_DIR_VARIABLE};
+pub use components::{Components, ComponentsError, PRECOMPILED_DIR_VARIABLE};
 
 /// Why a pipeline did not run to a good end.
 #[derive(Debug, thiserror::Error)]
@@ -38,11 +38,23 @@ pub enum PipelineFailure {
     #[error(transparent)]
     Lock(#[from] LockError),
     /// Its filter cannot be loaded or compiled.
-    #[error("{0}")]
-    Filter(String),
+    #[error(transparent)]
+    Filter(ComponentsError),
     /// It ran and failed.
     #[error(transparent)]
     Run(#[from] PipelineError),
+}
+
+/// Why a process could not start: nothing runs then, and the caller exits with a usage
+/// error (the configuration names what is missing or wrong).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The engine or the built-in source could not be set up.
+    #[error(transparent)]
+    Components(#[from] ComponentsError),
+    /// The admin API could not listen where it was told to (address taken, TLS files).
+    #[error(transparent)]
+    Admin(#[from] admin::BindError),
 }
 
 /// How one pipeline ended.
@@ -83,7 +95,7 @@ impl Service {
     pub async fn start(
         config: &ServiceConfig,
         stop_admin: watch::Receiver<bool>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StartError> {
         open_files::raise_for(config.pipelines.len());
         let cache_dir = config
             .pipelines
@@ -115,9 +127,7 @@ impl Service {
         for pipeline in &config.pipelines {
             service.register(pipeline);
         }
-        admin::bind(&config.admin, service.pipelines.clone(), stop_admin)
-            .await
-            .map_err(|e| e.to_string())?;
+        admin::bind(&config.admin, service.pipelines.clone(), stop_admin).await?;
         for pipeline in &config.pipelines {
             service.launch(pipeline.clone());
         }

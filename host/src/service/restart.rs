@@ -122,7 +122,9 @@ mod tests {
         )));
         assert_eq!(disposition(&trap), Disposition::Restart);
         assert_eq!(
-            disposition(&PipelineFailure::Filter("no such file".into())),
+            disposition(&PipelineFailure::Filter(
+                crate::service::ComponentsError::FilterFile("no such file".into())
+            )),
             Disposition::Fail
         );
     }

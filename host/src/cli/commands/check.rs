@@ -71,8 +71,8 @@ async fn check_filters(
         };
         let (label, component) = match components.filter(&pipeline.filter) {
             Ok(loaded) => loaded,
-            Err(message) => {
-                problems.push(problem(message));
+            Err(error) => {
+                problems.push(problem(error.to_string()));
                 continue;
             }
         };

@@ -24,7 +24,7 @@ pub fn execute(args: SwapArgs) -> Result<u8, Failure> {
     let client = AdminClient::new(&args.admin, args.admin_token.clone());
     let path = format!("/pipelines/{}/filter?{}", args.pipeline, query.finish());
     let Answer { status, body } = client.post(&path, "application/wasm", &bytes)?;
-    let status = ureq::http::StatusCode::from_u16(status).unwrap_or_default();
+    let status = http::StatusCode::from_u16(status).unwrap_or_default();
     if status.is_success() {
         println!(
             "pipeline `{}` now runs filter version {} ({label})",

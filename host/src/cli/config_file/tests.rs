@@ -302,3 +302,19 @@ fn admin_metrics_public_and_tls_are_read_and_the_tls_files_go_together() {
     let problems = parse(&half).unwrap_err();
     assert!(problems[0].message.contains("go together"), "{problems:?}");
 }
+
+#[test]
+fn a_log_level_that_is_no_filter_points_at_its_key() {
+    let text = "log_level = \"sse_ingest=loud\"\n[[pipeline]]\nname = \"p\"\nurl = \"http://example.org/\"\n";
+    let problems = parse(text).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].line, 1, "{problems:?}");
+    assert!(
+        problems[0]
+            .message
+            .contains("invalid log level `sse_ingest=loud`"),
+        "{problems:?}"
+    );
+    let fine = text.replace("sse_ingest=loud", "debug,hyper=trace");
+    assert!(parse(&fine).is_ok(), "{:?}", parse(&fine).err());
+}
