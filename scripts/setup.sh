@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh           the wasm32-wasip2 Rust target (to build)
 #   scripts/setup.sh --tests   also kinesalite and dynalite, the local Kinesis and DynamoDB APIs
-#                              the tests start (npm), and cargo-deny, which checks the dependency
+#                              the tests start (npm), aws-kinesis-agg (npm, to read aggregated
+#                              records back), and cargo-deny, which checks the dependency
 #                              tree against deny.toml
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,12 @@ if [ "${1:-}" = "--tests" ]; then
   if [ ! -d tests/dynalite/node_modules/dynalite ]; then
     echo "== installing dynalite (npm ci in tests/dynalite)"
     (cd tests/dynalite && npm ci --no-audit --no-fund --ignore-scripts)
+  fi
+  # The --aggregate tests de-aggregate what they read back with aws-kinesis-agg, the KPL
+  # format's Node.js library (pinned the same way in tests/kinesis-agg; plain JavaScript).
+  if [ ! -d tests/kinesis-agg/node_modules/aws-kinesis-agg ]; then
+    echo "== installing aws-kinesis-agg (npm ci in tests/kinesis-agg)"
+    (cd tests/kinesis-agg && npm ci --no-audit --no-fund --ignore-scripts)
   fi
   # cargo-deny checks the dependency tree's licences, sources and bans (deny.toml). Built
   # from source at a pinned version (about 4 minutes on 2 cores, once per machine); the

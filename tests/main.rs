@@ -20,6 +20,7 @@ mod container;
 mod end_to_end;
 mod files;
 mod filters;
+mod kinesis_aggregation;
 mod kinesis_end_to_end;
 mod kinesis_fleet;
 mod large_events;

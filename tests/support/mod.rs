@@ -7,6 +7,7 @@
 
 pub mod ambiguous;
 pub mod dynalite;
+pub mod kpl;
 pub mod node_server;
 pub mod numbered;
 pub mod outage;
