@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use kinesis_producer::aws_sdk_kinesis::Client;
+use kinesis_producer::aws_sdk_kinesis::types::StreamStatus;
+use kinesis_producer::{Producer, ProducerConfig, ProducerRecord};
 use kinesis_support::chaos::{ChaosConfig, Counters};
 use kinesis_support::{Kinesalite, ProxiedStream, create_stream, read_stream};
 use md5::{Digest, Md5};
@@ -82,6 +84,11 @@ async fn shard_ranges(client: &Client, stream: &str) -> Vec<(u128, u128, String)
     answer
         .shards()
         .iter()
+        // A shard closed by a resharding takes no records.
+        .filter(|s| {
+            s.sequence_number_range()
+                .is_none_or(|r| r.ending_sequence_number().is_none())
+        })
         .map(|s| {
             let range = s.hash_key_range().unwrap();
             (
@@ -351,4 +358,99 @@ async fn a_once_run_with_aggregate_into_a_throttled_stream_drains_every_record_i
         Counters::get(&kinesis.proxy.counters.throttled_records),
         Counters::get(&kinesis.proxy.counters.put_requests)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_resharding_the_shard_map_is_read_again_and_records_follow_the_new_shards() {
+    let kinesalite = Kinesalite::start();
+    let client = kinesalite.client();
+    create_stream(&client, "agg-split", 1).await;
+    let mut config = ProducerConfig::new("agg-split");
+    config.aggregate = true;
+    config.linger = Duration::from_millis(20);
+    let producer = Producer::new(client.clone(), config).await.unwrap();
+    let round = |r: u64| -> Vec<ProducerRecord> {
+        (0..200u64)
+            .map(|n| ProducerRecord::new(format!("{{\"n\":{}}}", r * 200 + n), format!("key-{n}")))
+            .collect()
+    };
+    let deliver = |records: Vec<ProducerRecord>| {
+        let producer = producer.clone();
+        async move {
+            let outcome = producer.submit(records).await.unwrap().await.unwrap();
+            assert_eq!((outcome.acked, outcome.dead_letters.len()), (200, 0));
+        }
+    };
+    deliver(round(0)).await;
+    assert_eq!(producer.stats().shard_map_reads(), 1);
+
+    // Split the one shard in two halves of the hash-key space.
+    let shards = client
+        .list_shards()
+        .stream_name("agg-split")
+        .send()
+        .await
+        .unwrap();
+    let parent = shards.shards()[0].shard_id().to_owned();
+    client
+        .split_shard()
+        .stream_name("agg-split")
+        .shard_to_split(&parent)
+        .new_starting_hash_key((u128::MAX / 2 + 1).to_string())
+        .send()
+        .await
+        .unwrap();
+    let mut active = false;
+    for _ in 0..200 {
+        let summary = client
+            .describe_stream_summary()
+            .stream_name("agg-split")
+            .send()
+            .await
+            .unwrap();
+        if summary
+            .stream_description_summary()
+            .unwrap()
+            .stream_status()
+            == &StreamStatus::Active
+        {
+            active = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(active, "the split did not finish");
+
+    // The map still names the closed parent: the first aggregates land on a child, which
+    // tells the producer to read the map again.
+    deliver(round(1)).await;
+    assert_eq!(
+        producer.stats().shard_map_reads(),
+        2,
+        "the map was not read again"
+    );
+    // Until the new map is read the stream's records wait, so these go by the new map.
+    deliver(round(2)).await;
+    producer.close(Duration::from_secs(10)).await.unwrap();
+
+    let stored = read_stream(&client, "agg-split").await;
+    let users = deaggregate(&stored);
+    let mut numbers: Vec<u64> = users.iter().map(|u| number_in(&u.data)).collect();
+    numbers.sort_unstable();
+    assert!(
+        numbers.iter().copied().eq(0..600),
+        "missing or repeated records"
+    );
+    let ranges = shard_ranges(&client, "agg-split").await;
+    assert_eq!(ranges.len(), 2);
+    let late: Vec<&UserRecord> = users.iter().filter(|u| number_in(&u.data) >= 400).collect();
+    assert_eq!(late.len(), 200);
+    for u in late {
+        assert_eq!(
+            u.shard,
+            shard_of(&ranges, &u.partition_key),
+            "{}",
+            u.partition_key
+        );
+    }
 }
