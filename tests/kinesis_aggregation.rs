@@ -454,3 +454,35 @@ async fn after_a_resharding_the_shard_map_is_read_again_and_records_follow_the_n
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_list_shards_records_go_plain_and_the_failure_is_counted() {
+    // A role without the kinesis:ListShards grant: nothing is lost, nothing misplaced.
+    let faults = ChaosConfig {
+        refuse_list_shards: true,
+        ..ChaosConfig::default()
+    };
+    let kinesis = ProxiedStream::start("agg-denied", 2, faults).await;
+    let client = kinesis_producer::client_for_local(kinesis.proxy.endpoint(), "us-east-1");
+    let mut config = ProducerConfig::new("agg-denied");
+    config.aggregate = true;
+    config.linger = Duration::from_millis(20);
+    let producer = Producer::new(client, config).await.unwrap();
+    let records = (0..300u64)
+        .map(|n| ProducerRecord::new(format!("{{\"n\":{n}}}"), format!("key-{}", n % 30)))
+        .collect();
+    let outcome = producer.submit(records).await.unwrap().await.unwrap();
+    assert_eq!((outcome.acked, outcome.dead_letters.len()), (300, 0));
+    let stats = producer.stats().snapshot();
+    assert!(stats.shard_map_failures >= 1, "{stats:?}");
+    assert_eq!(stats.aggregated_records, 0, "{stats:?}");
+    assert!(Counters::get(&kinesis.proxy.counters.list_shards_refused) >= 1);
+    producer.close(Duration::from_secs(10)).await.unwrap();
+    let users = deaggregate(&read_stream(&kinesis.client, "agg-denied").await);
+    assert_eq!(users.len(), 300);
+    assert!(users.iter().all(|u| !u.aggregated));
+    let ranges = shard_ranges(&kinesis.client, "agg-denied").await;
+    for u in &users {
+        assert_eq!(u.shard, shard_of(&ranges, &u.partition_key));
+    }
+}

@@ -1012,8 +1012,11 @@ impl Dispatcher {
         let mut consider = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
         if self.requests.len() < self.settings.max_in_flight {
             for st in &self.streams {
+                // A stream whose shard map is being read waits for the answer, which wakes
+                // the loop; waking for its due time (passed, maybe) would spin.
                 if let Some(d) = st.due
                     && !st.ready.is_empty()
+                    && !matches!(st.shard_map, ShardMapState::Reading)
                 {
                     consider(d.max(now));
                 }
