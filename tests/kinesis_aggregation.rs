@@ -546,3 +546,76 @@ async fn under_chaos_aggregates_lose_nothing_and_ordered_mode_never_inverts_a_ke
     assert_eq!(inversions, 0, "per-key order inversions in --ordered mode");
     assert!(users.iter().any(|u| u.aggregated), "nothing was aggregated");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_the_checkpoint_names_no_event_that_is_not_stored() {
+    // Each PutRecords takes 300 ms, so aggregates are always in flight; the checkpoint
+    // (written every 20 ms) may only follow what Kinesis acknowledged, user record by
+    // user record.
+    let kinesis =
+        ProxiedStream::start("agg-kill", 2, ChaosConfig::slow(Duration::from_millis(300))).await;
+    let server = SseServer::always(Response::stream(support::numbered::paced_frames(
+        100_000,
+        Duration::from_millis(1),
+    )));
+    let state = tempfile::tempdir().unwrap();
+    let mut command = sse_ingest();
+    command.args(["run", "--aggregate", "--url", &server.url("/s")]);
+    command.args(["--sink", "kinesis:agg-kill", "--region", "us-east-1"]);
+    command.args(["--endpoint-url", &kinesis.proxy.endpoint()]);
+    command.args(["--checkpoint-interval-ms", "20"]);
+    command.stderr(std::process::Stdio::piped());
+    support::local_aws_credentials(&mut command);
+    isolated(&mut command, state.path());
+    let received = "sse_ingest_events_received_total{pipeline=\"default\"}";
+    // Blocking waits on the admin API; the proxy's tasks run on the other worker.
+    let running = tokio::task::block_in_place(|| {
+        let running = support::WithAdmin::start(&mut command);
+        running.wait_for_metric(
+            "sse_ingest_kinesis_aggregated_records_total{pipeline=\"default\"}",
+            4.0,
+            Duration::from_secs(60),
+        );
+        // From now on nothing more is stored, while events keep being read and submitted:
+        // a checkpoint that followed submissions instead of acknowledgements would pass
+        // what is stored.
+        kinesis.proxy.stop_answering();
+        // (Each paced event is a batch of its own, and at most 64 batches await Kinesis
+        // before the pipeline stops reading.)
+        let now = running.metric(received).unwrap_or_default();
+        running.wait_for_metric(received, now + 30.0, Duration::from_secs(60));
+        running.wait_for_metric(
+            "sse_ingest_kinesis_in_flight_requests{pipeline=\"default\"}",
+            1.0,
+            Duration::from_secs(60),
+        );
+        let read = running.metric(received).unwrap_or_default() as u64;
+        (read, running.kill())
+    });
+    let (read, running) = running;
+    let checkpoint =
+        std::fs::read_to_string(state.path().join("pipelines/default/checkpoint.json"))
+            .unwrap_or_else(|e| panic!("no checkpoint ({e}): {running}"));
+    let checkpoint: serde_json::Value = serde_json::from_str(&checkpoint).unwrap();
+    let last: u64 = checkpoint["last_event_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(last > 0, "{checkpoint}");
+    let stored: BTreeSet<u64> = deaggregate(&read_stream(&kinesis.client, "agg-kill").await)
+        .iter()
+        .map(|u| number_in(&u.data))
+        .collect();
+    assert!(
+        (0..read).any(|n| !stored.contains(&n)),
+        "every event read was stored: the test shows nothing"
+    );
+    let missing: Vec<u64> = (0..=last).filter(|n| !stored.contains(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "the checkpoint names event {last} but {} events up to it are not stored: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
