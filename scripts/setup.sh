@@ -4,8 +4,9 @@
 #
 #   scripts/setup.sh           the wasm32-wasip2 Rust target (to build)
 #   scripts/setup.sh --tests   also kinesalite and dynalite, the local Kinesis and DynamoDB APIs
-#                              the tests start (npm), cargo-deny, which checks the dependency
-#                              tree against deny.toml, and the tools that build the Python and
+#                              the tests start (npm), aws-kinesis-agg (npm, to read aggregated
+#                              records back), cargo-deny, which checks the dependency tree
+#                              against deny.toml, and the tools that build the Python and
 #                              JavaScript filter examples (componentize-py, ComponentizeJS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +45,12 @@ if [ "${1:-}" = "--tests" ]; then
   if [ ! -d examples/filters/js/node_modules/@bytecodealliance/componentize-js ]; then
     echo "== installing ComponentizeJS (npm ci in examples/filters/js)"
     (cd examples/filters/js && npm ci --no-audit --no-fund --ignore-scripts)
+  fi
+  # The --aggregate tests de-aggregate what they read back with aws-kinesis-agg, the KPL
+  # format's Node.js library (pinned the same way in tests/kinesis-agg; plain JavaScript).
+  if [ ! -d tests/kinesis-agg/node_modules/aws-kinesis-agg ]; then
+    echo "== installing aws-kinesis-agg (npm ci in tests/kinesis-agg)"
+    (cd tests/kinesis-agg && npm ci --no-audit --no-fund --ignore-scripts)
   fi
   # cargo-deny checks the dependency tree's licences, sources and bans (deny.toml). Built
   # from source at a pinned version (about 4 minutes on 2 cores, once per machine); the

@@ -21,6 +21,7 @@ mod docs;
 mod end_to_end;
 mod files;
 mod filters;
+mod kinesis_aggregation;
 mod kinesis_end_to_end;
 mod kinesis_fleet;
 mod large_events;

@@ -30,7 +30,7 @@ ROOT = AWS.parent.parent
 
 # What the task role grants on each resource; test_least_privilege.py checks that these
 # are exactly the calls the Rust code makes.
-KINESIS_PRODUCER_ACTIONS = {"kinesis:PutRecords", "kinesis:DescribeStreamSummary"}
+KINESIS_PRODUCER_ACTIONS = {"kinesis:PutRecords", "kinesis:DescribeStreamSummary", "kinesis:ListShards"}
 CHECKPOINT_ACTIONS = {"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem"}
 METRICS_LOG_STREAMS = {
     "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:${MetricsLogGroup}:*"

@@ -9,6 +9,7 @@ pub mod ambiguous;
 pub mod dynalite;
 pub mod examples;
 pub mod imports;
+pub mod kpl;
 pub mod node_server;
 pub mod numbered;
 pub mod outage;

@@ -404,6 +404,9 @@ pub struct RunArgs {
     /// Kinesis: no record overtakes an earlier record with the same partition key, even under retries.
     #[arg(long)]
     pub ordered: bool,
+    /// Kinesis: pack records into KPL aggregated records, per predicted shard, up to the record limit; only for consumers that de-aggregate (KCL, Firehose, Lambda with the KPL aggregation library).
+    #[arg(long)]
+    pub aggregate: bool,
     /// Kinesis: PutRecords requests in flight at once. Default: 4.
     #[arg(long, default_value_t = 4)]
     pub max_in_flight: usize,

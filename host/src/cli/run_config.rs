@@ -399,6 +399,7 @@ fn aws_http_settings(args: &RunArgs) -> Result<kinesis_producer::HttpSettings, C
 fn producer_config(stream: String, args: &RunArgs) -> Result<ProducerConfig, ConfigError> {
     let mut config = ProducerConfig::new(stream);
     config.ordered = args.ordered;
+    config.aggregate = args.aggregate;
     config.max_in_flight = args.max_in_flight;
     config.linger = Duration::from_millis(args.linger_ms);
     config.record_deadline = Duration::from_millis(args.record_deadline_ms);

@@ -12,7 +12,7 @@
 //! | | `reportMessagesReceivedMS` | `report_interval_ms` of a config file (`sse-ingest import`); ignored by `run --properties` |
 //! | `OutputStreamProperties` | `DefaultStream` | `--sink kinesis:STREAM` |
 //! | `ProducerConfigProperties` | `aws.region` | `--region` |
-//! | | `AggregationEnabled` | ignored: records are written one per event, never KPL-aggregated |
+//! | | `AggregationEnabled` | `--aggregate` when `true` (KPL-format aggregated records, for consumers that de-aggregate); else one Kinesis record per output record |
 //!
 //! A flag given with a value other than its default wins over the file.
 
@@ -53,6 +53,8 @@ pub struct SeedProperties {
     pub default_stream: Option<String>,
     /// `ProducerConfigProperties.aws.region`.
     pub region: Option<String>,
+    /// `ProducerConfigProperties.AggregationEnabled`: the seed's consumers de-aggregate.
+    pub aggregation: bool,
 }
 
 impl SeedProperties {
@@ -116,7 +118,20 @@ impl SeedProperties {
                     }
                 }
                 "OutputStreamProperties" => seed.default_stream = get("DefaultStream"),
-                "ProducerConfigProperties" => seed.region = get("aws.region"),
+                "ProducerConfigProperties" => {
+                    seed.region = get("aws.region");
+                    if let Some(enabled) = get("AggregationEnabled") {
+                        seed.aggregation = match enabled.trim().to_ascii_lowercase().as_str() {
+                            "true" => true,
+                            "false" => false,
+                            _ => {
+                                return Err(format!(
+                                    "AggregationEnabled `{enabled}` is neither true nor false"
+                                ));
+                            }
+                        };
+                    }
+                }
                 other => tracing::warn!(group = other, "unknown property group ignored"),
             }
         }
@@ -157,6 +172,8 @@ impl SeedProperties {
         if args.region.is_none() {
             args.region = self.region;
         }
+        // A switch: on when either the flag or the file turns it on.
+        args.aggregate |= self.aggregation;
     }
 }
 
@@ -190,6 +207,24 @@ pub(crate) mod tests {
             args.headers,
             vec!["User-Agent: sse-ingest", "Accept-Language: en"]
         );
+        assert!(!args.aggregate, "AggregationEnabled is false in the seed");
+    }
+
+    #[test]
+    fn aggregation_enabled_in_the_seed_turns_aggregate_on() {
+        let mut args = run_args(&[]);
+        SeedProperties::parse(&SEED.replace(
+            r#""AggregationEnabled": "false""#,
+            r#""AggregationEnabled": "true""#,
+        ))
+        .expect("parses")
+        .apply(&mut args);
+        assert!(args.aggregate);
+        let wrong = SeedProperties::parse(&SEED.replace(
+            r#""AggregationEnabled": "false""#,
+            r#""AggregationEnabled": "yes""#,
+        ));
+        assert!(wrong.unwrap_err().contains("AggregationEnabled `yes`"));
     }
 
     #[test]

@@ -350,6 +350,31 @@ impl Collector for KinesisCollector {
                 "Records the producer gave up on",
                 s.dead_lettered,
             ),
+            (
+                "kinesis_aggregated_records",
+                "Aggregated Kinesis records (KPL format, two records or more) acknowledged",
+                s.aggregated_records,
+            ),
+            (
+                "kinesis_aggregated_user_records",
+                "Records acknowledged inside aggregated Kinesis records",
+                s.aggregated_user_records,
+            ),
+            (
+                "kinesis_payload_units",
+                "PUT payload units (25 KiB, at least one per Kinesis record) acknowledged",
+                s.payload_units,
+            ),
+            (
+                "kinesis_shard_map_reads",
+                "ListShards reads of the stream's shard map (aggregation)",
+                s.shard_map_reads,
+            ),
+            (
+                "kinesis_shard_map_failures",
+                "ListShards reads that failed (records then go without aggregation)",
+                s.shard_map_failures,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -482,6 +507,11 @@ mod tests {
                 records_acked: source.load(std::sync::atomic::Ordering::Relaxed),
                 throttled_records: 7,
                 buffered_records: 3,
+                aggregated_records: 4,
+                aggregated_user_records: 100,
+                payload_units: 17,
+                shard_map_reads: 2,
+                shard_map_failures: 1,
                 ..StatsSnapshot::default()
             };
             let latency = LatencySnapshot {
@@ -516,6 +546,15 @@ mod tests {
             text.contains("sse_ingest_kinesis_buffered_records{pipeline=\"wiki\"} 3"),
             "{text}"
         );
+        for line in [
+            "sse_ingest_kinesis_aggregated_records_total{pipeline=\"wiki\"} 4",
+            "sse_ingest_kinesis_aggregated_user_records_total{pipeline=\"wiki\"} 100",
+            "sse_ingest_kinesis_payload_units_total{pipeline=\"wiki\"} 17",
+            "sse_ingest_kinesis_shard_map_reads_total{pipeline=\"wiki\"} 2",
+            "sse_ingest_kinesis_shard_map_failures_total{pipeline=\"wiki\"} 1",
+        ] {
+            assert!(text.contains(line), "no `{line}` in:\n{text}");
+        }
         acked.store(9, std::sync::atomic::Ordering::Relaxed);
         assert!(
             exposition

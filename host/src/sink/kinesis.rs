@@ -72,6 +72,7 @@ impl KinesisSink {
             shards = summary.open_shard_count,
             max_record_bytes = producer.max_record_bytes(),
             ordered = options.producer.ordered,
+            aggregate = options.producer.aggregate,
             "Kinesis stream ready"
         );
         Ok(Self { producer, keys })

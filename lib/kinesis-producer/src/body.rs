@@ -19,9 +19,27 @@ use crate::record::Entry;
 /// Bytes of the fixed parts around one record: `{"Data":"","PartitionKey":},`.
 const PER_RECORD_OVERHEAD: usize = 32;
 
+/// One Kinesis record of a request: an entry as it is, or an aggregate of entries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WireRecord<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) key: &'a str,
+    pub(crate) explicit_hash_key: Option<&'a str>,
+}
+
+impl<'a> From<&'a Entry> for WireRecord<'a> {
+    fn from(e: &'a Entry) -> Self {
+        Self {
+            data: &e.data,
+            key: &e.key,
+            explicit_hash_key: e.explicit_hash_key_ref(),
+        }
+    }
+}
+
 /// The body of a PutRecords request for `entries` to `target` (a stream name, or an ARN).
 pub(crate) fn put_records_body<'a>(
-    entries: impl Iterator<Item = &'a Entry> + Clone,
+    entries: impl Iterator<Item = WireRecord<'a>> + Clone,
     target: &str,
 ) -> Bytes {
     let capacity = 64
@@ -32,7 +50,7 @@ pub(crate) fn put_records_body<'a>(
                 base64_len(e.data.len())
                     + e.key.len()
                     + PER_RECORD_OVERHEAD
-                    + e.explicit_hash_key_ref().map_or(0, |h| h.len() + 24)
+                    + e.explicit_hash_key.map_or(0, |h| h.len() + 24)
             })
             .sum::<usize>();
     let mut body = Vec::with_capacity(capacity);
@@ -42,10 +60,10 @@ pub(crate) fn put_records_body<'a>(
             body.push(b',');
         }
         body.extend_from_slice(b"{\"Data\":\"");
-        base64_simd::STANDARD.encode_append(&e.data, &mut body);
+        base64_simd::STANDARD.encode_append(e.data, &mut body);
         body.extend_from_slice(b"\",\"PartitionKey\":");
-        json_string(&mut body, &e.key);
-        if let Some(hash_key) = e.explicit_hash_key_ref() {
+        json_string(&mut body, e.key);
+        if let Some(hash_key) = e.explicit_hash_key {
             body.extend_from_slice(b",\"ExplicitHashKey\":");
             json_string(&mut body, hash_key);
         }
@@ -100,7 +118,7 @@ mod tests {
             entry(b"hello", "k1", None),
             entry(b"\x00\xffbin", "k2", None),
         ];
-        let body = put_records_body(entries.iter(), "events");
+        let body = put_records_body(entries.iter().map(WireRecord::from), "events");
         assert_eq!(
             parse(&body),
             serde_json::json!({
@@ -116,7 +134,7 @@ mod tests {
     #[test]
     fn keys_and_stream_names_are_escaped() {
         let entries = [entry(b"x", "quote\" back\\slash\nnewline é", None)];
-        let body = put_records_body(entries.iter(), "we\"ird");
+        let body = put_records_body(entries.iter().map(WireRecord::from), "we\"ird");
         let value = parse(&body);
         assert_eq!(
             value["Records"][0]["PartitionKey"],
@@ -129,7 +147,7 @@ mod tests {
     fn an_arn_target_is_sent_as_stream_arn_and_explicit_hash_keys_are_kept() {
         let arn = "arn:aws:kinesis:us-east-1:123456789012:stream/events";
         let entries = [entry(b"x", "k", Some("42"))];
-        let value = parse(&put_records_body(entries.iter(), arn));
+        let value = parse(&put_records_body(entries.iter().map(WireRecord::from), arn));
         assert_eq!(value["StreamARN"], arn);
         assert!(value.get("StreamName").is_none());
         assert_eq!(value["Records"][0]["ExplicitHashKey"], "42");
@@ -140,7 +158,7 @@ mod tests {
         let entries: Vec<Entry> = (0..500)
             .map(|_| entry(&[7u8; 1024], "partition-key-1", None))
             .collect();
-        let body = put_records_body(entries.iter(), "events");
+        let body = put_records_body(entries.iter().map(WireRecord::from), "events");
         // Base64 of 1 KiB is 1368 bytes; with the key and the JSON around it, ~1.4 KB a record.
         assert!(
             body.len() > 500 * 1368 && body.len() < 500 * 1450,

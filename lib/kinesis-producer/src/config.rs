@@ -65,6 +65,11 @@ pub struct ProducerConfig {
     pub retry_base: Duration,
     /// Longest retry delay. Default 5 s.
     pub retry_cap: Duration,
+    /// Pack user records into KPL-format aggregated records, grouped by the shard they are
+    /// predicted to land on (ListShards), each bounded by the record limit. Only for
+    /// consumers that de-aggregate (the KCL, Firehose, Lambda with the aggregation
+    /// library). Default `false`. See the crate documentation.
+    pub aggregate: bool,
 }
 
 impl ProducerConfig {
@@ -85,6 +90,7 @@ impl ProducerConfig {
             operation_timeout: Duration::from_secs(15),
             retry_base: Duration::from_millis(100),
             retry_cap: Duration::from_secs(5),
+            aggregate: false,
         }
     }
 

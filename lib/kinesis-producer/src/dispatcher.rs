@@ -20,10 +20,12 @@ use rand::Rng;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::{Instant, sleep_until};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use crate::body::put_records_body;
+use crate::aggregate::{self, Limits, Wire};
+use crate::body::{WireRecord, put_records_body};
 use crate::record::{DeadLetter, Entry, TicketShared};
+use crate::shards::{ShardMap, list_open_shards};
 use crate::{CloseReport, ProducerStats};
 
 /// State shared by the producer handles and the background task.
@@ -86,7 +88,31 @@ pub(crate) struct Settings {
     pub(crate) retry_base: Duration,
     pub(crate) retry_cap: Duration,
     pub(crate) record_deadline: Duration,
+    /// Pack user records into KPL aggregated records (`aggregate.rs`).
+    pub(crate) aggregate: bool,
+    /// The record limit, which bounds an aggregated record too.
+    pub(crate) max_record_bytes: usize,
 }
+
+/// Kinesis bills PUT payload units of 25 KiB, at least one per record.
+const PAYLOAD_UNIT_BYTES: usize = 25 * 1024;
+
+/// A stream's shard map, for aggregation (`shards.rs`).
+#[derive(Debug)]
+enum ShardMapState {
+    /// Not aggregating: every record goes plain.
+    Off,
+    /// ListShards is being read and no map is known: the stream's records wait for it.
+    Reading,
+    Known(Arc<ShardMap>),
+    /// ListShards failed `failures` times in a row; another read is scheduled, and
+    /// meanwhile records go plain.
+    Plain {
+        failures: u32,
+    },
+}
+
+type ShardLookup = (usize, Result<ShardMap, String>);
 
 type PutResult = Result<
     PutRecordsOutput,
@@ -109,11 +135,14 @@ struct StreamState {
     /// 64-bit hash of the key (no copy of the key, one hash per lookup): two keys with the
     /// same hash would share a chain, which keeps both in order and only slows them down.
     chains: HashMap<u64, VecDeque<Entry>, BuildHasherDefault<PreHashed>>,
+    shard_map: ShardMapState,
 }
 
 struct InFlight {
     stream: usize,
     entries: Vec<Entry>,
+    /// How `entries` were packed into Kinesis records, when they were aggregated.
+    wires: Option<Vec<Wire>>,
     /// When the request was handed to the client (its latency starts there).
     sent_at: Instant,
 }
@@ -167,6 +196,8 @@ pub(crate) struct Dispatcher {
     next_stream: usize,
     requests: JoinSet<PutResult>,
     in_flight: HashMap<Id, InFlight>,
+    /// ListShards reads under way (aggregation only).
+    lookups: JoinSet<ShardLookup>,
     retries: BinaryHeap<RetryGroup>,
     retry_seq: u64,
     /// Records admitted and not yet settled.
@@ -190,7 +221,7 @@ impl Dispatcher {
         settings: Settings,
         rx: mpsc::UnboundedReceiver<Command>,
     ) -> Self {
-        let default = StreamState::new(settings.default_stream.clone());
+        let default = StreamState::new(settings.default_stream.clone(), settings.aggregate);
         Self {
             client,
             shared,
@@ -202,6 +233,7 @@ impl Dispatcher {
             next_stream: 0,
             requests: JoinSet::new(),
             in_flight: HashMap::new(),
+            lookups: JoinSet::new(),
             retries: BinaryHeap::new(),
             retry_seq: 0,
             open_records: 0,
@@ -217,6 +249,9 @@ impl Dispatcher {
     /// Runs until closed (and flushed or timed out), or until every handle is dropped and
     /// everything accepted is settled.
     pub(crate) async fn run(mut self) {
+        if self.settings.aggregate {
+            self.read_shard_map(0, Duration::ZERO);
+        }
         loop {
             let now = Instant::now();
             // Past the deadline nothing more is sent, not even what was enqueued just now.
@@ -234,6 +269,9 @@ impl Dispatcher {
             tokio::select! {
                 biased;
                 Some(done) = self.requests.join_next_with_id() => self.on_response(done),
+                Some(done) = self.lookups.join_next(), if !self.lookups.is_empty() => {
+                    self.on_shard_map(done);
+                }
                 cmd = self.rx.recv(), if self.rx_open => {
                     self.on_command(cmd);
                     // Take whatever else is queued before sending, so that batches fill up.
@@ -380,9 +418,13 @@ impl Dispatcher {
         if let Some(&i) = self.stream_index.get(name) {
             return i;
         }
-        self.streams.push(StreamState::new(name.to_owned()));
+        self.streams
+            .push(StreamState::new(name.to_owned(), self.settings.aggregate));
         let i = self.streams.len() - 1;
         self.stream_index.insert(name.to_owned(), i);
+        if self.settings.aggregate {
+            self.read_shard_map(i, Duration::ZERO);
+        }
         i
     }
 
@@ -426,8 +468,15 @@ impl Dispatcher {
         if !st.isolated.is_empty() {
             return true;
         }
-        !st.ready.is_empty()
-            && (st.ready.len() >= self.settings.max_records_per_request
+        // Aggregated, many user records share a Kinesis record: only bytes fill a request.
+        let (wait, counted) = match st.shard_map {
+            ShardMapState::Reading => (true, false),
+            ShardMapState::Known(_) => (false, false),
+            ShardMapState::Off | ShardMapState::Plain { .. } => (false, true),
+        };
+        !wait
+            && !st.ready.is_empty()
+            && ((counted && st.ready.len() >= self.settings.max_records_per_request)
                 || st.ready_bytes > self.settings.max_request_bytes
                 || self.flushing()
                 || st.due.is_some_and(|d| d <= now))
@@ -492,10 +541,39 @@ impl Dispatcher {
         batch
     }
 
+    /// Takes the next request's records aggregated by predicted shard (`aggregate.rs`).
+    fn take_packed(&mut self, s: usize, map: &ShardMap, now: Instant) -> (Vec<Entry>, Vec<Wire>) {
+        let limits = Limits {
+            records: self.settings.max_records_per_request,
+            request_bytes: self.settings.max_request_bytes,
+            record_bytes: self.settings.max_record_bytes,
+        };
+        let st = &mut self.streams[s];
+        let (packed, expired) =
+            aggregate::pack(&mut st.ready, &mut st.ready_bytes, map, limits, now);
+        // What is left waited behind a full request: it goes as soon as a slot frees.
+        st.due = (!st.ready.is_empty()).then_some(now);
+        for e in expired {
+            let reason = format!("deadline passed {}", e.history());
+            self.dead_letter(s, e, reason);
+        }
+        (packed.entries, packed.wires)
+    }
+
     fn send(&mut self, s: usize, now: Instant) {
-        let mut batch = match self.streams[s].isolated.pop_front() {
-            Some(batch) => self.drop_expired(s, batch, now),
-            None => self.take_batch(s, now),
+        let known = match &self.streams[s].shard_map {
+            ShardMapState::Known(map) => Some(Arc::clone(map)),
+            _ => None,
+        };
+        // The halves of a rejected request go plain, so that the split finds the user
+        // record at fault.
+        let (mut batch, mut wires) = match (self.streams[s].isolated.pop_front(), known) {
+            (Some(batch), _) => (self.drop_expired(s, batch, now), None),
+            (None, Some(map)) => {
+                let (batch, wires) = self.take_packed(s, &map, now);
+                (batch, Some(wires))
+            }
+            (None, None) => (self.take_batch(s, now), None),
         };
         if batch.is_empty() {
             return;
@@ -508,7 +586,30 @@ impl Dispatcher {
         ProducerStats::add(&stats.in_flight_requests, 1);
         ProducerStats::add(&stats.in_flight_records, batch.len() as u64);
         let target = &self.streams[s].target;
-        let body = put_records_body(batch.iter(), target);
+        let body = match &mut wires {
+            Some(wires) => {
+                let mut records = Vec::with_capacity(wires.len());
+                let mut at = 0;
+                for w in wires.iter() {
+                    let first = &batch[at];
+                    records.push(match &w.aggregate {
+                        Some(data) => WireRecord {
+                            data,
+                            ..WireRecord::from(first)
+                        },
+                        None => WireRecord::from(first),
+                    });
+                    at += w.records;
+                }
+                let body = put_records_body(records.iter().copied(), target);
+                // The body holds the aggregated bytes now; the entries are kept for retries.
+                for w in wires.iter_mut() {
+                    w.aggregate = None;
+                }
+                body
+            }
+            None => put_records_body(batch.iter().map(WireRecord::from), target),
+        };
         // The SDK serialises an input without records (a few bytes); the body written
         // above replaces it before signing, so SigV4 signs what is sent.
         let call = self.client.put_records();
@@ -529,6 +630,7 @@ impl Dispatcher {
             InFlight {
                 stream: s,
                 entries: batch,
+                wires,
                 sent_at: now,
             },
         );
@@ -542,6 +644,7 @@ impl Dispatcher {
         let Some(InFlight {
             stream,
             entries,
+            wires,
             sent_at,
         }) = self.in_flight.remove(&id)
         else {
@@ -555,7 +658,10 @@ impl Dispatcher {
             .request_latency
             .observe(now.saturating_duration_since(sent_at));
         match result {
-            Ok(Ok(output)) => self.on_output(stream, entries, &output, now),
+            Ok(Ok(output)) => match wires {
+                Some(wires) => self.on_packed_output(stream, entries, &wires, &output, now),
+                None => self.on_output(stream, entries, &output, now),
+            },
             Ok(Err(err)) => {
                 let (verdict, message) = classify(&err);
                 self.on_request_failure(stream, entries, verdict, message, now);
@@ -585,8 +691,17 @@ impl Dispatcher {
             return self.on_request_failure(s, entries, verdict, message, now);
         }
         if out.failed_record_count() == Some(0) {
+            let units = entries.iter().map(|e| payload_units(e.size)).sum();
+            ProducerStats::add(&self.shared.stats.payload_units, units);
             return self.ack(s, entries);
         }
+        let units = entries
+            .iter()
+            .zip(results)
+            .filter(|(_, r)| r.error_code().is_none())
+            .map(|(e, _)| payload_units(e.size))
+            .sum();
+        ProducerStats::add(&self.shared.stats.payload_units, units);
         let mut acked = Vec::with_capacity(entries.len());
         let mut failed = Vec::new();
         let mut throttled = 0u64;
@@ -616,6 +731,133 @@ impl Dispatcher {
         );
         self.ack(s, acked);
         self.retry_later(s, failed, now);
+    }
+
+    /// The answer to a request of aggregated records: each result settles every user
+    /// record of its Kinesis record alike.
+    fn on_packed_output(
+        &mut self,
+        s: usize,
+        entries: Vec<Entry>,
+        wires: &[Wire],
+        out: &PutRecordsOutput,
+        now: Instant,
+    ) {
+        let results = out.records();
+        if results.len() != wires.len() {
+            let message = format!(
+                "malformed PutRecords response: {} results for {} records",
+                results.len(),
+                wires.len()
+            );
+            let verdict = Verdict::Retry { throttled: false };
+            return self.on_request_failure(s, entries, verdict, message, now);
+        }
+        let mut acked = Vec::with_capacity(entries.len());
+        let mut failed = Vec::new();
+        let (mut throttled, mut units, mut aggregates, mut aggregated) = (0u64, 0u64, 0u64, 0u64);
+        let mut moved: Option<(Arc<str>, String)> = None;
+        let mut entries = entries.into_iter();
+        for (w, r) in wires.iter().zip(results) {
+            let group = entries.by_ref().take(w.records);
+            match r.error_code() {
+                None => {
+                    units += payload_units(w.size);
+                    if w.records > 1 {
+                        aggregates += 1;
+                        aggregated += w.records as u64;
+                    }
+                    if let (Some(predicted), Some(actual)) = (&w.shard, r.shard_id())
+                        && **predicted != *actual
+                    {
+                        moved = Some((Arc::clone(predicted), actual.to_owned()));
+                    }
+                    acked.extend(group);
+                }
+                Some(code) => {
+                    if code == "ProvisionedThroughputExceededException" {
+                        throttled += w.records as u64;
+                    }
+                    let message: Arc<str> = match r.error_message() {
+                        Some(m) => format!("{code}: {m}").into(),
+                        None => code.into(),
+                    };
+                    for mut e in group {
+                        e.set_last_error(Arc::clone(&message));
+                        failed.push(e);
+                    }
+                }
+            }
+        }
+        let stats = &self.shared.stats;
+        ProducerStats::add(&stats.throttled_records, throttled);
+        ProducerStats::add(&stats.payload_units, units);
+        ProducerStats::add(&stats.aggregated_records, aggregates);
+        ProducerStats::add(&stats.aggregated_user_records, aggregated);
+        if !failed.is_empty() {
+            debug!(
+                stream = %self.streams[s].target,
+                acked = acked.len(),
+                failed = failed.len(),
+                throttled,
+                "PutRecords partially failed; retrying the failed records"
+            );
+        }
+        if let Some((predicted, actual)) = moved
+            && matches!(self.streams[s].shard_map, ShardMapState::Known(_))
+        {
+            info!(
+                stream = %self.streams[s].target,
+                %predicted,
+                %actual,
+                "a record landed on another shard than the shard map predicted (the stream was resharded); reading the shard map again"
+            );
+            self.streams[s].shard_map = ShardMapState::Reading;
+            self.read_shard_map(s, Duration::ZERO);
+        }
+        self.ack(s, acked);
+        self.retry_later(s, failed, now);
+    }
+
+    /// Starts a ListShards read of stream `s`'s shard map after `delay`.
+    fn read_shard_map(&mut self, s: usize, delay: Duration) {
+        ProducerStats::add(&self.shared.stats.shard_map_reads, 1);
+        let client = self.client.clone();
+        let target = self.streams[s].target.clone();
+        self.lookups.spawn(async move {
+            tokio::time::sleep(delay).await;
+            (s, list_open_shards(&client, &target).await)
+        });
+    }
+
+    fn on_shard_map(&mut self, done: Result<ShardLookup, JoinError>) {
+        let Ok((s, result)) = done else {
+            return; // aborted: the producer is finishing
+        };
+        let stream = self.streams[s].target.clone();
+        match result {
+            Ok(map) => {
+                info!(%stream, shards = map.len(), "read the stream's shard map; aggregating records per shard");
+                self.streams[s].shard_map = ShardMapState::Known(Arc::new(map));
+            }
+            Err(error) => {
+                ProducerStats::add(&self.shared.stats.shard_map_failures, 1);
+                let failures = match self.streams[s].shard_map {
+                    ShardMapState::Plain { failures } => failures + 1,
+                    _ => 1,
+                };
+                let retry = backoff(Duration::from_secs(1), Duration::from_secs(60), failures);
+                warn!(
+                    %stream,
+                    %error,
+                    failures,
+                    retry_ms = retry.as_millis() as u64,
+                    "ListShards failed: sending records without aggregation until the shard map is read"
+                );
+                self.streams[s].shard_map = ShardMapState::Plain { failures };
+                self.read_shard_map(s, retry);
+            }
+        }
     }
 
     fn on_request_failure(
@@ -770,8 +1012,11 @@ impl Dispatcher {
         let mut consider = |t: Instant| wake = Some(wake.map_or(t, |w| w.min(t)));
         if self.requests.len() < self.settings.max_in_flight {
             for st in &self.streams {
+                // A stream whose shard map is being read waits for the answer, which wakes
+                // the loop; waking for its due time (passed, maybe) would spin.
                 if let Some(d) = st.due
                     && !st.ready.is_empty()
+                    && !matches!(st.shard_map, ShardMapState::Reading)
                 {
                     consider(d.max(now));
                 }
@@ -840,8 +1085,13 @@ impl Dispatcher {
 }
 
 impl StreamState {
-    fn new(target: String) -> Self {
+    fn new(target: String, aggregate: bool) -> Self {
         Self {
+            shard_map: if aggregate {
+                ShardMapState::Reading
+            } else {
+                ShardMapState::Off
+            },
             target,
             ready: VecDeque::new(),
             ready_bytes: 0,
@@ -850,6 +1100,11 @@ impl StreamState {
             chains: HashMap::default(),
         }
     }
+}
+
+/// PUT payload units of a Kinesis record of `bytes` bytes.
+fn payload_units(bytes: usize) -> u64 {
+    bytes.div_ceil(PAYLOAD_UNIT_BYTES).max(1) as u64
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -77,6 +77,22 @@
 //!   Cost: a key advances one record per round trip, so throughput comes from having many
 //!   keys in flight at once (up to 500 per request).
 //!
+//! # Aggregation
+//!
+//! With `aggregate: true` user records are packed into KPL-format aggregated records
+//! (`aggregate.rs`: magic, protobuf `AggregatedRecord`, MD5), one aggregate per predicted
+//! shard (ListShards' hash-key ranges, `shards.rs`), each bounded by the record limit; its
+//! partition key is its first user record's, so it lands on the predicted shard. A user
+//! record too large to share goes alone, plain. Everything above holds per user record:
+//! a failed aggregate retries (and in the end dead-letters) each user record it held, a
+//! ticket resolves when each is settled, ordered mode still keeps one record of a key
+//! outstanding (so an aggregate holds at most one record of each key; throughput comes from
+//! many keys, as without aggregation). A put whose record lands on another shard than
+//! predicted (a resharding) makes the producer read the shard map again; until a map is
+//! read the stream's records wait, and when ListShards fails they go plain. Only consumers
+//! that de-aggregate (the KCL, Firehose, Lambda with the aggregation library) read the user
+//! records; others see the aggregated bytes.
+//!
 //! # Tests and benchmark
 //!
 //! The integration tests run against kinesalite (a local Kinesis API server started from
@@ -90,6 +106,7 @@
 //! `tracing` events: request failures at `warn` (throttling at `debug`), dead letters at
 //! `warn`, partial failures at `debug`. Credentials never appear in them.
 
+mod aggregate;
 mod body;
 mod client;
 mod config;
@@ -97,6 +114,7 @@ mod dispatcher;
 mod error;
 mod producer;
 mod record;
+mod shards;
 mod stats;
 mod transient;
 

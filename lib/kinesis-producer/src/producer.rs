@@ -125,6 +125,7 @@ impl Producer {
             shards = summary.open_shard_count,
             max_record_bytes,
             ordered = config.ordered,
+            aggregate = config.aggregate,
             max_in_flight = config.max_in_flight,
             "Kinesis producer started"
         );
@@ -161,6 +162,8 @@ impl Producer {
             retry_base: config.retry_base,
             retry_cap: config.retry_cap,
             record_deadline: config.record_deadline,
+            aggregate: config.aggregate,
+            max_record_bytes,
         };
         tokio::spawn(Dispatcher::new(put_client, Arc::clone(&shared), settings, rx).run());
         Ok(Self {

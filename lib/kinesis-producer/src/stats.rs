@@ -21,6 +21,11 @@ pub struct ProducerStats {
     pub(crate) buffered_bytes: AtomicU64,
     pub(crate) buffered_records_peak: AtomicU64,
     pub(crate) buffered_bytes_peak: AtomicU64,
+    pub(crate) aggregated_records: AtomicU64,
+    pub(crate) aggregated_user_records: AtomicU64,
+    pub(crate) payload_units: AtomicU64,
+    pub(crate) shard_map_reads: AtomicU64,
+    pub(crate) shard_map_failures: AtomicU64,
     /// How long PutRecords requests took, from send to response.
     pub(crate) request_latency: LatencyHistogram,
 }
@@ -114,6 +119,19 @@ pub struct StatsSnapshot {
     pub buffered_records_peak: u64,
     /// The highest `buffered_bytes` seen.
     pub buffered_bytes_peak: u64,
+    /// Aggregated Kinesis records (two user records or more) that Kinesis acknowledged.
+    pub aggregated_records: u64,
+    /// User records inside those: divided by `aggregated_records`, the user records per
+    /// aggregate.
+    pub aggregated_user_records: u64,
+    /// PUT payload units (25 KiB, at least one per Kinesis record) of the Kinesis records
+    /// acknowledged: what Kinesis bills.
+    pub payload_units: u64,
+    /// ListShards reads of a shard map (aggregation: at start, and after a record landed
+    /// on another shard than predicted).
+    pub shard_map_reads: u64,
+    /// Of those, the ones that failed (records then go plain until a later read succeeds).
+    pub shard_map_failures: u64,
 }
 
 macro_rules! getters {
@@ -148,6 +166,11 @@ getters!(
     buffered_bytes,
     buffered_records_peak,
     buffered_bytes_peak,
+    aggregated_records,
+    aggregated_user_records,
+    payload_units,
+    shard_map_reads,
+    shard_map_failures,
 );
 
 impl ProducerStats {

@@ -47,6 +47,9 @@ fn to_toml(seed: SeedProperties, from: &str) -> String {
     if let Some(region) = &run.region {
         pipeline.insert("region".into(), Value::from(region.clone()));
     }
+    if run.aggregate {
+        pipeline.insert("aggregate".into(), Value::from(true));
+    }
     let mut document = Table::new();
     if let Some(ms) = report_interval_ms {
         document.insert(
@@ -95,9 +98,28 @@ mod tests {
         );
         assert!(
             matches!(&pipeline.sink, crate::sink::SinkSpec::Kinesis(options)
-                if options.producer.stream == "wiki-edits" && options.region.as_deref() == Some("eu-west-1")),
+                if options.producer.stream == "wiki-edits" && options.region.as_deref() == Some("eu-west-1")
+                    && !options.producer.aggregate),
             "{:?}",
             pipeline.sink
+        );
+    }
+
+    #[test]
+    fn an_aggregating_seed_imports_as_aggregate_true() {
+        let seed = SEED.replace(
+            r#""AggregationEnabled": "false""#,
+            r#""AggregationEnabled": "true""#,
+        );
+        let text = to_toml(SeedProperties::parse(&seed).unwrap(), "seed.json");
+        assert!(text.contains("aggregate = true"), "{text}");
+        let config =
+            crate::cli::config_file::parse(&text).unwrap_or_else(|p| panic!("{p:?}\n{text}"));
+        assert!(
+            matches!(&config.pipelines[0].sink, crate::sink::SinkSpec::Kinesis(options)
+                if options.producer.aggregate),
+            "{:?}",
+            config.pipelines[0].sink
         );
     }
 }

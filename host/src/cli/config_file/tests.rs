@@ -140,6 +140,26 @@ fn the_drain_stall_timeout_is_a_key_like_its_flag() {
 }
 
 #[test]
+fn aggregate_is_a_key_like_its_flag_and_only_a_boolean() {
+    let pipeline = |value: &str| {
+        format!(
+            "[[pipeline]]\nname = \"p\"\nurl = \"http://example.org/\"\nsink = \"kinesis:s\"\naggregate = {value}\n"
+        )
+    };
+    let aggregate = |text: &str| {
+        let config = parse(text).unwrap_or_else(|p| panic!("{p:?}"));
+        match &config.pipelines[0].sink {
+            crate::sink::SinkSpec::Kinesis(k) => k.producer.aggregate,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert!(aggregate(&pipeline("true")));
+    assert!(!aggregate(&pipeline("false")));
+    let problems = parse(&pipeline("\"yes\"")).unwrap_err();
+    assert_eq!(problems[0].line, 5, "{problems:?}");
+}
+
+#[test]
 fn a_bad_url_and_a_bad_sink_point_at_their_keys() {
     let text = "[[pipeline]]\nname = \"p\"\nurl = \"ftp://example.org/\"\n";
     let problems = parse(text).unwrap_err();

@@ -54,6 +54,8 @@ pub struct ChaosConfig {
     pub delay: Duration,
     /// The first this many PutRecords requests get no answer for a minute (not forwarded).
     pub hang_first: usize,
+    /// ListShards is refused with AccessDeniedException, as for a role without the grant.
+    pub refuse_list_shards: bool,
     pub seed: u64,
 }
 
@@ -98,6 +100,8 @@ pub struct Counters {
     pub concurrent: AtomicU64,
     pub max_concurrent: AtomicU64,
     pub hung: AtomicUsize,
+    /// ListShards calls refused (`refuse_list_shards`).
+    pub list_shards_refused: AtomicU64,
     /// PutRecords requests left unanswered after [`ChaosProxy::stop_answering`].
     pub unanswered: AtomicU64,
     /// Data of the records whose acknowledgement was lost.
@@ -268,6 +272,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Reply, Drop
         let result = put_records(&state, &headers, body).await;
         c.concurrent.fetch_sub(1, Ordering::SeqCst);
         return result;
+    }
+    if target.ends_with(".ListShards") && state.config.refuse_list_shards {
+        state
+            .counters
+            .list_shards_refused
+            .fetch_add(1, Ordering::SeqCst);
+        return Ok(error(
+            StatusCode::BAD_REQUEST,
+            "AccessDeniedException",
+            "not authorized to perform: kinesis:ListShards",
+        ));
     }
     let (status, body) = forward(state.upstream, &headers, body).await;
     Ok(reply(status, body))
