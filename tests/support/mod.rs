@@ -324,9 +324,22 @@ pub fn http_request_with(
     headers: &[&str],
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    http_request_within(port, method, path, headers, body, Duration::from_secs(30))
+}
+
+/// `http_request_with`, waiting up to `limit` for the answer (a swap that compiles a
+/// large component answers only once it is compiled).
+pub fn http_request_within(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+    limit: Duration,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_read_timeout(Some(limit))?;
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",

@@ -639,4 +639,13 @@ pub enum FiltersCommand {
         /// The folder to write to (created if missing).
         dir: PathBuf,
     },
+    /// Write a new filter project to DIR (outside this repository): it keeps every event
+    /// unchanged out of the box, `DIR/build.sh` builds it and `DIR/test.sh` checks it.
+    New {
+        /// The project's language.
+        #[arg(long, value_enum)]
+        lang: crate::cli::commands::new_filter::Lang,
+        /// The folder to write to (created if missing; must be empty).
+        dir: PathBuf,
+    },
 }

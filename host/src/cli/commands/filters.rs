@@ -23,6 +23,9 @@ pub fn execute(command: FiltersCommand) -> Result<u8, Failure> {
                 println!("{}", path.display());
             }
         }
+        FiltersCommand::New { lang, dir } => {
+            return crate::cli::commands::new_filter::execute(lang, &dir);
+        }
     }
     Ok(exit::OK)
 }

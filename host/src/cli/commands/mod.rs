@@ -4,6 +4,7 @@ pub mod check;
 pub mod filters;
 pub mod health;
 pub mod import;
+pub mod new_filter;
 pub mod precompile;
 pub mod run;
 pub mod shards;
