@@ -787,3 +787,56 @@ fn a_stream_recorded_by_the_file_sink_replays_through_test_filter_in_both_format
         assert_eq!(data, vec!["{\"n\":1}", "plain text"], "{format}");
     }
 }
+
+/// The built-ins as committed from commit `ae81cbf` (`sse-ingest:pipeline@0.1.0`, before the
+/// 0.2 contract): each must still load through the host's adapter and write exactly the
+/// records today's built-in writes, in both formats, with its own keys.
+#[test]
+fn built_ins_of_the_0_1_contract_write_exactly_the_records_of_today_s() {
+    use sse_ingest::wasm::filter_harness::{FilterHarness, Format};
+    use sse_ingest::wasm::source::Event;
+    let mut events: Vec<Event> = support::wikimedia_events()
+        .into_iter()
+        .enumerate()
+        .map(|(n, data)| Event {
+            event_type: if n % 3 == 0 { "edit" } else { "message" }.to_string(),
+            data,
+            id: support::wikimedia_id(n),
+            received_at_ms: 1_690_617_099_000 + n as u64,
+        })
+        .collect();
+    events.push(Event {
+        event_type: "message".into(),
+        data: "not json".into(),
+        id: "x".into(),
+        received_at_ms: 7,
+    });
+    let fixtures = support::fixtures().join("filters-0.1");
+    let cases: [(&str, &[(&str, &str)]); 5] = [
+        ("passthrough", &[]),
+        ("types", &[("types", "edit")]),
+        (
+            "json-match",
+            &[("where", "/bot!=true"), ("key", "/meta/domain")],
+        ),
+        ("json-match", &[]),
+        ("wikimedia", &[]),
+    ];
+    for (name, config) in cases {
+        let old = std::fs::read(fixtures.join(format!("{}_filter.wasm", name.replace('-', "_"))))
+            .unwrap();
+        for format in [Format::Raw, Format::Envelope] {
+            let run = |wasm: &[u8]| {
+                FilterHarness::with_format(wasm, config, format)
+                    .unwrap_or_else(|e| panic!("{name} does not load: {e}"))
+                    .run(events.clone())
+                    .unwrap_or_else(|e| panic!("{name} fails: {e}"))
+                    .records
+            };
+            let before = run(&old);
+            let now = run(&builtin_filter(name));
+            assert!(!now.is_empty(), "{name} {format:?} wrote nothing");
+            assert_eq!(before, now, "{name} {config:?} {format:?}");
+        }
+    }
+}

@@ -13,7 +13,7 @@
 use wasmtime::Engine;
 
 use crate::config::FilterLimits;
-use crate::core::format::Format;
+pub use crate::core::format::Format;
 use crate::wasm::filter::{FilterComponent, FilterContext, FilterError, FilterOutput};
 use crate::wasm::source::Event;
 
