@@ -226,6 +226,12 @@ fn a_rebinding_swap_is_refused_and_the_version_stays_one_while_a_local_swap_succ
     let dir = tempfile::tempdir().unwrap();
     let running = running(&server, dir.path(), None);
     wait_for_admin(running.port, LIMIT);
+    wait_until(
+        "the pipeline running filter version 1",
+        LIMIT,
+        || filter_version(&running) == 1,
+        || running.stderr(),
+    );
     let filter = builtin_filter("passthrough");
     // A label with a line break: it must not forge a log line.
     let path = "/pipelines/default/filter?label=mine%0Aforged%20INFO%20line";
@@ -273,13 +279,19 @@ fn the_swap_command_sends_the_token_and_prints_the_new_version() {
     let server = one_event_then_hold(&hold);
     let dir = tempfile::tempdir().unwrap();
     let running = running(&server, dir.path(), Some(TOKEN));
+    // Running with its first filter version: `/pipelines/default` answers before the
+    // pipeline's filter stage has started, without a version.
     wait_until(
-        "the pipeline running",
+        "the pipeline running filter version 1",
         LIMIT,
         || {
             running
                 .get("/pipelines/default")
-                .is_ok_and(|(status, _)| status == 200)
+                .is_ok_and(|(status, body)| {
+                    status == 200
+                        && serde_json::from_str::<serde_json::Value>(&body)
+                            .is_ok_and(|value| value["filter_version"] == 1)
+                })
         },
         || running.stderr(),
     );
